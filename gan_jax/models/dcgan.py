@@ -1,0 +1,143 @@
+"""DCGANs: the reference model of the TensorFlow DCGAN tutorial (MNIST 28x28) and the DCGAN of
+Radford et al. (2015) for 32x32 and 64x64 RGB images."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gan_jax.errors import ConfigError
+from gan_jax.models import register
+from gan_jax.models.layers import Conv, ConvTranspose
+
+
+class ExampleDropout(nn.Module):
+    """Dropout whose mask is keyed per example (fold_in(rng, global example index)), so that the
+    masks of a global batch are the same however the batch is split over devices or under pmap."""
+
+    rate: float
+    axis_name: str | None = None  # pmap axis: examples on device i start at i * local_batch
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
+        if deterministic or self.rate == 0.0:
+            return x
+        rng = self.make_rng("dropout")
+        ids = jnp.arange(x.shape[0])
+        if self.axis_name is not None:
+            ids = ids + jax.lax.axis_index(self.axis_name) * x.shape[0]
+        keep = 1.0 - self.rate
+        mask = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(rng, i), keep, x.shape[1:]))(ids)
+        return jnp.where(mask, x / keep, 0.0)
+
+
+class TutorialGenerator(nn.Module):
+    """The TF tutorial's generator: z (N, 100) -> images (N, 28, 28, channels) in [-1, 1]."""
+
+    channels: int = 1
+    conv_impl: str = "auto"
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        def bn_act(h):
+            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(h)
+            return nn.leaky_relu(h, 0.3)  # Keras' LeakyReLU default slope
+
+        h = bn_act(nn.Dense(7 * 7 * 256, use_bias=False)(z)).reshape(-1, 7, 7, 256)
+        h = bn_act(ConvTranspose(128, (5, 5), (1, 1), "SAME", use_bias=False, impl=self.conv_impl)(h))
+        h = bn_act(ConvTranspose(64, (5, 5), (2, 2), "SAME", use_bias=False, impl=self.conv_impl)(h))
+        return jnp.tanh(ConvTranspose(self.channels, (5, 5), (2, 2), "SAME", use_bias=False,
+                                      impl=self.conv_impl)(h))
+
+
+class TutorialDiscriminator(nn.Module):
+    """The TF tutorial's discriminator: images (N, 28, 28, C) -> logits (N,)."""
+
+    dropout_rate: float = 0.3
+    conv_impl: str = "auto"
+    dropout_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        h = x
+        for features in (64, 128):
+            h = nn.leaky_relu(Conv(features, (5, 5), (2, 2), "SAME", impl=self.conv_impl)(h), 0.3)
+            h = ExampleDropout(self.dropout_rate, self.dropout_axis_name)(h, deterministic=not train)
+        return nn.Dense(1)(h.reshape(h.shape[0], -1))[:, 0]
+
+
+_init = nn.initializers.normal(0.02)  # Radford et al.: all weights from N(0, 0.02)
+
+
+def _bn(train: bool, axis_name: str | None) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=axis_name,
+                        scale_init=lambda k, s, d: 1.0 + 0.02 * jax.random.normal(k, s, d))
+
+
+class RadfordGenerator(nn.Module):
+    """z (N, latent_dim) -> images (N, S, S, channels) in [-1, 1], S = 4 * 2^k: a projection to
+    4x4, then 4x4 stride-2 transposed convolutions doubling the resolution, BN+ReLU, tanh output."""
+
+    resolution: int = 64
+    channels: int = 3
+    width: int = 64  # channels of the last hidden layer (ngf)
+    conv_impl: str = "auto"
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        n_up = int(math.log2(self.resolution // 4))
+        features = self.width * 2 ** (n_up - 1)
+        # A Dense to 4x4xF is Radford's 4x4 transposed convolution of the 1x1 latent.
+        h = nn.Dense(4 * 4 * features, use_bias=False, kernel_init=_init)(z).reshape(-1, 4, 4, features)
+        h = nn.relu(_bn(train, self.bn_axis_name)(h))
+        for i in range(n_up):
+            last = i == n_up - 1
+            features = self.channels if last else features // 2
+            h = ConvTranspose(features, (4, 4), (2, 2), "SAME", use_bias=last, kernel_init=_init,
+                              impl=self.conv_impl)(h)
+            h = jnp.tanh(h) if last else nn.relu(_bn(train, self.bn_axis_name)(h))
+        return h
+
+
+class RadfordDiscriminator(nn.Module):
+    """images (N, S, S, C) -> logits (N,): 4x4 stride-2 convolutions down to 4x4, LeakyReLU(0.2),
+    BN on all but the first layer, then a linear map of the 4x4 features (Radford's last 4x4 conv)."""
+
+    width: int = 64
+    conv_impl: str = "auto"
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        h, features, first = x, self.width, True
+        while h.shape[1] > 4:
+            h = Conv(features, (4, 4), (2, 2), ((1, 1), (1, 1)), use_bias=first, kernel_init=_init,
+                     impl=self.conv_impl)(h)
+            if not first:
+                h = _bn(train, self.bn_axis_name)(h)
+            h, features, first = nn.leaky_relu(h, 0.2), features * 2, False
+        return nn.Dense(1, kernel_init=_init)(h.reshape(h.shape[0], -1))[:, 0]
+
+
+@register("dcgan_tutorial")
+def build_dcgan_tutorial(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+    if tuple(example_shape[:2]) != (28, 28):
+        raise ConfigError(f"model.name='dcgan_tutorial' needs 28x28 images, got data of shape {example_shape}")
+    impl, axis = cfg.get("conv_impl", "auto"), cfg.get("axis_name", None)
+    return {"generator": TutorialGenerator(example_shape[2], impl, axis),
+            "discriminator": TutorialDiscriminator(cfg.get("dropout_rate", 0.3), impl, axis)}
+
+
+@register("dcgan")
+def build_dcgan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+    size = example_shape[0]
+    if len(example_shape) != 3 or example_shape[1] != size or size < 8 or size & (size - 1):
+        raise ConfigError(f"model.name='dcgan' needs square images of a power-of-two size >= 8, "
+                          f"got data of shape {example_shape}")
+    impl, axis = cfg.get("conv_impl", "auto"), cfg.get("axis_name", None)
+    return {"generator": RadfordGenerator(size, example_shape[2], cfg.get("generator_width", 64), impl, axis),
+            "discriminator": RadfordDiscriminator(cfg.get("discriminator_width", 64), impl, axis)}

@@ -1,0 +1,92 @@
+"""The GAN of Goodfellow et al. (2014): MLP generator and discriminator, optionally with maxout
+discriminator layers; also the PacGAN 2D-ring networks (BatchNorm+ReLU generator, maxout critic)."""
+
+import math
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from gan_jax.errors import ConfigError
+from gan_jax.models import register
+
+ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2), "tanh": jnp.tanh,
+               "elu": nn.elu, "gelu": nn.gelu}
+
+
+class Maxout(nn.Module):
+    """Dense layer with `pieces` linear pieces per unit and the max over them: (N, D) -> (N, features)."""
+
+    features: int
+    pieces: int = 5
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        y = nn.Dense(self.features * self.pieces)(x)
+        return y.reshape(*x.shape[:-1], self.features, self.pieces).max(-1)
+
+
+class MLPGenerator(nn.Module):
+    """z (N, latent_dim) -> samples (N, *output_shape); tanh output for images, linear for points."""
+
+    output_shape: tuple[int, ...]
+    width: int = 1200
+    depth: int = 2
+    activation: str = "relu"
+    batch_norm: bool = False
+    tanh_output: bool = True
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        h = z
+        for _ in range(self.depth):
+            h = nn.Dense(self.width, use_bias=not self.batch_norm)(h)
+            if self.batch_norm:
+                h = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(h)
+            h = ACTIVATIONS[self.activation](h)
+        h = nn.Dense(math.prod(self.output_shape))(h)
+        if self.tanh_output:
+            h = jnp.tanh(h)
+        return h.reshape(z.shape[0], *self.output_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x (N, *shape) -> logits (N,). Hidden layers are LeakyReLU(0.2) or maxout units."""
+
+    width: int = 240
+    depth: int = 2
+    maxout_pieces: int = 0  # 0: LeakyReLU layers; k > 0: maxout layers with k pieces
+    dropout_rate: float = 0.0
+    axis_name: str | None = None  # pmap axis, for per-example dropout masks
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        from gan_jax.models.dcgan import ExampleDropout
+
+        h = x.reshape(x.shape[0], -1)
+        for _ in range(self.depth):
+            if self.maxout_pieces:
+                h = Maxout(self.width, self.maxout_pieces)(h)
+            else:
+                h = nn.leaky_relu(nn.Dense(self.width)(h), 0.2)
+            if self.dropout_rate:
+                h = ExampleDropout(self.dropout_rate, self.axis_name)(h, deterministic=not train)
+        return nn.Dense(1)(h)[:, 0]
+
+
+@register("mlp_gan")
+def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+    images = len(example_shape) == 3
+    activation = cfg.get("generator_activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"model.generator_activation={activation!r} is unknown; accepted: {', '.join(ACTIVATIONS)}")
+    generator = MLPGenerator(
+        output_shape=example_shape, width=cfg.get("generator_width", 1200), depth=cfg.get("generator_depth", 2),
+        activation=activation, batch_norm=cfg.get("generator_batch_norm", False),
+        tanh_output=images, bn_axis_name=cfg.get("axis_name", None))
+    discriminator = MLPDiscriminator(
+        width=cfg.get("discriminator_width", 240), depth=cfg.get("discriminator_depth", 2),
+        maxout_pieces=cfg.get("maxout_pieces", 0), dropout_rate=cfg.get("dropout_rate", 0.0),
+        axis_name=cfg.get("axis_name", None))
+    return {"generator": generator, "discriminator": discriminator}
