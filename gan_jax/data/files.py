@@ -181,7 +181,9 @@ def _load_path(path: Path, split: str, image_size: int | None, center_crop: bool
     """Generic data path: .npz, .tar[.gz], image folder, MNIST-layout folder, idx or CIFAR .bin file."""
     if not path.exists():
         raise DataError(f"{path}: data path not found")
-    if path.is_dir() and any((path / f"train-images-idx3-ubyte{z}").is_file() for z in ("", ".gz")):
+    if path.is_dir() and any(
+        (path / f"{pre}-images-idx3-ubyte{z}").is_file() for pre in ("train", "t10k") for z in ("", ".gz")
+    ):
         return _load_idx_pair(path, split, str(path))
     # A single file or image folder is one split; call it 'train' so a typo cannot alias it.
     _check_split(str(path), split, ("train",))
@@ -201,8 +203,10 @@ def _load_path(path: Path, split: str, image_size: int | None, center_crop: bool
         labels = None
         # Pair `*images-idx3*` with a sibling `*labels-idx1*` file when there is one.
         if "images-idx3" in name:
-            lab_path = path.with_name(name.replace("images-idx3", "labels-idx1"))
-            if lab_path.is_file():
+            stem = name.replace("images-idx3", "labels-idx1").removesuffix(".gz")
+            candidates = (path.with_name(stem), path.with_name(stem + ".gz"))
+            lab_path = next((p for p in candidates if p.is_file()), None)
+            if lab_path is not None:
                 lab = readers.read_idx(lab_path)
                 if lab.shape != (len(images),) or not np.issubdtype(lab.dtype, np.integer):
                     raise DataError(
