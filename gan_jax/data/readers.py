@@ -36,9 +36,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _CIFAR_RECORD = 1 + 32 * 32 * 3
 _CIFAR_CLASSES = 10
 _IMAGE_FORMATS = ("PNG", "JPEG")
-# Above this mean compressed size per image, decoding (C code, GIL released) dominates and a thread
-# pool pays off; below it Python-side parsing dominates and threads only add contention (measured:
-# 10,000 64x64 JPEGs decode faster serially on 2 cores).
+# Above this mean compressed size per image a thread pool is used: Pillow's C decoder releases the
+# GIL, so big images can decode in parallel. Small ones are dominated by Python-side header parsing
+# under the GIL, where threads only add contention (measured on 2 cores: 10,000 64x64 JPEGs decode
+# in ~2.2 s serially vs ~3.0 s with 4 threads).
 _THREADED_DECODE_MIN_BYTES = 32 * 1024
 _GRAY_MODES = ("L", "1", "LA")
 
