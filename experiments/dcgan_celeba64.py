@@ -1,0 +1,24 @@
+"""DCGAN of Radford et al. (2015) on 64x64 CelebA faces, batch 64, Adam 2e-4 b1 0.5."""
+
+from gan_jax.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "dcgan"
+    c.data.name = "celeba64"
+    c.data.batch_size = 64
+    c.data.random_flip = True
+    c.model.name = "dcgan"
+    c.model.generator_width = 64
+    c.model.discriminator_width = 64
+    c.train.steps = 30_000
+    if arg == "smoke":
+        c.data.batch_size = 4
+        c.model.generator_width = 4
+        c.model.discriminator_width = 4
+        c.train.steps = 4
+        c.train.log_every = 2
+        c.train.sample_every = 2
+        c.train.checkpoint_every = 2
+    return c

@@ -1,0 +1,26 @@
+"""The reference model: the DCGAN of the TensorFlow tutorial on MNIST 28x28, batch 256, Adam 1e-4
+(b1 0.5 as in Radford et al.; the tutorial uses Keras' 0.9), non-saturating loss."""
+
+from gan_jax.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "dcgan"
+    c.data.name = "mnist"
+    c.data.source = "files"
+    c.data.batch_size = 256
+    c.model.name = "dcgan_tutorial"
+    c.loss.name = "non_saturating"
+    c.optimizer.learning_rate = 1e-4
+    c.train.steps = 10_000
+    c.train.log_every = 50
+    c.train.sample_every = 500
+    c.train.checkpoint_every = 500
+    if arg == "smoke":
+        c.data.batch_size = 8
+        c.train.steps = 6
+        c.train.log_every = 2
+        c.train.sample_every = 3
+        c.train.checkpoint_every = 3
+    return c

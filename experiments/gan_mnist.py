@@ -1,0 +1,30 @@
+"""The GAN of Goodfellow et al. (2014) on MNIST: MLP generator (2 x 1200 ReLU), maxout discriminator
+(2 x 240 units, 5 pieces, dropout 0.5), non-saturating loss."""
+
+from gan_jax.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "gan"
+    c.data.name = "mnist"
+    c.data.batch_size = 100
+    c.model.name = "mlp_gan"
+    c.model.latent_dim = 100
+    c.model.generator_width = 1200
+    c.model.generator_depth = 2
+    c.model.discriminator_width = 240
+    c.model.discriminator_depth = 2
+    c.model.maxout_pieces = 5
+    c.model.dropout_rate = 0.5
+    c.train.steps = 30_000
+    c.train.log_every = 100
+    if arg == "smoke":
+        c.data.batch_size = 8
+        c.model.generator_width = 32
+        c.model.discriminator_width = 16
+        c.train.steps = 4
+        c.train.log_every = 2
+        c.train.sample_every = 2
+        c.train.checkpoint_every = 2
+    return c

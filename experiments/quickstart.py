@@ -1,0 +1,25 @@
+"""Quickstart: the reference DCGAN (TF tutorial) on the 5,000 MNIST digits embedded in the install.
+Offline, no download; a few minutes on a laptop CPU."""
+
+from gan_jax.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "dcgan"
+    c.data.name = "quickstart_digits"
+    c.data.source = "embedded"
+    c.data.batch_size = 64
+    c.model.name = "dcgan_tutorial"
+    c.optimizer.learning_rate = 2e-4
+    c.train.steps = 1500
+    c.train.log_every = 50
+    c.train.sample_every = 250
+    c.train.checkpoint_every = 500
+    if arg == "smoke":
+        c.data.batch_size = 8
+        c.train.steps = 4
+        c.train.log_every = 2
+        c.train.sample_every = 2
+        c.train.checkpoint_every = 2
+    return c

@@ -1,0 +1,1 @@
+"""Evaluation: sample grids and scatters (samples.py) and the VAE's test-set ELBO (vae.py)."""

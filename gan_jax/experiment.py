@@ -1,0 +1,124 @@
+"""What train, sample and eval modes share: the data, the networks, the pure step, the device
+layout of the state, and the checkpoints of a workdir. Everything that can fail on bad input
+fails here, before anything is written."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gan_jax import checkpoint, data, models, parallel
+from gan_jax.config import validate
+from gan_jax.errors import ConfigError, UserError
+from gan_jax.steps import StepBuilder, TrainState
+
+# Fields that may change between the runs of one workdir (resuming longer, on other devices, ...).
+RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
+                    "train.steps_per_call", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
+                    "data.prefetch", "data.dir", "parallel.mode", "parallel.shard_params", "model.conv_impl",
+                    "eval.batch_size")
+
+
+class Experiment:
+    def __init__(self, cfg: ml_collections.ConfigDict, load_train_data: bool = True):
+        validate(cfg)
+        self.cfg = cfg
+        self.dataset = data.get_dataset(cfg.data.name, cfg.data.source)
+        if self.dataset.mixture is not None:
+            self.images = None
+            self.example_shape: tuple[int, ...] = (2,)
+        else:
+            images, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
+            self.images = images if load_train_data else None
+            self.example_shape = tuple(images.shape[1:])
+        if cfg.objective == "vae" and self.dataset.mixture is not None:
+            raise ConfigError(f"objective='vae' needs image data, got data.name={cfg.data.name!r}")
+        self.pmap = cfg.parallel.mode == "pmap"
+        model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
+        model_cfg.axis_name = parallel.PMAP_AXIS if self.pmap else None
+        self.nets = models.build(model_cfg, self.example_shape)
+        if ("vae" in self.nets) != (cfg.objective == "vae"):
+            raise ConfigError(f"model.name={cfg.model.name!r} does not build networks for objective={cfg.objective!r}")
+        parallel.check_batch(cfg.data.batch_size)
+        self.builder = StepBuilder(cfg, self.nets, self.example_shape, self.dataset.mixture, self.dataset.binarize,
+                                   axis_name=parallel.PMAP_AXIS if self.pmap else None)
+        self.mesh = parallel.make_mesh()
+        self.seed = cfg.seed
+
+    # --- state -------------------------------------------------------------------------------
+    def state_shardings(self):
+        abstract = jax.eval_shape(self.builder.init_state, self.seed)
+        return parallel.state_shardings(self.mesh, abstract, self.cfg.parallel.shard_params and not self.pmap)
+
+    def init_state(self) -> TrainState:
+        """The step-0 state, placed on the mesh (replicated or FSDP-sharded)."""
+        return jax.jit(self.builder.init_state, static_argnums=0, out_shardings=self.state_shardings())(self.seed)
+
+    def abstract_state(self):
+        abstract = jax.eval_shape(self.builder.init_state, self.seed)
+        return checkpoint.abstract_like(abstract, self.state_shardings())
+
+    def checkpointer(self, workdir: str, asynchronous: bool = True) -> checkpoint.Checkpointer:
+        return checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), self.cfg.checkpoint.max_to_keep,
+                                       asynchronous)
+
+    # --- sampling ----------------------------------------------------------------------------
+    def fixed_latents(self, num: int) -> jnp.ndarray:
+        """The same latent batch for every sample grid of a run: (num, latent_dim)."""
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2**31 - 2)
+        return jax.random.normal(key, (num, self.cfg.model.latent_dim))
+
+    def sample(self, state: TrainState, num: int, key: jax.Array | None = None) -> np.ndarray:
+        """`num` samples in model range as numpy, from the fixed latents or from `key`."""
+        fn = jax.jit(self.builder.sample_fn())
+        z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
+        return np.concatenate([np.asarray(fn(state, z[i:i + 500])) for i in range(0, num, 500)])
+
+
+def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict) -> None:
+    """Creates `workdir` and writes config.json, or checks that the run there is this config's.
+    Refuses (nothing written) an unwritable workdir or one that holds a different run."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"--workdir={workdir!r} is not writable: {e.strerror or e}") from e
+    path = os.path.join(workdir, "config.json")
+    new = json.loads(cfg.to_json())
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        differing = [k for k in _flatten(old).keys() | _flatten(new).keys()
+                     if _flatten(old).get(k) != _flatten(new).get(k) and k not in RESUMABLE_FIELDS]
+        if differing:
+            k = sorted(differing)[0]
+            raise UserError(f"--workdir={workdir!r} holds a run with a different config ({k}: "
+                            f"{_flatten(old).get(k)!r} there, {_flatten(new).get(k)!r} now); use a new workdir")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(new, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise UserError(f"--workdir={workdir!r} holds no run (no config.json); train there first")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out

@@ -1,0 +1,78 @@
+"""Run outputs: metrics.jsonl (one JSON object per logged step), TensorBoard events, and a
+progress bar on a terminal (plain log lines otherwise). Only process 0 writes."""
+
+import json
+import os
+import sys
+import time
+
+import jax
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, total_steps: int, enabled: bool | None = None):
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self.total_steps = total_steps
+        self.tty = sys.stderr.isatty()
+        self._start, self._start_step = None, None
+        if not self.enabled:
+            return
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, metrics: dict) -> None:
+        """Appends {'step': step, **metrics} (floats) and shows progress."""
+        if not self.enabled:
+            return
+        record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for k, v in record.items():
+            if k != "step" and isinstance(v, float):
+                self._tb.add_scalar(k, v, step)
+        self._tb.flush()
+        self.progress(step, metrics)
+
+    def progress(self, step: int, metrics: dict) -> None:
+        now = time.time()
+        if self._start is None:
+            self._start, self._start_step = now, step
+        rate = (step - self._start_step) / max(now - self._start, 1e-9)
+        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+        shown = " ".join(f"{k}={_plain(v):.4g}" for k, v in metrics.items()
+                         if isinstance(_plain(v), float) and not k.startswith("lr"))
+        if self.tty:
+            done = int(30 * step / max(self.total_steps, 1))
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total_steps} "
+                             f"{rate:.2f} steps/s ETA {_duration(eta)} {shown}\033[K")
+            sys.stderr.flush()
+        else:
+            print(f"step {step}/{self.total_steps} {rate:.2f} steps/s ETA {_duration(eta)} {shown}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            print(("\n" if self.tty else "") + text, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            if self.tty:
+                sys.stderr.write("\n")
+            self._jsonl.close()
+            self._tb.close()
+
+
+def _plain(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,73 @@
+"""Runs an experiment: trains (resuming from the workdir's newest checkpoint), samples or evaluates.
+
+  python launch.py --config experiments/quickstart.py --workdir runs/quickstart [--config.train.steps=100]
+  python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
+  python launch.py --mode=eval --workdir runs/vae_mnist
+
+Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2."""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/NAME.py[:ARG].", lock_config=True)
+flags.DEFINE_string("workdir", None, "Run folder: config.json, metrics.jsonl, samples/, checkpoints/, tensorboard/.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
+flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to write to samples.npz.")
+flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
+flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: when SLURM or a TPU pod is detected).")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0.")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+flags.DEFINE_integer("initialization_timeout", 300, "Multi-host: seconds to wait for the coordinator.")
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0])
+    except (AttributeError, KeyError, ValueError, TypeError, FileNotFoundError) as e:  # config file or override
+        fail(str(e).splitlines()[0] if str(e) else repr(e))
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
+    from gan_jax import distributed
+    from gan_jax.errors import UserError
+
+    if FLAGS.workdir is None:
+        fail("--workdir is required")
+    workdir = os.path.abspath(FLAGS.workdir)
+    try:
+        distributed.maybe_initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
+                                     FLAGS.process_id, FLAGS.initialization_timeout)
+        if FLAGS.mode == "train":
+            if FLAGS.config is None:
+                fail("--config is required for --mode=train (e.g. --config experiments/quickstart.py)")
+            from gan_jax.train import train
+
+            train(FLAGS.config, workdir)
+        elif FLAGS.mode == "sample":
+            from gan_jax.sample import sample
+
+            sample(workdir, FLAGS.num_samples, FLAGS.step, FLAGS.config)
+        else:
+            from gan_jax.evaluate.run import evaluate
+
+            evaluate(workdir, FLAGS.step, FLAGS.config)
+    except UserError as e:
+        fail(str(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
