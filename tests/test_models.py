@@ -1,0 +1,79 @@
+"""Output shapes of every model, initialization, and per-example dropout."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gan_jax import models
+from gan_jax.errors import ConfigError
+from gan_jax.models.dcgan import ExampleDropout
+
+
+def _cfg(**kwargs):
+    return ml_collections.ConfigDict({"latent_dim": 100, **kwargs})
+
+
+def _apply(net, x, key=0):
+    variables = net.init({"params": jax.random.PRNGKey(key), "dropout": jax.random.PRNGKey(1),
+                          "latent": jax.random.PRNGKey(2)}, x, train=False)
+    out, _ = net.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(3),
+                                                      "latent": jax.random.PRNGKey(4)}, mutable=["batch_stats"])
+    return variables, out
+
+
+@pytest.mark.parametrize("name,shape,latent,extra", [
+    ("dcgan_tutorial", (28, 28, 1), 100, {}),
+    ("dcgan", (32, 32, 3), 100, {"generator_width": 8, "discriminator_width": 8}),
+    ("dcgan", (64, 64, 3), 100, {"generator_width": 4, "discriminator_width": 4}),
+    ("mlp_gan", (28, 28, 1), 10, {"generator_width": 16, "discriminator_width": 8, "maxout_pieces": 3}),
+    ("mlp_gan", (2,), 2, {"generator_width": 16, "generator_batch_norm": True, "discriminator_width": 8}),
+])
+def test_gan_shapes(name, shape, latent, extra):
+    nets = models.build(_cfg(name=name, latent_dim=latent, **extra), shape)
+    _, fake = _apply(nets["generator"], jnp.ones((3, latent)))
+    assert fake.shape == (3, *shape)
+    if len(shape) == 3:
+        assert float(jnp.abs(fake).max()) <= 1.0  # tanh output
+    _, logits = _apply(nets["discriminator"], fake)
+    assert logits.shape == (3,)
+
+
+@pytest.mark.parametrize("architecture,shape", [("mlp", (28, 28, 1)), ("conv", (28, 28, 1)), ("conv", (32, 32, 3))])
+def test_vae_shapes(architecture, shape):
+    nets = models.build(_cfg(name="vae", architecture=architecture, latent_dim=5, hidden=16), shape)
+    vae = nets["vae"]
+    _, (decoded, mean, logvar) = _apply(vae, jnp.ones((2, *shape)) * 0.5)
+    assert decoded.shape == (2, *shape) and mean.shape == (2, 5) and logvar.shape == (2, 5)
+
+
+def test_radford_init_is_normal_002():
+    nets = models.build(_cfg(name="dcgan", generator_width=16, discriminator_width=16), (32, 32, 3))
+    variables, _ = _apply(nets["generator"], jnp.ones((2, 100)))
+    kernels = [np.asarray(x).ravel() for path, x in jax.tree_util.tree_leaves_with_path(variables["params"])
+               if "kernel" in jax.tree_util.keystr(path)]
+    allw = np.concatenate(kernels)
+    assert abs(allw.std() - 0.02) < 0.002 and abs(allw.mean()) < 0.002
+
+
+def test_bad_model_config_is_refused():
+    with pytest.raises(ConfigError, match="model.name='nope' is unknown; accepted: dcgan, dcgan_tutorial"):
+        models.build(_cfg(name="nope"), (28, 28, 1))
+    with pytest.raises(ConfigError, match="dcgan_tutorial.*28x28"):
+        models.build(_cfg(name="dcgan_tutorial"), (32, 32, 3))
+    with pytest.raises(ConfigError, match="power-of-two"):
+        models.build(_cfg(name="dcgan"), (28, 28, 1))
+
+
+def test_dropout_masks_are_keyed_per_example():
+    """The mask of example i does not depend on which other examples share its batch or device."""
+    drop = ExampleDropout(0.5)
+    x = jnp.ones((8, 6))
+    rngs = {"dropout": jax.random.PRNGKey(0)}
+    full = drop.apply({}, x, deterministic=False, rngs=rngs)
+    assert 0.2 < float((full == 0).mean()) < 0.8 and set(np.unique(np.asarray(full))) <= {0.0, 2.0}
+    # Under pmap with 2 devices of 4 examples each, device d's examples are 4d..4d+3.
+    halves = jax.pmap(lambda xs: ExampleDropout(0.5, "i").apply({}, xs, deterministic=False, rngs=rngs),
+                      axis_name="i", devices=jax.devices()[:2])(x.reshape(2, 4, 6))
+    np.testing.assert_array_equal(np.asarray(halves).reshape(8, 6), full)
