@@ -1,0 +1,100 @@
+"""Steady-state training speed of one workload, in the format of ../shared/bench:
+
+    python benchmarks/bench.py dcgan_mnist [--batch 256] [--steps 10]
+    python benchmarks/bench.py gan_ring --runs 8        # 8 seeds at once (vmapped), like peer --runs 8
+
+The step timed is the one training runs (gan_jax.steps.StepBuilder.multi_step, jitted, state
+donated): one D and one G update per step, on random uint8 batches already on the device (the
+peers time random batches too). Compilation is excluded from ms_per_step and printed as compile_s.
+The last line is KEY=VALUE: ms_per_step, images_per_s, run_steps_per_s, compile_s."""
+
+import argparse
+import importlib.util
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from gan_jax import models
+from gan_jax.steps import StepBuilder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# workload -> (experiment, overrides, example shape, synthetic mixture)
+WORKLOADS = {
+    "dcgan_mnist": ("dcgan_mnist", {"data.batch_size": 256}, (28, 28, 1), None),
+    "dcgan32": ("dcgan_cifar10", {"data.batch_size": 64, "data.random_flip": False}, (32, 32, 3), None),
+    "dcgan64": ("dcgan_celeba64", {"data.batch_size": 64, "data.random_flip": False}, (64, 64, 3), None),
+    "gan_ring": ("gan_ring", {"data.batch_size": 100}, (2,), "ring8"),
+    "vae_mnist": ("vae_mnist", {"data.batch_size": 128}, (28, 28, 1), None),
+}
+
+
+def experiment_config(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("workload", choices=sorted(WORKLOADS))
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: ~20 s of work)")
+    p.add_argument("--runs", type=int, default=1, help="independent seeds trained at once (vmap)")
+    p.add_argument("--steps_per_call", type=int, default=None)
+    p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast"])
+    a = p.parse_args()
+
+    experiment, overrides, shape, mixture = WORKLOADS[a.workload]
+    cfg = experiment_config(experiment)
+    for field, value in overrides.items():
+        section, key = field.split(".")
+        cfg[section][key] = value
+    if a.batch:
+        cfg.data.batch_size = a.batch
+    if a.steps_per_call:
+        cfg.train.steps_per_call = a.steps_per_call
+    cfg.model.conv_impl = a.conv_impl
+    k, batch = cfg.train.steps_per_call, cfg.data.batch_size
+    builder = StepBuilder(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
+
+    def init(seed):
+        return builder.init_state(seed)
+
+    step = builder.multi_step
+    if a.runs > 1:  # K seeds as one vmapped program: the same step, batched over the state
+        init, step = jax.vmap(init), jax.vmap(step, in_axes=(0, None))
+    state = jax.jit(init)(np.arange(a.runs) if a.runs > 1 else 0)
+    data = None
+    if mixture is None:
+        rng = np.random.RandomState(0)
+        data = jax.device_put(rng.randint(0, 256, (k, cfg.train.n_critic, batch, *shape), dtype=np.uint8))
+    step = jax.jit(step, donate_argnums=0)
+
+    t = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - t
+    for _ in range(2):  # warm-up
+        state, metrics = compiled(state, data)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    state, metrics = compiled(state, data)
+    jax.block_until_ready(state)
+    one_call = time.perf_counter() - t
+    calls = a.steps // k if a.steps else max(3, int(20.0 / max(one_call, 1e-4)))
+    t = time.perf_counter()
+    for _ in range(calls):
+        state, metrics = compiled(state, data)
+    jax.block_until_ready(state)
+    seconds = (time.perf_counter() - t) / (calls * k)
+    print(f"workload={a.workload} batch={batch} runs={a.runs} steps_per_call={k} timed_steps={calls * k} "
+          f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()}")
+    print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={batch / seconds:.1f} "
+          f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
