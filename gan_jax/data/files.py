@@ -173,8 +173,11 @@ def _load_celeba64(data_dir: Path, split: str, image_size: int | None, center_cr
     return images, None
 
 
-def _is_path_like(name: str) -> bool:
-    return os.sep in name or "/" in name or name.endswith((".npz", ".gz", ".tar", ".tgz", "-ubyte"))
+def is_data_path(name: str) -> bool:
+    """Whether `name` is meant as a data path rather than a data set name: it has a separator or a
+    data file suffix, or exists. A path that is meant but missing fails later, naming the path."""
+    return (os.sep in name or "/" in name or name.endswith((".npz", ".gz", ".tar", ".tgz", "-ubyte", ".bin"))
+            or Path(name).exists())
 
 
 def _load_path(path: Path, split: str, image_size: int | None, center_crop: bool) -> Arrays:
@@ -247,7 +250,7 @@ def load_file_dataset(
         if name == "cifar10":
             return _load_cifar10(root / "cifar10", split)
         return _load_celeba64(root, split, image_size, center_crop)
-    if _is_path_like(name) or Path(name).exists():
+    if is_data_path(name):
         return _load_path(Path(name), split, image_size, center_crop)
     raise DataError(
         f"unknown data set {name!r}, expected one of {', '.join(NAMED_DATASETS)} "
