@@ -356,3 +356,22 @@ def test_real_examples_are_keyed_per_example(objective: str, flip: bool, binariz
         assert 0 < sum(flipped) < 16  # a coin per example, not one for the batch
     if binarize:
         assert set(np.unique(full)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("binarize", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(raises=ValueError, strict=True, reason=(
+        "steps.py vmaps bernoulli over (ids, x): explicit-sharding meshes reject the sharded batch; "
+        "fix in the report of issue [B]"))),
+])
+def test_real_examples_on_the_sharded_training_batch(binarize: bool) -> None:
+    """What train.py feeds the step: `global_batch_array` on the mesh, jitted with its sharding."""
+    cfg = base_config()
+    cfg.objective, cfg.data.random_flip, cfg.data.batch_size = "vae", True, 16
+    builder = StepBuilder(cfg, {}, (6, 6, 1), None, binarize)
+    batch = np.random.default_rng(2).integers(0, 256, (16, 6, 6, 1), dtype=np.uint8)
+    sharding = parallel.batch_sharding(parallel.make_mesh(), 4, batch_axis=0)
+    key = jax.random.key(11)
+    sharded = jax.jit(builder.real_examples, in_shardings=(None, sharding))(
+        key, parallel.global_batch_array(batch, sharding, batch_axis=0))
+    np.testing.assert_array_equal(np.asarray(sharded), np.asarray(jax.jit(builder.real_examples)(key, batch)))
