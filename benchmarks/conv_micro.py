@@ -1,0 +1,105 @@
+"""Micro-benchmark: forward+backward of each DCGAN conv layer, impl 'lax' vs 'cpu_fast'.
+
+Usage: python benchmarks/conv_micro.py [--reps 5] [--layers tf,radford] [--quick]
+
+Each layer is jitted as y, (dx, dkernel) = vjp(conv)(x, kernel)(g): the work one training step
+does for that layer. Implementations are timed alternately (A B A B ...) because the 2 CPU
+cores are shared, and medians are reported. The last line holds the figures as KEY=VALUE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax.ops.conv import conv2d, conv_transpose2d
+
+P1 = ((1, 1), (1, 1))
+# name, kind, batch, (H, W, C_in), C_out, kernel, stride, padding
+LAYERS = {
+    'tf': [
+        ('tf_g1', 'convT', 256, (7, 7, 256), 128, 5, 1, 'SAME'),
+        ('tf_g2', 'convT', 256, (7, 7, 128), 64, 5, 2, 'SAME'),
+        ('tf_g3', 'convT', 256, (14, 14, 64), 1, 5, 2, 'SAME'),
+        ('tf_d1', 'conv', 256, (28, 28, 1), 64, 5, 2, 'SAME'),
+        ('tf_d2', 'conv', 256, (14, 14, 64), 128, 5, 2, 'SAME'),
+    ],
+    'radford': [
+        ('rd_d1', 'conv', 64, (64, 64, 3), 64, 4, 2, P1),
+        ('rd_d2', 'conv', 64, (32, 32, 64), 128, 4, 2, P1),
+        ('rd_d3', 'conv', 64, (16, 16, 128), 256, 4, 2, P1),
+        ('rd_d4', 'conv', 64, (8, 8, 256), 512, 4, 2, P1),
+        ('rd_g1', 'convT', 64, (4, 4, 512), 256, 4, 2, 'SAME'),
+        ('rd_g2', 'convT', 64, (8, 8, 256), 128, 4, 2, 'SAME'),
+        ('rd_g3', 'convT', 64, (16, 16, 128), 64, 4, 2, 'SAME'),
+        ('rd_g4', 'convT', 64, (32, 32, 64), 3, 4, 2, 'SAME'),
+    ],
+}
+
+
+def make_step(kind: str, stride: int, padding, impl: str):
+    """Jitted fwd+bwd of one layer: (x, kernel, g) -> (y, dx, dkernel)."""
+    op = conv2d if kind == 'conv' else conv_transpose2d
+
+    def step(x, k, g):
+        y, vjp = jax.vjp(lambda x, k: op(x, k, stride, padding, 1, impl), x, k)
+        return (y, *vjp(g))
+
+    return jax.jit(step)
+
+
+def time_layer(layer, impls: tuple[str, ...], reps: int) -> dict[str, float]:
+    """Median ms of fwd+bwd per impl, timed alternately."""
+    _, kind, n, (h, w, c), o, k, s, pad = layer
+    rng = np.random.RandomState(0)
+    x = jnp.asarray(rng.randn(n, h, w, c), jnp.float32)
+    kern = jnp.asarray(rng.randn(k, k, c, o) * 0.05, jnp.float32)
+    steps = {impl: make_step(kind, s, pad, impl) for impl in impls}
+    op = conv2d if kind == 'conv' else conv_transpose2d
+    y_shape = jax.eval_shape(lambda a, b: op(a, b, s, pad, 1, 'lax'), x, kern).shape
+    g = jnp.asarray(rng.randn(*y_shape), jnp.float32)
+    for step in steps.values():  # compile + warm up
+        for _ in range(2):
+            jax.block_until_ready(step(x, kern, g))
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for _ in range(reps):
+        for impl in impls:
+            t0 = time.perf_counter()
+            jax.block_until_ready(steps[impl](x, kern, g))
+            times[impl].append((time.perf_counter() - t0) * 1e3)
+    return {impl: statistics.median(v) for impl, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--layers', default='tf,radford', help='comma list of: ' + ','.join(LAYERS))
+    args = ap.parse_args()
+    impls = ('lax', 'cpu_fast')
+    figures = {}
+    totals = dict.fromkeys(impls, 0.0)
+    print(f'backend={jax.default_backend()} devices={jax.devices()}')
+    print(f'{"layer":8s} {"kind":6s} {"input":>18s} {"lax ms":>9s} {"fast ms":>9s} {"speedup":>8s}')
+    for group in args.layers.split(','):
+        for layer in LAYERS[group]:
+            t = time_layer(layer, impls, args.reps)
+            name, kind, n, hwc = layer[:4]
+            ratio = t['lax'] / t['cpu_fast']
+            shape, lax_ms, fast_ms = str((n, *hwc)), t['lax'], t['cpu_fast']
+            print(f'{name:8s} {kind:6s} {shape:>18s} {lax_ms:9.1f} {fast_ms:9.1f} {ratio:7.1f}x', flush=True)
+            for impl in impls:
+                figures[f'{name}_{impl}_ms'] = round(t[impl], 2)
+                totals[impl] += t[impl]
+    for impl in impls:
+        figures[f'total_{impl}_ms'] = round(totals[impl], 1)
+    figures['total_speedup'] = round(totals['lax'] / totals['cpu_fast'], 2)
+    print(' '.join(f'{k}={v}' for k, v in figures.items()))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,257 @@
+"""Convolutions that are fast on XLA:CPU, numerically the same layers as flax's.
+
+XLA's CPU convolution kernels are slow (the weight gradient of a strided transposed
+convolution especially), while its fp32 dot is decent. The 'cpu_fast' implementation therefore
+writes every convolution as shifted strided slices plus one dot product:
+
+* conv:           y = im2col(x) @ W              (gather, then dot)
+* conv_transpose: y = col2im(x @ W)              (dot, then scatter-add of shifted pads)
+
+The two are adjoint to each other, so the gradient of one is built from the other: the input
+gradient of a conv is a dot-then-scatter, the input gradient of a transposed conv is a
+gather-then-dot, and both weight gradients are single matrix products (patches^T @ dout). No
+convolution op reaches XLA, neither forward nor backward. The scatter form of the transposed
+conv never multiplies the zeros of the stride-dilated input, so it does the same FLOPs as a
+sub-pixel (phase) decomposition with a single dot.
+
+Layouts: NHWC inputs (any number of spatial dims, exactly one batch dim), HWIO kernels.
+`impl='lax'` is exactly what `flax.linen.Conv` / `flax.linen.ConvTranspose` compute.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gan_jax.errors import ConfigError
+
+Padding = str | Sequence[tuple[int, int]]
+IMPLS = ('lax', 'cpu_fast')
+
+
+def default_conv_impl() -> str:
+    """'cpu_fast' on the CPU backend (where XLA's conv kernels are slow), else 'lax'."""
+    return 'cpu_fast' if jax.default_backend() == 'cpu' else 'lax'
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise ConfigError(f'impl={impl!r} is not accepted; use one of {IMPLS}')
+
+
+def _tuple(v: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
+    if v is None:
+        return (1,) * n
+    if isinstance(v, int):
+        return (v,) * n
+    return tuple(int(a) for a in v)
+
+
+def _dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
+    # Channels-last input/output, kernel (*spatial, in, out): flax's convention.
+    shape = (1,) * ndim
+    spatial = ''.join('HWDXYZ'[: ndim - 2])
+    specs = ('N' + spatial + 'C', spatial + 'IO', 'N' + spatial + 'C')
+    return lax.conv_dimension_numbers(shape, shape, specs)
+
+
+def conv_pads(
+    in_size: Sequence[int],
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    padding: Padding,
+    dilation: Sequence[int],
+) -> list[tuple[int, int]]:
+    """Explicit (lo, hi) pads per spatial dim of `lax.conv_general_dilated` for `padding`."""
+    if isinstance(padding, str):
+        if padding not in ('SAME', 'VALID'):
+            raise ConfigError(f"padding={padding!r} is not accepted; use 'SAME', 'VALID' or (lo, hi) pairs")
+        k_eff = [(k - 1) * d + 1 for k, d in zip(kernel_size, dilation, strict=True)]
+        return [tuple(p) for p in lax.padtype_to_pads(tuple(in_size), k_eff, tuple(strides), padding)]
+    return [(int(lo), int(hi)) for lo, hi in padding]
+
+
+def conv_transpose_pads(
+    kernel_size: Sequence[int], strides: Sequence[int], padding: Padding, dilation: Sequence[int]
+) -> list[tuple[int, int]]:
+    """Pads of the stride-dilated input in `lax.conv_transpose` (use_consistent_padding=False).
+
+    'SAME' / 'VALID' name the padding of the forward conv this transposes; explicit pairs are
+    applied as-is, as in lax.
+    """
+    if isinstance(padding, str):
+        if padding not in ('SAME', 'VALID'):
+            raise ConfigError(f"padding={padding!r} is not accepted; use 'SAME', 'VALID' or (lo, hi) pairs")
+        pads = []
+        for k, s, d in zip(kernel_size, strides, dilation, strict=True):
+            k = (k - 1) * d + 1
+            if padding == 'SAME':
+                pad_len = k + s - 2
+                pad_a = k - 1 if s > k - 1 else int(np.ceil(pad_len / 2))
+            else:
+                pad_len = k + s - 2 + max(k - s, 0)
+                pad_a = k - 1
+            pads.append((pad_a, pad_len - pad_a))
+        return pads
+    return [(int(lo), int(hi)) for lo, hi in padding]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gather (im2col) and its adjoint scatter (col2im). `offsets[dim][k]` is where tap k of output
+# position 0 reads in the unpadded input; output position i reads at offsets + stride * i.
+
+
+def _gather(x: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_size: Sequence[int]):
+    """x (N, *in, C) -> patches (N, *out, T*C), taps in kernel (row-major) order."""
+    nsp = len(out_size)
+    pads = [(0, 0)]
+    for off, s, o, n in zip(offsets, strides, out_size, x.shape[1:-1], strict=True):
+        pads.append((max(0, -min(off)), max(0, max(off) + (o - 1) * s + 1 - n)))
+    pads.append((0, 0))
+    if any(p != (0, 0) for p in pads):
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(lo, hi, 0) for lo, hi in pads])
+    cols = []
+    for tap in itertools.product(*[range(len(off)) for off in offsets]):
+        start = [0] + [offsets[i][t] + pads[i + 1][0] for i, t in enumerate(tap)] + [0]
+        limit = [x.shape[0]] + [start[i + 1] + (out_size[i] - 1) * strides[i] + 1 for i in range(nsp)]
+        cols.append(lax.slice(x, start, limit + [x.shape[-1]], (1, *strides, 1)))
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def _scatter(cols: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_size: Sequence[int]):
+    """Adjoint of `_gather`: cols (N, *in, T*C) -> (N, *out, C), sum of shifted strided pads."""
+    taps = list(itertools.product(*[range(len(off)) for off in offsets]))
+    c = cols.shape[-1] // len(taps)
+    zero = jnp.zeros((), cols.dtype)
+    out = None
+    for j, tap in enumerate(taps):
+        part = cols[..., j * c : (j + 1) * c]
+        cfg = [(0, 0, 0)]
+        for i, t in enumerate(tap):
+            n, s, lo = part.shape[i + 1], strides[i], offsets[i][t]
+            # Negative lo/hi crop: taps that fall outside the output are dropped.
+            cfg.append((lo, out_size[i] - lo - ((n - 1) * s + 1), s - 1))
+        cfg.append((0, 0, 0))
+        placed = lax.pad(part, zero, cfg)
+        out = placed if out is None else out + placed
+    return out
+
+
+def _dot_last(a: jax.Array, b: jax.Array) -> jax.Array:
+    """(..., K) @ (K, M) -> (..., M) as one 2-D dot."""
+    lead = a.shape[:-1]
+    return jnp.dot(a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+
+
+def _dot_first(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a (..., K)^T @ b (..., M) -> (K, M), contracting all leading dims."""
+    return jnp.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
+
+
+# Geometry is static: (offsets, strides, in_size, out_size) with tuples so it hashes.
+def _geom(offsets, strides, in_size, out_size):
+    return (tuple(tuple(o) for o in offsets), tuple(strides), tuple(in_size), tuple(out_size))
+
+
+def _gather_dot(x: jax.Array, w_mat: jax.Array, geom) -> jax.Array:
+    """im2col(x) @ w_mat; w_mat (T*C, O). Plain autodiff already gives the fast backward."""
+    offsets, strides, _, out_size = geom
+    return _dot_last(_gather(x, [list(o) for o in offsets], strides, out_size), w_mat)
+
+
+def _dot_scatter(x: jax.Array, w_mat: jax.Array, geom) -> jax.Array:
+    """col2im(x @ w_mat); w_mat (C, T*O)."""
+    offsets, strides, _, out_size = geom
+    return _scatter(_dot_last(x, w_mat), [list(o) for o in offsets], strides, out_size)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _fast_conv(x, kernel, strides, pads, dilation):
+    ks = kernel.shape[:-2]
+    in_size = x.shape[1:-1]
+    out_size = [
+        (n + lo + hi - (k - 1) * d - 1) // s + 1
+        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
+    ]
+    if min(out_size) <= 0:
+        return None
+    offsets = [[t * d - lo for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
+    w_mat = kernel.reshape(-1, kernel.shape[-1])
+    return _gather_dot(x, w_mat, _geom(offsets, strides, in_size, out_size))
+
+
+def _fast_conv_transpose(x, kernel, strides, pads, dilation):
+    ks = kernel.shape[:-2]
+    in_size = x.shape[1:-1]
+    # Length of the stride-dilated, padded input minus the dilated kernel, as in lax.
+    out_size = [
+        (n - 1) * s + 1 + lo + hi - (k - 1) * d
+        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
+    ]
+    if min(out_size) <= 0:
+        return None
+    # Input i with tap t lands on output lo + s*i - t*d (lax does not flip the kernel).
+    offsets = [[lo - t * d for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
+    w_mat = jnp.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)  # (C, T*O), taps row-major
+    return _dot_scatter(x, w_mat, _geom(offsets, strides, in_size, out_size))
+
+
+def conv2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = 'SAME',
+    dilation: int | Sequence[int] = 1,
+    impl: str = 'lax',
+) -> jax.Array:
+    """Cross-correlation as `flax.linen.Conv` (no bias): x (N, *sp, C), kernel (*k, C, O) -> (N, *sp', O).
+
+    Works for any number of spatial dims despite the name. padding: 'SAME', 'VALID' or one
+    (lo, hi) pair per spatial dim.
+    """
+    _check_impl(impl)
+    nsp = kernel.ndim - 2
+    strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
+    pads = conv_pads(x.shape[1:-1], kernel.shape[:-2], strides, padding, dilation)
+    if impl == 'lax':
+        return lax.conv_general_dilated(
+            x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
+        )
+    out = _fast_conv(x, kernel, strides, pads, dilation)
+    if out is None:  # empty output: nothing to speed up
+        return conv2d(x, kernel, strides, pads, dilation, 'lax')
+    return out
+
+
+def conv_transpose2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = 'SAME',
+    dilation: int | Sequence[int] = 1,
+    impl: str = 'lax',
+) -> jax.Array:
+    """`lax.conv_transpose(..., transpose_kernel=False)` as `flax.linen.ConvTranspose` (no bias).
+
+    x (N, *sp, C), kernel (*k, C, O) -> (N, *sp', O); with 'SAME' sp' = sp * strides. Explicit
+    pads are those of the stride-dilated input, as in lax (they may be negative).
+    """
+    _check_impl(impl)
+    nsp = kernel.ndim - 2
+    strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
+    pads = conv_transpose_pads(kernel.shape[:-2], strides, padding, dilation)
+    if impl == 'lax':
+        return lax.conv_transpose(
+            x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
+        )
+    out = _fast_conv_transpose(x, kernel, strides, pads, dilation)
+    if out is None:  # empty output: nothing to speed up
+        return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')
+    return out
