@@ -101,6 +101,11 @@ class StepBuilder:
         self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
+        # Refuse unknown names now, before a workdir is touched, not at the first trace.
+        if "vae" in nets:
+            losses.get_likelihood(cfg.loss.likelihood)
+        else:
+            losses.get_gan_loss(cfg.loss.name)
 
     # --- initialization ----------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:
