@@ -143,8 +143,9 @@ class StepBuilder:
             x = _random_flip(jax.random.fold_in(key, 1), x, self.axis_name)
         if self.binarize:
             ids = _example_ids(x.shape[0], self.axis_name)
-            x = jax.vmap(lambda i, xi: jax.random.bernoulli(jax.random.fold_in(key, i), xi))(ids, x)
-            x = x.astype(jnp.float32)
+            # bernoulli(p) is uniform < p; vmapping only over the ids keeps x's sharding out of the vmap.
+            u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), x.shape[1:], x.dtype))(ids)
+            x = (u < x).astype(jnp.float32)
         return x
 
     def train_step(self, state: TrainState, batch_u8: jnp.ndarray | None) -> tuple[TrainState, dict]:

@@ -358,12 +358,7 @@ def test_real_examples_are_keyed_per_example(objective: str, flip: bool, binariz
         assert set(np.unique(full)) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("binarize", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(raises=ValueError, strict=True, reason=(
-        "steps.py vmaps bernoulli over (ids, x): explicit-sharding meshes reject the sharded batch; "
-        "fix in the report of issue [B]"))),
-])
+@pytest.mark.parametrize("binarize", [False, True])
 def test_real_examples_on_the_sharded_training_batch(binarize: bool) -> None:
     """What train.py feeds the step: `global_batch_array` on the mesh, jitted with its sharding."""
     cfg = base_config()
