@@ -17,7 +17,8 @@ PMAP_AXIS = "batch"
 
 
 def make_mesh() -> jax.sharding.Mesh:
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+    # Auto axes: XLA propagates shardings through the step, so the step's code is the one-device code.
+    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def check_batch(global_batch_size: int) -> None:
