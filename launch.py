@@ -18,7 +18,7 @@ flags.DEFINE_string("workdir", None, "Run folder: config.json, metrics.jsonl, sa
 flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
 flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to write to samples.npz.")
 flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
-flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: when SLURM or a TPU pod is detected).")
+flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: on SLURM or a TPU pod).")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")

@@ -81,7 +81,8 @@ class Checkpointer:
         expected = restored["checksum"]["checksum"]
         got = int(state_checksum(restored["state"]))
         if got != expected:
-            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: checksum {got} != saved {expected}")
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: "
+                                  f"checksum {got} != saved {expected}")
         return restored["state"]
 
     def restore_latest_good(self, abstract_state, report=print, step: int | None = None):

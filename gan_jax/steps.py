@@ -187,20 +187,20 @@ class StepBuilder:
             if i == n_critic - 1:
                 # The last critic update's fake batch is reused for the generator update (one G
                 # forward per step, as in the PyTorch DCGAN): keep its VJP.
-                fake, g_vjp, g_stats = jax.vjp(lambda p: generate(p, jax.random.fold_in(key, 1)),
+                fake, g_vjp, g_stats = jax.vjp(lambda p, k=key: generate(p, jax.random.fold_in(k, 1)),
                                                params["generator"], has_aux=True)
             else:
                 fake, g_stats = generate(params["generator"], jax.random.fold_in(key, 1))
             stats["generator"] = g_stats
 
-            def d_loss(p_d, real=real, fake=jax.lax.stop_gradient(fake), key=key):
+            def d_loss(p_d, real, fake, key):
                 real_logits, s = discriminate(p_d, stats["discriminator"], real, jax.random.fold_in(key, 2))
                 fake_logits, s = discriminate(p_d, s, fake, jax.random.fold_in(key, 3))
                 loss, _ = loss_fn(real_logits, fake_logits)
                 return loss, (s, real_logits, fake_logits)
 
             (loss, (s, real_logits, fake_logits)), grads = jax.value_and_grad(d_loss, has_aux=True)(
-                params["discriminator"])
+                params["discriminator"], real, jax.lax.stop_gradient(fake), key)
             grads = _pmean(grads, self.axis_name)
             stats["discriminator"] = _pmean(s, self.axis_name)
             params["discriminator"], opt_state["discriminator"] = _apply_updates(

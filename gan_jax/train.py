@@ -75,8 +75,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.message(f"resumed from checkpoint at step {start}")
     pipeline = None
     if exp.images is not None:
-        pipeline = InputPipeline(exp.images, cfg.data.batch_size, cfg.data.seed if cfg.data.seed is not None
-                                 else cfg.seed, cfg.train.n_critic, cfg.train.steps_per_call, prefetch=cfg.data.prefetch)
+        data_seed = cfg.seed if cfg.data.seed is None else cfg.data.seed
+        pipeline = InputPipeline(exp.images, cfg.data.batch_size, data_seed, cfg.train.n_critic,
+                                 cfg.train.steps_per_call, prefetch=cfg.data.prefetch)
     step_fn = compile_step(exp, shardings)
     batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
 

@@ -16,7 +16,8 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))
 
 
 def launch(*args, check=True):
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": path}
     out = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     if check and out.returncode != 0:

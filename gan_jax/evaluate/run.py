@@ -43,7 +43,8 @@ def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDi
         result["examples"] = len(images)
     else:
         # GAN metrics (FID, Inception score, mode counts) are a later issue; report what is cheap and exact.
-        result["num_parameters"] = {k: int(sum(np.size(x) for x in jax.tree.leaves(v))) for k, v in state.params.items()}
+        result["num_parameters"] = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
+                                    for k, v in state.params.items()}
     if jax.process_index() == 0:
         path = os.path.join(workdir, f"eval_step_{step:07d}.json")
         with open(path, "w") as f:
