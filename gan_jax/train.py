@@ -3,6 +3,7 @@ logs every `train.log_every` steps (the only host synchronization), writes sampl
 checkpoints, resumes from the newest intact checkpoint, stops cleanly on SIGTERM/SIGINT and
 stops or rolls back on non-finite values."""
 
+import json
 import os
 import signal
 import time
@@ -26,7 +27,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag that the loop checks between calls."""
+    """Turns SIGTERM/SIGINT into a flag that the loop checks between calls: the current call
+    finishes, a checkpoint is written and the run exits normally (status 0)."""
 
     def __init__(self):
         self.signal = None
@@ -38,6 +40,8 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
+        if self.signal is not None:  # asked twice: stop now, as without the handler (no checkpoint)
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name} while saving after {self.signal}")
         self.signal = signal.Signals(signum).name
 
     def __exit__(self, *exc):
@@ -58,7 +62,8 @@ def compile_step(exp: Experiment, state_shardings):
 
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains to `cfg.train.steps` in `workdir`, resuming from its newest intact checkpoint.
-    Returns the last logged metrics."""
+    Returns the last logged metrics. Raises TrainingDiverged on non-finite values (after
+    `train.max_rollbacks` rollbacks with train.on_nonfinite='rollback')."""
     exp = Experiment(cfg)
     is_writer = jax.process_index() == 0
     if is_writer:
@@ -66,8 +71,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
     ckpt = exp.checkpointer(workdir)
     writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer)
+    config_json = json.loads(cfg.to_json())
     shardings = exp.state_shardings()
-    start, state = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message)
+    partial = ckpt.cleanup_partial()
+    if partial:
+        writer.message(f"removed {len(partial)} unfinished checkpoint save(s): {', '.join(partial)}")
+    start, state = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message, quarantine=True)
     if state is None:
         state = exp.init_state()
         start = 0
@@ -93,6 +102,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         state = jax.device_put_replicated(jax.device_get(state), jax.local_devices())
     unreplicated = (lambda s: jax.tree.map(lambda x: x[0], s)) if exp.pmap else (lambda s: s)
 
+    def save(step, state):
+        # Wait for the step itself first, so that the figure is the time the save holds the loop up.
+        jax.block_until_ready(state)
+        t = time.perf_counter()
+        ckpt.save(step, unreplicated(state), config=config_json)
+        writer.write(step, {"event": "checkpoint", "checkpoint_blocking_s": time.perf_counter() - t})
+
     k = cfg.train.steps_per_call
     step, pending, last_log_time, last_log_step = start, [], time.time(), start
     rollbacks, last_metrics = 0, {}
@@ -102,29 +118,36 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                 state, metrics = step_fn(state, device_batch(step))
                 pending.append(metrics)
                 step += k
+                stopping = stop.signal  # read once: a signal arriving later in this pass waits for the next
                 log_now = step % cfg.train.log_every < k or step >= cfg.train.steps
-                save_now = step % cfg.train.checkpoint_every < k or step >= cfg.train.steps or stop.signal
+                save_now = step % cfg.train.checkpoint_every < k or step >= cfg.train.steps or stopping
                 if log_now or save_now:
-                    summary, bad_step = _summarize(pending, step - k * len(pending), exp.pmap)
+                    summary, bad_step, bad = _summarize(pending, step - k * len(pending), exp.pmap)
                     pending = []
                     if bad_step is not None:
                         if cfg.train.on_nonfinite != "rollback" or rollbacks >= cfg.train.max_rollbacks:
-                            bad = [m for m, v in summary.items() if not np.isfinite(v)] or ["parameters"]
-                            raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {bad_step}"
-                                                   f"{'' if rollbacks == 0 else f' after {rollbacks} rollbacks'}")
+                            after = f" after {rollbacks} rollbacks" if rollbacks else ""
+                            text = f"training diverged: non-finite {', '.join(bad)} at step {bad_step}{after}"
+                            writer.write(bad_step, {"event": "diverged", "nonfinite": ", ".join(bad)})
+                            writer.message(text)
+                            raise TrainingDiverged(text)
                         rollbacks += 1
                         ckpt.wait()
-                        good_step, restored = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message)
+                        good_step, restored = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message,
+                                                                       quarantine=True)
                         if restored is None:
                             good_step, restored = 0, exp.init_state()
                         # A fresh key fold, so the rerun does not draw the noise that diverged.
-                        restored = restored.replace(key=jax.random.fold_in(restored.key, 10_000 + rollbacks))
+                        fold = 10_000 + rollbacks
+                        restored = restored.replace(key=jax.random.fold_in(restored.key, fold))
                         state = jax.device_put_replicated(jax.device_get(restored), jax.local_devices()) \
                             if exp.pmap else restored
-                        writer.message(f"non-finite values at step {bad_step}: rolled back to step {good_step} "
-                                       f"with a fresh key (rollback {rollbacks} of {cfg.train.max_rollbacks})")
+                        writer.message(f"non-finite {', '.join(bad)} at step {bad_step}: rolled back to step "
+                                       f"{good_step} with a fresh key (rollback {rollbacks} of "
+                                       f"{cfg.train.max_rollbacks})")
                         writer.write(good_step, {"event": "rollback", "nonfinite_step": bad_step,
-                                                 "rollback": rollbacks})
+                                                 "nonfinite": ", ".join(bad), "rollback": rollbacks,
+                                                 "key_fold": fold})
                         step, last_log_step, last_log_time = good_step, good_step, time.time()
                         continue
                     if log_now:
@@ -133,31 +156,37 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                         last_log_time, last_log_step, last_metrics = now, step, summary
                         writer.write(step, summary)
                     if save_now:
-                        ckpt.save(step, unreplicated(state))
+                        save(step, state)
                 if step % cfg.train.sample_every < k or step >= cfg.train.steps:
                     write_samples(exp, unreplicated(state), workdir, step, is_writer)
-                if stop.signal:
+                if stopping:
                     ckpt.wait()
-                    writer.message(f"{stop.signal}: saved the checkpoint at step {step}; "
+                    writer.message(f"{stopping}: saved the checkpoint at step {step}; "
                                    f"run the same command to resume")
                     break
         finally:
             if pipeline is not None:
                 pipeline.close()
-            ckpt.close()
-            writer.close()
+            try:
+                ckpt.close()
+            finally:
+                writer.close()
     return last_metrics
 
 
-def _summarize(pending: list, first_step: int, pmap: bool) -> tuple[dict, int | None]:
-    """Means of the metrics since the last log, and the first step whose values were non-finite."""
+def _summarize(pending: list, first_step: int, pmap: bool) -> tuple[dict, int | None, list[str]]:
+    """Means of the metrics since the last log; the first step whose values were non-finite and the
+    quantities that were non-finite there ('parameters' when only the parameters were)."""
     fetched = jax.device_get(pending)
     stacked = {k: np.concatenate([np.asarray(m[k][0] if pmap else m[k]).reshape(-1) for m in fetched])
                for k in fetched[0]}
     finite = stacked.pop("finite").astype(bool)
     summary = {k: float(np.mean(v)) for k, v in stacked.items()}
-    bad = None if finite.all() else first_step + int(np.argmin(finite)) + 1
-    return summary, bad
+    if finite.all():
+        return summary, None, []
+    i = int(np.argmin(finite))
+    bad = [k for k, v in stacked.items() if not np.isfinite(v[i])] or ["parameters"]
+    return summary, first_step + i + 1, bad
 
 
 def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bool) -> None:
