@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -158,16 +159,52 @@ def _geom(offsets, strides, in_size, out_size):
     return (tuple(tuple(o) for o in offsets), tuple(strides), tuple(in_size), tuple(out_size))
 
 
+# Both products get hand-written VJPs: autodiff would transpose the concatenation of taps into a
+# sum of T full-size pads (T times the work) instead of one gather.
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _gather_dot(x: jax.Array, w_mat: jax.Array, geom) -> jax.Array:
-    """im2col(x) @ w_mat; w_mat (T*C, O). Plain autodiff already gives the fast backward."""
+    """im2col(x) @ w_mat: x (N, *in, C), w_mat (T*C, O) -> (N, *out, O)."""
     offsets, strides, _, out_size = geom
-    return _dot_last(_gather(x, [list(o) for o in offsets], strides, out_size), w_mat)
+    return _dot_last(_gather(x, offsets, strides, out_size), w_mat)
 
 
+def _gather_dot_fwd(x, w_mat, geom):
+    offsets, strides, _, out_size = geom
+    # Keeping the patches avoids recomputing the gather; it costs their memory until backward.
+    patches = _gather(x, offsets, strides, out_size)
+    return _dot_last(patches, w_mat), (patches, w_mat)
+
+
+def _gather_dot_bwd(geom, res, g):
+    offsets, strides, in_size, _ = geom
+    patches, w_mat = res
+    dw = _dot_first(patches, g)
+    dx = _scatter(_dot_last(g, w_mat.T), offsets, strides, in_size)
+    return dx, dw
+
+
+_gather_dot.defvjp(_gather_dot_fwd, _gather_dot_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _dot_scatter(x: jax.Array, w_mat: jax.Array, geom) -> jax.Array:
-    """col2im(x @ w_mat); w_mat (C, T*O)."""
+    """col2im(x @ w_mat): x (N, *in, C), w_mat (C, T*O) -> (N, *out, O)."""
     offsets, strides, _, out_size = geom
-    return _scatter(_dot_last(x, w_mat), [list(o) for o in offsets], strides, out_size)
+    return _scatter(_dot_last(x, w_mat), offsets, strides, out_size)
+
+
+def _dot_scatter_fwd(x, w_mat, geom):
+    return _dot_scatter(x, w_mat, geom), (x, w_mat)
+
+
+def _dot_scatter_bwd(geom, res, g):
+    offsets, strides, in_size, _ = geom
+    x, w_mat = res
+    patches = _gather(g, offsets, strides, in_size)  # (N, *in, T*O)
+    return _dot_last(patches, w_mat.T), _dot_first(x, patches)
+
+
+_dot_scatter.defvjp(_dot_scatter_fwd, _dot_scatter_bwd)
 
 
 # ---------------------------------------------------------------------------------------------
