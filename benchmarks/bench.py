@@ -40,13 +40,15 @@ def experiment_config(name: str):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=sorted(WORKLOADS))
+    p.add_argument("workload", choices=sorted(WORKLOADS) + ["matmul"])
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: ~20 s of work)")
     p.add_argument("--runs", type=int, default=1, help="independent seeds trained at once (vmap)")
     p.add_argument("--steps_per_call", type=int, default=None)
     p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast"])
     a = p.parse_args()
+    if a.workload == "matmul":
+        return matmul_rate()
 
     experiment, overrides, shape, mixture = WORKLOADS[a.workload]
     cfg = experiment_config(experiment)
@@ -77,6 +79,9 @@ def main():
     t = time.perf_counter()
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - t
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", 0.0)) / k if cost else 0.0
     for _ in range(2):  # warm-up
         state, metrics = compiled(state, data)
     jax.block_until_ready(state)
@@ -91,9 +96,24 @@ def main():
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - t) / (calls * k)
     print(f"workload={a.workload} batch={batch} runs={a.runs} steps_per_call={k} timed_steps={calls * k} "
-          f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()}")
+          f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()} "
+          f"gflop_per_step={flops / 1e9:.3f} achieved_gflop_per_s={flops / 1e9 / seconds:.1f}")
     print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={batch / seconds:.1f} "
           f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f}")
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> None:
+    """The machine's float32 matrix-product rate through XLA (the ceiling for dot-lowered steps)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    t = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a)
+    jax.block_until_ready(out)
+    seconds = (time.perf_counter() - t) / repeats
+    print(f"matmul n={n} ms={seconds * 1e3:.1f}")
+    print(f"gflop_per_s={2 * n**3 / seconds / 1e9:.1f}")
 
 
 if __name__ == "__main__":
