@@ -4,7 +4,7 @@ time, and check that the final train state is bitwise equal to that of an uninte
     python benchmarks/fault_kill.py                      # 20 kills (the long form)
     python benchmarks/fault_kill.py --kills 5 --steps 16 # the short form tests/test_checkpoint.py runs
 
-A fifth of the kills land at a uniform moment of start-up (imports, restore, compilation); the rest
+Every fifth kill lands at a uniform moment of start-up (imports, restore, compilation); the rest
 wait for the first progress line of that life and then a uniform moment of a window sized so that the
 kills spread over the whole run. A kill "landed during a save" when it left an unfinished orbax
 folder (STEP.orbax-checkpoint-tmp-*) behind. Runs use one device and a persistent compilation
@@ -114,7 +114,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
             f.write(f"=== life {len(lives) + 1}\n")
             f.flush()
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-        if rng.random() < 0.2:
+        if len(lives) % 5 == 4:
             time.sleep(rng.uniform(0.0, startup))
             phase = "start-up"
         else:

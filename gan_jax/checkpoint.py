@@ -12,6 +12,7 @@ of the current mesh and a run can resume on a different number of devices."""
 
 import glob
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -50,6 +51,10 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
     text = str(e).strip().splitlines()
+    # tensorstore's messages run to hundreds of characters; the OS error it wraps is what matters.
+    code = re.search(r"os_error_code='(\d+)'", str(e))
+    if code:
+        return f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})"
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
@@ -59,6 +64,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, max_to_keep: int = 3, asynchronous: bool = True):
         self.directory = os.path.abspath(directory)
+        self._pending: int | None = None  # the step a background save is writing
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise CheckpointError(f"checkpoint folder {self.directory} is a file, not a folder; move it away")
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
@@ -79,22 +85,27 @@ class Checkpointer:
     def save(self, step: int, state, config: dict | None = None, force: bool = False) -> bool:
         """Starts saving `state` (and the JSON-able `config`) as `step`; returns whether a save started.
         Waits for the previous save first. Raises CheckpointError if it or this one cannot be written."""
+        self.wait()  # a failed background save is reported under its own step, not this one
         checksum = int(state_checksum(state))
         items = {"state": ocp.args.StandardSave(state), "checksum": ocp.args.JsonSave({"checksum": checksum})}
         if config is not None:
             items["config"] = ocp.args.JsonSave(config)
         try:
-            return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+            started = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         except Exception as e:  # ENOSPC, EACCES, a file in the way: orbax re-raises what tensorstore or os said
             raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed: {_reason(e)}; "
                                   f"earlier checkpoints are untouched") from e
+        if started:
+            self._pending = step
+        return started
 
     def wait(self) -> None:
         """Blocks until the background save (if any) is on disk. Raises CheckpointError if it failed."""
+        step, self._pending = self._pending, None
         try:
             self.manager.wait_until_finished()
         except Exception as e:
-            raise CheckpointError(f"saving a checkpoint in {self.directory} failed: {_reason(e)}; "
+            raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed: {_reason(e)}; "
                                   f"earlier checkpoints are untouched") from e
 
     def restore(self, step: int, abstract_state):

@@ -1,0 +1,308 @@
+"""Checkpoints that survive preemption: orbax round trips without pickle, damaged and unfinished
+checkpoints, a full disk, NaN injection (stop and rollback), SIGTERM, resuming on another device
+count, and the SIGKILL fault test in its short form (benchmarks/fault_kill.py)."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gan_jax.checkpoint import Checkpointer, CheckpointError
+from gan_jax.experiment import Experiment
+from gan_jax.steps import StepBuilder, TrainState
+from gan_jax.train import TrainingDiverged, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = os.environ.get("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
+
+
+def ring_config(steps=8, **train):
+    spec = importlib.util.spec_from_file_location("gan_ring", REPO / "experiments" / "gan_ring.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config("smoke")
+    cfg.train.steps = steps
+    cfg.data.batch_size = 96  # divisible by the 8 test devices
+    for k, v in train.items():
+        cfg.train[k] = v
+    return cfg
+
+
+def toy_state(value=0.0):
+    opt = optax.inject_hyperparams(optax.adam)(learning_rate=optax.linear_schedule(1e-3, 0.0, 10))
+    params = {"w": jnp.arange(4096, dtype=jnp.float32).reshape(64, 64) + value}
+    return TrainState(jnp.asarray(int(value), jnp.int32), jax.random.PRNGKey(0), {"g": params},
+                      {"g": {}}, {"g": opt.init(params)})
+
+
+def abstract(state):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+def same_bits(a, b) -> bool:
+    la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
+    return len(la) == len(lb) and all(np.asarray(x).tobytes() == np.asarray(y).tobytes()
+                                      for x, y in zip(la, lb, strict=True))
+
+
+# --- the checkpointer ---------------------------------------------------------------------------
+
+def test_train_state_round_trip_without_pickle(tmp_path):
+    """The flax struct TrainState with inject_hyperparams optimizer states restores with StandardRestore."""
+    exp = Experiment(ring_config())
+    state = exp.init_state()
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    ckpt.save(3, state, config={"seed": 0})
+    ckpt.wait()
+    restored = ckpt.restore(3, exp.abstract_state())
+    ckpt.close()
+    assert isinstance(restored, TrainState)
+    assert type(restored.opt_state["generator"]) is type(state.opt_state["generator"])
+    assert same_bits(restored, state)
+    assert json.loads((tmp_path / "checkpoints" / "3" / "config" / "metadata").read_text()) == {"seed": 0}
+    for path in (tmp_path / "checkpoints").rglob("*"):
+        assert not path.name.endswith((".pkl", ".pickle")), path
+
+
+def damage(step_dir: pathlib.Path, how: str) -> None:
+    files = sorted((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    largest = files[-1]
+    if how == "flip":
+        data = bytearray(largest.read_bytes())
+        for i in range(len(data) // 2, len(data) // 2 + 16):
+            data[i] ^= 0xFF
+        largest.write_bytes(bytes(data))
+    elif how == "truncate":
+        with open(largest, "r+b") as f:
+            f.truncate(largest.stat().st_size // 2)
+    elif how == "delete_data":
+        for p in files:
+            if p.parent.name == "d":
+                p.unlink()
+    elif how == "delete_state":
+        import shutil
+
+        shutil.rmtree(step_dir / "state")
+    elif how == "checksum":
+        (step_dir / "checksum" / "metadata").write_text(json.dumps({"checksum": 12345}))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete_data", "delete_state", "checksum"])
+def test_damaged_latest_is_reported_moved_aside_and_the_previous_used(how, tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"), asynchronous=False)
+    ckpt.save(1, toy_state(1.0))
+    ckpt.save(2, toy_state(2.0))
+    damage(tmp_path / "checkpoints" / "2", how)
+    messages = []
+    step, state = ckpt.restore_latest_good(abstract(toy_state()), report=messages.append, quarantine=True)
+    assert step == 1 and same_bits(state, toy_state(1.0))
+    assert len(messages) == 1 and "\n" not in messages[0] and "checkpoint 2" in messages[0], messages
+    assert "damaged_checkpoints" in messages[0] and ckpt.all_steps() == [1]
+    assert len(list((tmp_path / "damaged_checkpoints").iterdir())) == 1
+    assert ckpt.save(2, toy_state(2.5))  # the step can be written again
+    assert same_bits(ckpt.restore(2, abstract(toy_state())), toy_state(2.5))
+    ckpt.close()
+
+
+def test_unfinished_save_is_ignored_and_removed(tmp_path):
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"), asynchronous=False)
+    ckpt.save(1, toy_state(1.0))
+    partial = tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp-1712345678"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "junk").write_bytes(b"\0" * 100)
+    assert ckpt.all_steps() == [1] and Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [1]
+    assert ckpt.cleanup_partial() == [partial.name] and not partial.exists()
+    assert ckpt.restore_latest_good(abstract(toy_state()))[0] == 1
+    ckpt.close()
+
+
+def test_checkpoint_folder_is_a_file(tmp_path):
+    blocker = tmp_path / "checkpoints"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="is a file, not a folder") as e:
+        Checkpointer(str(blocker))
+    assert "\n" not in str(e.value)
+    # Replaced while the run is going: the save fails in one line, earlier checkpoints are elsewhere.
+    ckpt = Checkpointer(str(tmp_path / "run" / "checkpoints"), asynchronous=False)
+    ckpt.save(1, toy_state(1.0))
+    os.rename(tmp_path / "run" / "checkpoints", tmp_path / "run" / "kept")
+    (tmp_path / "run" / "checkpoints").write_text("in the way")
+    with pytest.raises(CheckpointError, match="saving checkpoint 2 .* failed") as e:
+        ckpt.save(2, toy_state(2.0))
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_full_disk_is_one_line_and_earlier_checkpoints_stay(small_disk, asynchronous):
+    ckpt = Checkpointer(str(small_disk / "checkpoints"), asynchronous=asynchronous)
+    ckpt.save(1, toy_state(1.0))
+    ckpt.wait()
+    big = toy_state(2.0).replace(params={"g": {"w": jnp.arange(1_000_000, dtype=jnp.float32)}})
+    with pytest.raises(CheckpointError, match=r"saving checkpoint 2 .* No space left on device") as e:
+        ckpt.save(2, big)
+        ckpt.wait()
+    assert "\n" not in str(e.value) and ckpt.all_steps() == [1]
+    assert same_bits(ckpt.restore(1, abstract(toy_state())), toy_state(1.0))
+    assert ckpt.cleanup_partial()  # the next run frees the space of the failed save
+
+
+# --- divergence ---------------------------------------------------------------------------------
+
+def poison_params_at(monkeypatch, bad_state_step: int, seed: int = 0):
+    """Makes the update at state.step == bad_state_step (0-based) leave NaN parameters, but only
+    under the run's original key: a rollback's fresh key fold goes through."""
+    original = StepBuilder.train_step
+    key = jax.random.PRNGKey(seed)
+
+    def poisoned(self, state, batch):
+        new, metrics = original(self, state, batch)
+        hit = (state.step == bad_state_step) & jnp.all(state.key == key)
+        params = jax.tree.map(lambda p: jnp.where(hit, jnp.nan, p), new.params)
+        return new.replace(params=params), {**metrics, "finite": metrics["finite"] & ~hit}
+
+    monkeypatch.setattr(StepBuilder, "train_step", poisoned)
+
+
+def records(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_nonfinite_stop_names_step_and_quantity(monkeypatch, tmp_path):
+    poison_params_at(monkeypatch, 4)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: non-finite parameters at step 5$"):
+        train(ring_config(), str(tmp_path))
+    saved = Checkpointer(str(tmp_path / "checkpoints")).all_steps()
+    assert saved == [2, 4]  # nothing non-finite is ever saved
+    assert records(tmp_path)[-1]["event"] == "diverged"
+
+
+def test_nonfinite_rollback_continues_with_a_fresh_key(monkeypatch, tmp_path):
+    poison_params_at(monkeypatch, 4)
+    cfg = ring_config(on_nonfinite="rollback", max_rollbacks=1)
+    train(cfg, str(tmp_path))
+    events = [r for r in records(tmp_path) if r.get("event") == "rollback"]
+    assert events == [{"step": 4, "event": "rollback", "nonfinite_step": 5, "nonfinite": "parameters",
+                       "rollback": 1, "key_fold": 10_001}]
+    exp = Experiment(cfg)
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    step, state = ckpt.restore_latest_good(exp.abstract_state())
+    assert step == 8 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    assert not same_bits(state.key, jax.random.PRNGKey(0))  # the fold is checkpointed with the state
+
+
+def test_nonfinite_after_max_rollbacks_stops(monkeypatch, tmp_path):
+    poison_params_at(monkeypatch, 4)
+    cfg = ring_config(on_nonfinite="rollback", max_rollbacks=0)
+    with pytest.raises(TrainingDiverged, match="non-finite parameters at step 5"):
+        train(cfg, str(tmp_path))
+
+
+# --- through launch.py ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def jax_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+def launch_env(jax_cache, devices=1):
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    flags = "" if devices == 1 else f"--xla_force_host_platform_device_count={devices}"
+    return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
+            "JAX_COMPILATION_CACHE_DIR": str(jax_cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def launch(env, *args, prelude=None):
+    code = ["import runpy, sys", f"sys.argv = ['launch.py', *{list(args)!r}]",
+            prelude or "", "runpy.run_path('launch.py', run_name='__main__')"]
+    return subprocess.run([sys.executable, "-c", "\n".join(code)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_diverged_run_exits_1_with_the_message_last(jax_cache, tmp_path):
+    prelude = ("import jax, jax.numpy as jnp\nfrom gan_jax.steps import StepBuilder\no = StepBuilder.train_step\n"
+               "def p(self, s, b):\n    n, m = o(self, s, b)\n    return n, {**m, 'g_loss': jnp.where(s.step == 2, "
+               "jnp.nan, m['g_loss']), 'finite': m['finite'] & (s.step != 2)}\nStepBuilder.train_step = p")
+    out = launch(launch_env(jax_cache), "--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
+                 prelude=prelude)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].endswith("training diverged: non-finite g_loss at step 3")
+
+
+def test_sigterm_saves_exits_0_and_the_same_command_resumes(jax_cache, tmp_path):
+    args = ["--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
+            "--config.train.steps=1000000", "--config.train.checkpoint_every=1000000"]
+    env = launch_env(jax_cache)
+    code = f"import runpy, sys\nsys.argv = ['launch.py', *{args!r}]\nrunpy.run_path('launch.py', run_name='__main__')"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the first progress line: training is under way
+    assert first.startswith("step "), first + proc.stderr.read()[-2000:]
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    message = [line for line in stdout.splitlines() if line.startswith("SIGTERM")]
+    assert len(message) == 1 and "run the same command to resume" in message[0], stdout[-2000:]
+    step = int(message[0].split("at step ")[1].split(";")[0])
+    assert (tmp_path / "r" / "checkpoints" / str(step)).is_dir()
+    out = launch(env, *args[:-2], f"--config.train.steps={step + 4}", "--config.train.checkpoint_every=1000000")
+    assert out.returncode == 0 and f"resumed from checkpoint at step {step}" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("first,then", [(1, 8), (8, 1)])
+def test_resume_on_another_device_count(jax_cache, tmp_path, first, then):
+    """dcgan_mnist smoke: 3 steps on `first` devices, 3 more on `then` (parameters sharded over 8);
+    close to 6 steps on one device in one go, and sample/eval read any saved step."""
+    base = ["--config", "experiments/dcgan_mnist.py:smoke", f"--config.data.dir={DATA}"]
+    shard = lambda n: ["--config.parallel.shard_params=true"] if n == 8 else []
+    workdir, reference = tmp_path / "split", tmp_path / "one_go"
+    for n, steps in ((first, 3), (then, 6)):
+        out = launch(launch_env(jax_cache, n), *base, "--workdir", str(workdir), f"--config.train.steps={steps}",
+                     *shard(n))
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert "resumed from checkpoint at step 3" in out.stdout
+    out = launch(launch_env(jax_cache, 1), *base, "--workdir", str(reference))
+    assert out.returncode == 0, out.stderr[-3000:]
+    from gan_jax.sample import restore
+
+    (_, step_a, a), (_, step_b, b) = restore(str(workdir), None), restore(str(reference), None)
+    assert step_a == step_b == 6
+    for x, y in zip(jax.tree.leaves(jax.device_get(a.params)), jax.tree.leaves(jax.device_get(b.params)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
+    for mode in ("sample", "eval"):
+        out = launch(launch_env(jax_cache, then), f"--mode={mode}", "--workdir", str(workdir), "--step", "3")
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((workdir / "eval_step_0000003.json").read_text())["step"] == 3
+
+
+# --- SIGKILL --------------------------------------------------------------------------------------
+
+def test_sigkill_fault_short_form(tmp_path):
+    spec = importlib.util.spec_from_file_location("fault_kill", REPO / "benchmarks" / "fault_kill.py")
+    fault_kill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fault_kill)
+    result = fault_kill.fault_test(kills=5, steps=16, checkpoint_every=2, data_dir=DATA, root=tmp_path, seed=1,
+                                   verbose=False)
+    assert result["identical"], result
+    assert result["kills"] >= 3, result
