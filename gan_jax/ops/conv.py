@@ -210,30 +210,36 @@ _dot_scatter.defvjp(_dot_scatter_fwd, _dot_scatter_bwd)
 # ---------------------------------------------------------------------------------------------
 
 
-def _fast_conv(x, kernel, strides, pads, dilation):
-    ks = kernel.shape[:-2]
-    in_size = x.shape[1:-1]
-    out_size = [
+def _conv_out_size(in_size, ks, strides, pads, dilation) -> list[int]:
+    return [
         (n + lo + hi - (k - 1) * d - 1) // s + 1
         for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
     ]
-    if min(out_size) <= 0:
-        return None
+
+
+def _conv_transpose_out_size(in_size, ks, strides, pads, dilation) -> list[int]:
+    # Length of the stride-dilated, padded input minus the dilated kernel, as in lax.
+    return [
+        (n - 1) * s + 1 + lo + hi - (k - 1) * d
+        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
+    ]
+
+
+# Jitted so that eager callers (e.g. a module's init outside jit) compile one program instead
+# of one per slice; inside an outer jit this is inlined.
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _fast_conv(x, kernel, strides, pads, dilation):
+    ks, in_size = kernel.shape[:-2], x.shape[1:-1]
+    out_size = _conv_out_size(in_size, ks, strides, pads, dilation)
     offsets = [[t * d - lo for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
     w_mat = kernel.reshape(-1, kernel.shape[-1])
     return _gather_dot(x, w_mat, _geom(offsets, strides, in_size, out_size))
 
 
+@partial(jax.jit, static_argnums=(2, 3, 4))
 def _fast_conv_transpose(x, kernel, strides, pads, dilation):
-    ks = kernel.shape[:-2]
-    in_size = x.shape[1:-1]
-    # Length of the stride-dilated, padded input minus the dilated kernel, as in lax.
-    out_size = [
-        (n - 1) * s + 1 + lo + hi - (k - 1) * d
-        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
-    ]
-    if min(out_size) <= 0:
-        return None
+    ks, in_size = kernel.shape[:-2], x.shape[1:-1]
+    out_size = _conv_transpose_out_size(in_size, ks, strides, pads, dilation)
     # Input i with tap t lands on output lo + s*i - t*d (lax does not flip the kernel).
     offsets = [[lo - t * d for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
     w_mat = jnp.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)  # (C, T*O), taps row-major
@@ -261,10 +267,9 @@ def conv2d(
         return lax.conv_general_dilated(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
-    out = _fast_conv(x, kernel, strides, pads, dilation)
-    if out is None:  # empty output: nothing to speed up
-        return conv2d(x, kernel, strides, pads, dilation, 'lax')
-    return out
+    if min(_conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
+        return conv2d(x, kernel, strides, pads, dilation, 'lax')  # empty output: nothing to speed up
+    return _fast_conv(x, kernel, strides, tuple(pads), dilation)
 
 
 def conv_transpose2d(
@@ -288,7 +293,6 @@ def conv_transpose2d(
         return lax.conv_transpose(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
-    out = _fast_conv_transpose(x, kernel, strides, pads, dilation)
-    if out is None:  # empty output: nothing to speed up
-        return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')
-    return out
+    if min(_conv_transpose_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
+        return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')  # empty output
+    return _fast_conv_transpose(x, kernel, strides, tuple(pads), dilation)
