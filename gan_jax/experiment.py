@@ -47,6 +47,7 @@ class Experiment:
                                    axis_name=parallel.PMAP_AXIS if self.pmap else None)
         self.mesh = parallel.make_mesh()
         self.seed = cfg.seed
+        self._sample_jit = None
 
     # --- state -------------------------------------------------------------------------------
     def state_shardings(self):
@@ -72,10 +73,17 @@ class Experiment:
         return jax.random.normal(key, (num, self.cfg.model.latent_dim))
 
     def sample(self, state: TrainState, num: int, key: jax.Array | None = None) -> np.ndarray:
-        """`num` samples in model range as numpy, from the fixed latents or from `key`."""
-        fn = jax.jit(self.builder.sample_fn())
+        """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents or from
+        `key`; the same on every process. `state` is laid out as `init_state` places it."""
+        # Replicated output: readable on every process even when the mesh spans several, and when
+        # the parameters are FSDP-sharded.
+        if self._sample_jit is None:  # one compilation per run, not one per sample grid
+            self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
+        fn = self._sample_jit
         z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
-        return np.concatenate([np.asarray(fn(state, z[i:i + 500])) for i in range(0, num, 500)])
+        z = np.asarray(z)
+        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + 500], self.mesh)))
+                               for i in range(0, num, 500)])
 
 
 def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict) -> None:

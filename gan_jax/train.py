@@ -50,10 +50,18 @@ class _StopRequest:
 
 
 def compile_step(exp: Experiment, state_shardings):
-    """The jitted (or pmapped) multi-step: (state, batches) -> (state, stacked metrics); state donated."""
+    """The jitted (or pmapped) multi-step: (state, batches) -> (state, stacked metrics); state donated.
+    Under pmap the metrics come back as the first local device's copy, (1, K), so that every process
+    can read them (the full (devices, K) output spans other processes' devices)."""
     b = exp.builder
     if exp.pmap:
-        return jax.pmap(b.multi_step, axis_name=parallel.PMAP_AXIS, donate_argnums=0)
+        pmapped = jax.pmap(b.multi_step, axis_name=parallel.PMAP_AXIS, donate_argnums=0)
+
+        def step(state, batches):
+            state, metrics = pmapped(state, batches)
+            return state, parallel.pmap_local(metrics)
+
+        return step
     batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
     in_shardings = (state_shardings, None if exp.images is None else batch_sharding)
     return jax.jit(b.multi_step, in_shardings=in_shardings,
@@ -99,8 +107,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         return parallel.global_batch_array(local, batch_sharding, batch_axis=2)
 
     if exp.pmap:
-        state = jax.device_put_replicated(jax.device_get(state), jax.local_devices())
-    unreplicated = (lambda s: jax.tree.map(lambda x: x[0], s)) if exp.pmap else (lambda s: s)
+        state = parallel.pmap_replicate(state)
+    unreplicated = (lambda s: parallel.pmap_unreplicate(s, exp.mesh)) if exp.pmap else (lambda s: s)
 
     def save(step, state):
         # Wait for the step itself first, so that the figure is the time the save holds the loop up.
@@ -140,8 +148,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                         # A fresh key fold, so the rerun does not draw the noise that diverged.
                         fold = 10_000 + rollbacks
                         restored = restored.replace(key=jax.random.fold_in(restored.key, fold))
-                        state = jax.device_put_replicated(jax.device_get(restored), jax.local_devices()) \
-                            if exp.pmap else restored
+                        state = parallel.pmap_replicate(restored) if exp.pmap else restored
                         writer.message(f"non-finite {', '.join(bad)} at step {bad_step}: rolled back to step "
                                        f"{good_step} with a fresh key (rollback {rollbacks} of "
                                        f"{cfg.train.max_rollbacks})")
