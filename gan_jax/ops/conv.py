@@ -125,22 +125,37 @@ def _gather(x: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_
 
 
 def _scatter(cols: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_size: Sequence[int]):
-    """Adjoint of `_gather`: cols (N, *in, T*C) -> (N, *out, C), sum of shifted strided pads."""
+    """Adjoint of `_gather`: cols (N, *in, T*C) -> (N, *out, C), a sum of shifted pads.
+
+    Done per output phase (o mod stride): each phase only sums the taps that land on it, as
+    stride-1 pads, and the phases are interleaved at the end. Summing all T taps as strided pads
+    of the full output instead was 2-4x slower at the DCGAN shapes (each output element
+    evaluates every pad).
+    """
     taps = list(itertools.product(*[range(len(off)) for off in offsets]))
-    c = cols.shape[-1] // len(taps)
+    n, c, nsp = cols.shape[0], cols.shape[-1] // len(taps), len(out_size)
+    q = [-(-o // s) for o, s in zip(out_size, strides, strict=True)]  # phase grid size
     zero = jnp.zeros((), cols.dtype)
-    out = None
+    phases: dict[tuple[int, ...], jax.Array] = {}
     for j, tap in enumerate(taps):
         part = cols[..., j * c : (j + 1) * c]
+        phase = tuple(offsets[i][t] % strides[i] for i, t in enumerate(tap))
         cfg = [(0, 0, 0)]
         for i, t in enumerate(tap):
-            n, s, lo = part.shape[i + 1], strides[i], offsets[i][t]
+            lo = (offsets[i][t] - phase[i]) // strides[i]
             # Negative lo/hi crop: taps that fall outside the output are dropped.
-            cfg.append((lo, out_size[i] - lo - ((n - 1) * s + 1), s - 1))
+            cfg.append((lo, q[i] - lo - part.shape[i + 1], 0))
         cfg.append((0, 0, 0))
         placed = lax.pad(part, zero, cfg)
-        out = placed if out is None else out + placed
-    return out
+        phases[phase] = placed + phases[phase] if phase in phases else placed
+    if len(phases) == 1 and all(s == 1 for s in strides):
+        return phases[(0,) * nsp]
+    empty = jnp.zeros((n, *q, c), cols.dtype)
+    grid = [phases.get(r, empty) for r in itertools.product(*[range(s) for s in strides])]
+    y = jnp.stack(grid, axis=1).reshape(n, *strides, *q, c)  # (N, *phase, *grid, C)
+    perm = [0] + [a for i in range(nsp) for a in (1 + nsp + i, 1 + i)] + [1 + 2 * nsp]
+    y = y.transpose(perm).reshape(n, *[a * s for a, s in zip(q, strides, strict=True)], c)
+    return y[(slice(None), *[slice(0, o) for o in out_size])]
 
 
 def _dot_last(a: jax.Array, b: jax.Array) -> jax.Array:
