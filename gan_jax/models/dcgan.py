@@ -39,16 +39,19 @@ class TutorialGenerator(nn.Module):
     channels: int = 1
     conv_impl: str = "auto"
     bn_axis_name: str | None = None
+    width: int = 64  # the tutorial's; hidden channels are 4w, 2w, w
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        w = self.width
+
         def bn_act(h):
             h = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(h)
             return nn.leaky_relu(h, 0.3)  # Keras' LeakyReLU default slope
 
-        h = bn_act(nn.Dense(7 * 7 * 256, use_bias=False)(z)).reshape(-1, 7, 7, 256)
-        h = bn_act(ConvTranspose(128, (5, 5), (1, 1), "SAME", use_bias=False, impl=self.conv_impl)(h))
-        h = bn_act(ConvTranspose(64, (5, 5), (2, 2), "SAME", use_bias=False, impl=self.conv_impl)(h))
+        h = bn_act(nn.Dense(7 * 7 * 4 * w, use_bias=False)(z)).reshape(-1, 7, 7, 4 * w)
+        h = bn_act(ConvTranspose(2 * w, (5, 5), (1, 1), "SAME", use_bias=False, impl=self.conv_impl)(h))
+        h = bn_act(ConvTranspose(w, (5, 5), (2, 2), "SAME", use_bias=False, impl=self.conv_impl)(h))
         return jnp.tanh(ConvTranspose(self.channels, (5, 5), (2, 2), "SAME", use_bias=False,
                                       impl=self.conv_impl)(h))
 
@@ -59,11 +62,12 @@ class TutorialDiscriminator(nn.Module):
     dropout_rate: float = 0.3
     conv_impl: str = "auto"
     dropout_axis_name: str | None = None
+    width: int = 64  # the tutorial's; channels are w, 2w
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
         h = x
-        for features in (64, 128):
+        for features in (self.width, 2 * self.width):
             h = nn.leaky_relu(Conv(features, (5, 5), (2, 2), "SAME", impl=self.conv_impl)(h), 0.3)
             h = ExampleDropout(self.dropout_rate, self.dropout_axis_name)(h, deterministic=not train)
         return nn.Dense(1)(h.reshape(h.shape[0], -1))[:, 0]
@@ -128,8 +132,9 @@ def build_dcgan_tutorial(cfg: ml_collections.ConfigDict, example_shape: tuple[in
     if tuple(example_shape[:2]) != (28, 28):
         raise ConfigError(f"model.name='dcgan_tutorial' needs 28x28 images, got data of shape {example_shape}")
     impl, axis = cfg.get("conv_impl", "auto"), cfg.get("axis_name", None)
-    return {"generator": TutorialGenerator(example_shape[2], impl, axis),
-            "discriminator": TutorialDiscriminator(cfg.get("dropout_rate", 0.3), impl, axis)}
+    return {"generator": TutorialGenerator(example_shape[2], impl, axis, cfg.get("generator_width", 64)),
+            "discriminator": TutorialDiscriminator(cfg.get("dropout_rate", 0.3), impl, axis,
+                                                   cfg.get("discriminator_width", 64))}
 
 
 @register("dcgan")
