@@ -25,14 +25,12 @@ from gan_jax.models.dcgan import ExampleDropout
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 20
-# Relative parameter differences after STEPS steps (fp32), ||a - b|| / ||b|| per network. The same
-# per-device programs on other processes: rounding-level (3e-8 measured). Other device counts or
-# jit vs pmap: the batch reductions run in another order, and Adam's first updates, lr * g / (|g| +
-# eps), turn the rounding of near-zero gradients into whole steps; 1e-4 measured, while 20 steps move
-# the parameters by ~7e-3, so a per-device (not per-example) key or a per-device BatchNorm statistic
-# would show as ~1e-3 or more.
-SAME_PROGRAM_TOLERANCE = 1e-5
-OTHER_LAYOUT_TOLERANCE = 1e-3
+# Relative parameter difference after STEPS steps (fp32), ||a - b|| / ||b|| per network. Any change
+# of layout (device count, jit vs pmap, processes: gloo sums in another order) reorders the batch
+# reductions, and Adam's first updates, lr * g / (|g| + eps), turn the rounding of near-zero gradients
+# into whole steps: 1e-4 measured. 20 steps move the parameters by ~7e-3, and dropout keyed per device
+# instead of per example measured 5e-3 (G) and 1.7e-2 (D), so the bound separates rounding from bugs.
+TOLERANCE = 1e-3
 
 
 def smoke_config(mode="jit"):
@@ -147,21 +145,21 @@ def test_jit_on_8_devices_matches_1_device(runs):
     root, _, _ = runs
     diff = relative_difference(final_state(root / "one_device"), final_state(root / "jit"))
     print(f"\n1 vs 8 devices (jit): relative difference {diff:.2e}")
-    assert diff < OTHER_LAYOUT_TOLERANCE
+    assert diff < TOLERANCE
 
 
 def test_pmap_matches_jit(runs):
     root, _, _ = runs
     diff = relative_difference(final_state(root / "pmap"), final_state(root / "jit"))
     print(f"\njit vs pmap (8 devices): relative difference {diff:.2e}")
-    assert diff < OTHER_LAYOUT_TOLERANCE
+    assert diff < TOLERANCE
 
 
 def test_two_processes_match_one_process(runs):
     root, _, logs = runs
     diff = relative_difference(final_state(root / "two_processes"), final_state(root / "jit"))
     print(f"\n2 processes x 4 devices vs 1 process x 8 devices: relative difference {diff:.2e}")
-    assert diff < SAME_PROGRAM_TOLERANCE
+    assert diff < TOLERANCE
     # Only process 0 writes logs and samples; both took part in the collective checkpoint.
     assert "step 20/20" in logs[0][0] and "step 20/20" not in logs[1][0]
     assert (root / "two_processes" / "samples" / f"step_{STEPS:07d}.png").exists()
