@@ -4,12 +4,13 @@ time, and check that the final train state is bitwise equal to that of an uninte
     python benchmarks/fault_kill.py                      # 20 kills (the long form)
     python benchmarks/fault_kill.py --kills 5 --steps 16 # the short form tests/test_checkpoint.py runs
 
-Every fifth kill lands at a uniform moment of start-up (imports, restore, compilation); the rest
-wait for the first progress line of that life and then a uniform moment of a window sized so that the
-kills spread over the whole run. A kill "landed during a save" when it left an unfinished orbax
-folder (STEP.orbax-checkpoint-tmp-*) behind. Runs use one device and a persistent compilation
-cache (the uninterrupted run too), so that a life costs seconds instead of a compilation.
-The last line is KEY=VALUE: kills, kills_during_save, kills_during_startup, identical."""
+Every fifth kill lands at a uniform moment of start-up (imports, restore, compilation; as long as
+the shortest start-up seen); the rest wait for the first progress line of that life and then a
+uniform moment of a window sized so that the kills spread over the whole run. A kill "landed during
+a save" when it left an unfinished orbax folder (STEP.orbax-checkpoint-tmp*) behind; the phase of
+a kill is "training" when that life had printed a progress line. Runs use one device and a
+persistent compilation cache, filled by the uninterrupted run, so that a life costs seconds instead
+of a compilation. The last line is KEY=VALUE: kills, kills_during_save, kills_during_startup, identical."""
 
 import argparse
 import glob
@@ -93,8 +94,6 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     env = environment(root / "jax_cache")
     ref, faulty = root / "uninterrupted", root / "killed"
     ref_log, log = root / "uninterrupted.log", root / "killed.log"
-    run_to_end(command(ref, steps, checkpoint_every, data_dir), env, ref_log)  # fills the compilation cache
-    shutil.rmtree(ref)
     start = time.time()
     with open(ref_log, "a") as f:
         proc = subprocess.Popen(command(ref, steps, checkpoint_every, data_dir), cwd=REPO, env=env, stdout=f,
@@ -103,24 +102,26 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     if proc.wait() != 0 or startup is None:
         raise SystemExit(f"the uninterrupted run failed with status {proc.returncode}; see {ref_log}")
     ref_seconds = time.time() - start
+    # This run also fills the compilation cache, so its start-up is longer than that of the lives.
     say(f"uninterrupted run: {ref_seconds:.1f} s, of which {startup:.1f} s before the first step line")
-    # Lives advance about half a window each, so this spreads the kills over the whole run.
-    window = max(1.5 * (ref_seconds - startup) / max(kills, 1), 0.2)
+    # Lives advance about half a window each (less what is redone), so the kills spread over the run.
+    window = max((ref_seconds - startup) / max(kills, 1), 0.2)
     cmd = command(faulty, steps, checkpoint_every, data_dir)
-    during_save, during_startup, lives, finished_early = 0, 0, [], False
+    during_save, during_startup, lives, finished_early, warm_startups = 0, 0, [], False, []
     while len(lives) < kills:
         start = time.time()
         with open(log, "a") as f:
             f.write(f"=== life {len(lives) + 1}\n")
             f.flush()
+            offset = f.tell()
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
         if len(lives) % 5 == 4:
-            time.sleep(rng.uniform(0.0, startup))
-            phase = "start-up"
+            time.sleep(rng.uniform(0.0, min(warm_startups, default=startup)))
         else:
             ready = first_progress_time(log, start, proc)
+            if ready is not None:
+                warm_startups.append(ready)
             time.sleep(rng.uniform(0.0, window))
-            phase = "start-up" if ready is None else "training"
         if proc.poll() is not None:
             if proc.returncode != 0:
                 raise SystemExit(f"the killed run failed with status {proc.returncode}; see {log}")
@@ -129,6 +130,9 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        with open(log) as f:
+            f.seek(offset)
+            phase = "training" if re.search(r"^step \d+/", f.read(), re.MULTILINE) else "start-up"
         partial = unfinished_saves(faulty)
         during_save += bool(partial)
         during_startup += phase == "start-up"
