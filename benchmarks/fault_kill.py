@@ -67,8 +67,10 @@ def first_progress_time(log: pathlib.Path, start: float, proc: subprocess.Popen,
     return None
 
 
-def unfinished_saves(workdir: pathlib.Path) -> list[str]:
-    return [os.path.basename(p) for p in glob.glob(str(workdir / "checkpoints" / "*.orbax-checkpoint-tmp*"))]
+def unfinished_saves(workdir: pathlib.Path, since: float) -> list[str]:
+    """Unfinished save folders created after `since` (older ones are a previous life's leftovers)."""
+    return [os.path.basename(p) for p in glob.glob(str(workdir / "checkpoints" / "*.orbax-checkpoint-tmp*"))
+            if os.path.getmtime(p) >= since]
 
 
 def compare_states(a: pathlib.Path, b: pathlib.Path) -> tuple[int, int, list[str]]:
@@ -105,7 +107,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     # This run also fills the compilation cache, so its start-up is longer than that of the lives.
     say(f"uninterrupted run: {ref_seconds:.1f} s, of which {startup:.1f} s before the first step line")
     # Lives advance about half a window each (less what is redone), so the kills spread over the run.
-    window = max((ref_seconds - startup) / max(kills, 1), 0.2)
+    window = (ref_seconds - startup) / max(kills, 1) + 1.0  # + the first save of a life, ~1 s
     cmd = command(faulty, steps, checkpoint_every, data_dir)
     during_save, during_startup, lives, finished_early, warm_startups = 0, 0, [], False, []
     while len(lives) < kills:
@@ -133,7 +135,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
         with open(log) as f:
             f.seek(offset)
             phase = "training" if re.search(r"^step \d+/", f.read(), re.MULTILINE) else "start-up"
-        partial = unfinished_saves(faulty)
+        partial = unfinished_saves(faulty, since=start)
         during_save += bool(partial)
         during_startup += phase == "start-up"
         done = sorted(int(p.name) for p in (faulty / "checkpoints").glob("*") if p.name.isdigit())
@@ -154,7 +156,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=20)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=100)
     p.add_argument("--checkpoint_every", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
