@@ -7,6 +7,7 @@
 Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2."""
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -35,8 +36,23 @@ def parse_flags(argv):
         return FLAGS(argv)
     except flags.Error as e:
         fail(str(e).splitlines()[0])
-    except (AttributeError, KeyError, ValueError, TypeError, FileNotFoundError) as e:  # config file or override
+    except (AttributeError, KeyError) as e:  # an override naming a field that does not exist
+        fail(unknown_field_message(argv, e))
+    except (ValueError, TypeError, FileNotFoundError) as e:  # the config file, or an override's value
         fail(str(e).splitlines()[0] if str(e) else repr(e))
+
+
+def unknown_field_message(argv, error: Exception) -> str:
+    """'--config.model.widht=3' -> one line naming the override, the missing field and ml_collections'
+    suggestion (its error text is a repr, sometimes nested, spread over two lines)."""
+    text = str(error).replace("\\\\", "\\").replace("\\'", "'").replace("\\n", "\n")
+    names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", text)
+    missing = names[0] if names else text.splitlines()[0]
+    hint = re.search(r"Did you mean [^?]*\?", text)
+    override = next((a.split("=")[0] for a in argv if a.startswith("--config.") and f".{missing}" in a.split("=")[0]),
+                    None)
+    return (f"{override}: " if override else "") + f"the config has no field {missing!r}" + \
+        (f" ({hint.group(0)})" if hint else "")
 
 
 def main(argv):
@@ -54,9 +70,13 @@ def main(argv):
         if FLAGS.mode == "train":
             if FLAGS.config is None:
                 fail("--config is required for --mode=train (e.g. --config experiments/quickstart.py)")
-            from gan_jax.train import train
+            from gan_jax.train import TrainingDiverged, train
 
-            train(FLAGS.config, workdir)
+            try:
+                train(FLAGS.config, workdir)
+            except TrainingDiverged as e:  # not the user's input: exit 1, the message last
+                print(f"error: {e}", file=sys.stderr, flush=True)
+                sys.exit(1)
         elif FLAGS.mode == "sample":
             from gan_jax.sample import sample
 

@@ -246,7 +246,7 @@ def test_diverged_run_exits_1_with_the_message_last(jax_cache, tmp_path):
     out = launch(launch_env(jax_cache), "--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
                  prelude=prelude)
     assert out.returncode == 1, out.stderr[-2000:]
-    assert out.stderr.strip().splitlines()[-1].endswith("training diverged: non-finite g_loss at step 3")
+    assert out.stderr.strip().splitlines()[-1] == "error: training diverged: non-finite g_loss at step 3"
 
 
 def test_sigterm_saves_exits_0_and_the_same_command_resumes(jax_cache, tmp_path):
