@@ -16,6 +16,7 @@ import optax
 
 from gan_jax import losses
 from gan_jax.data.synthetic import sample_mixture
+from gan_jax.ops import random
 
 
 @flax.struct.dataclass
@@ -144,7 +145,7 @@ class StepBuilder:
         if self.binarize:
             ids = _example_ids(x.shape[0], self.axis_name)
             # bernoulli(p) is uniform < p; vmapping only over the ids keeps x's sharding out of the vmap.
-            u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), x.shape[1:], x.dtype))(ids)
+            u = jax.vmap(lambda i: random.uniform(jax.random.fold_in(key, i), x.shape[1:]))(ids)
             x = (u < x).astype(jnp.float32)
         return x
 

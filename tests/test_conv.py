@@ -175,7 +175,8 @@ def test_module_cpu_fast_emits_no_convolution():
 
 
 def test_impl_validation_and_default():
-    assert default_conv_impl() == ('cpu_fast' if jax.default_backend() == 'cpu' else 'lax')
+    assert default_conv_impl((2, 2)) == ('cpu_fast' if jax.default_backend() == 'cpu' else 'lax')
+    assert default_conv_impl((1, 1)) == 'lax'
     x = jnp.zeros((1, 4, 4, 2))
     with pytest.raises(ValueError, match=r"Conv\.impl='fast'.*'auto', 'lax', 'cpu_fast'"):
         Conv(3, (3, 3), impl='fast').init(jax.random.PRNGKey(0), x)

@@ -11,6 +11,7 @@ import ml_collections
 from gan_jax.errors import ConfigError
 from gan_jax.models import register
 from gan_jax.models.layers import Conv, ConvTranspose
+from gan_jax.ops import random
 
 
 class ExampleDropout(nn.Module):
@@ -29,7 +30,7 @@ class ExampleDropout(nn.Module):
         if self.axis_name is not None:
             ids = ids + jax.lax.axis_index(self.axis_name) * x.shape[0]
         keep = 1.0 - self.rate
-        mask = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(rng, i), keep, x.shape[1:]))(ids)
+        mask = jax.vmap(lambda i: random.bernoulli(jax.random.fold_in(rng, i), keep, x.shape[1:]))(ids)
         return jnp.where(mask, x / keep, 0.0)
 
 

@@ -5,7 +5,7 @@ and creation order are flax's, so `Conv(...).init(key, x)` gives bitwise the par
 `nn.Conv(...).init(key, x)` and checkpoints are interchangeable. Only the computation differs:
 `impl='cpu_fast'` lowers to slices + dots (see `gan_jax.ops.conv`), which on XLA:CPU is many times
 faster than its convolution kernels; `impl='lax'` is flax's computation; `impl='auto'` picks
-`cpu_fast` on the CPU backend and `lax` elsewhere.
+`cpu_fast` for strided layers on the CPU backend and `lax` elsewhere.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d, default_conv_impl
 MODULE_IMPLS = ('auto', *IMPLS)
 
 
-def resolve_impl(impl: str, owner: str = 'impl') -> str:
-    """'auto' -> `default_conv_impl()`; unknown values raise ConfigError (a ValueError)."""
+def resolve_impl(impl: str, owner: str = 'impl', strides: Sequence[int] = (2,)) -> str:
+    """'auto' -> `default_conv_impl(strides)`; unknown values raise ConfigError (a ValueError)."""
     if impl not in MODULE_IMPLS:
         raise ConfigError(f'{owner}={impl!r} is not accepted; use one of {MODULE_IMPLS}')
-    return default_conv_impl() if impl == 'auto' else impl
+    return default_conv_impl(strides) if impl == 'auto' else impl
 
 
 def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -78,11 +78,11 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        impl = resolve_impl(self.impl, 'Conv.impl')
         kernel_size = _kernel_size(self.kernel_size)
         nsp = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, nsp)
         strides = _broadcast(self.strides, nsp)
+        impl = resolve_impl(self.impl, 'Conv.impl', strides)
         dilation = _broadcast(self.kernel_dilation, nsp)
 
         padding = canonicalize_padding(self.padding, nsp)
@@ -130,11 +130,11 @@ class ConvTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        impl = resolve_impl(self.impl, 'ConvTranspose.impl')
         kernel_size = _kernel_size(self.kernel_size)
         nsp = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, nsp)
         strides = _broadcast(self.strides, nsp)
+        impl = resolve_impl(self.impl, 'ConvTranspose.impl', strides)
         dilation = _broadcast(self.kernel_dilation, nsp)
 
         kernel_shape = (*kernel_size, inputs.shape[-1], self.features)

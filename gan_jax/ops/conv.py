@@ -35,9 +35,12 @@ Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast')
 
 
-def default_conv_impl() -> str:
-    """'cpu_fast' on the CPU backend (where XLA's conv kernels are slow), else 'lax'."""
-    return 'cpu_fast' if jax.default_backend() == 'cpu' else 'lax'
+def default_conv_impl(strides: Sequence[int] = (2,)) -> str:
+    """'cpu_fast' for strided convolutions on the CPU backend, where XLA's kernels for them are slow;
+    else 'lax'. XLA:CPU's own stride-1 kernels beat im2col + dot, which computes the padding taps:
+    272 vs 362 ms for the forward and backward of the tutorial DCGAN's 7x7x256 -> 7x7x128 5x5
+    transposed convolution at batch 256 (benchmarks/conv_micro.py, 2026-11-23)."""
+    return 'cpu_fast' if jax.default_backend() == 'cpu' and max(strides, default=1) > 1 else 'lax'
 
 
 def _check_impl(impl: str) -> None:
