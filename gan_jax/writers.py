@@ -40,6 +40,8 @@ class MetricWriter:
         if self._start is None:
             self._start, self._start_step = now, step
         rate = (step - self._start_step) / max(now - self._start, 1e-9)
+        if rate == 0 and isinstance(_plain(metrics.get("seconds_per_step")), float):
+            rate = 1.0 / max(_plain(metrics["seconds_per_step"]), 1e-9)  # the first line: the step's own time
         eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
         shown = " ".join(f"{k}={_plain(v):.4g}" for k, v in metrics.items()
                          if isinstance(_plain(v), float) and not k.startswith("lr"))
