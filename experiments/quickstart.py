@@ -14,10 +14,10 @@ def get_config(arg=None):
     c.model.generator_width = 32  # half the tutorial's channels: a quarter of its FLOPs
     c.model.discriminator_width = 32
     c.optimizer.learning_rate = 2e-4
-    c.train.steps = 1500
-    c.train.log_every = 50
-    c.train.sample_every = 250
-    c.train.checkpoint_every = 500
+    c.train.steps = 3200  # ~3.5 minutes on a 2-core CPU (2026-11-23); ~half the samples read as digits
+    c.train.log_every = 100
+    c.train.sample_every = 400
+    c.train.checkpoint_every = 800
     if arg == "smoke":
         c.data.batch_size = 8
         c.train.steps = 4
