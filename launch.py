@@ -4,7 +4,8 @@
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=eval --workdir runs/vae_mnist
 
-Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2."""
+Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2; a run
+that diverges (NaN or inf) ends with one line and exit status 1."""
 
 import os
 import re
