@@ -112,19 +112,33 @@ def conv_transpose_pads(
 
 def _gather(x: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_size: Sequence[int]):
     """x (N, *in, C) -> patches (N, *out, T*C), taps in kernel (row-major) order."""
-    nsp = len(out_size)
     pads = [(0, 0)]
     for off, s, o, n in zip(offsets, strides, out_size, x.shape[1:-1], strict=True):
         pads.append((max(0, -min(off)), max(0, max(off) + (o - 1) * s + 1 - n)))
     pads.append((0, 0))
     if any(p != (0, 0) for p in pads):
         x = lax.pad(x, jnp.zeros((), x.dtype), [(lo, hi, 0) for lo, hi in pads])
-    cols = []
-    for tap in itertools.product(*[range(len(off)) for off in offsets]):
-        start = [0] + [offsets[i][t] + pads[i + 1][0] for i, t in enumerate(tap)] + [0]
-        limit = [x.shape[0]] + [start[i + 1] + (out_size[i] - 1) * strides[i] + 1 for i in range(nsp)]
-        cols.append(lax.slice(x, start, limit + [x.shape[-1]], (1, *strides, 1)))
-    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    # One spatial dim at a time: 5 + 5 slices for a 5x5 kernel instead of 25, the second stage
+    # reading the first's smaller output; 1.04x on the dcgan_mnist step (ratio.py A/B, 4 rounds,
+    # 2026-11-23).
+    n_taps = 1
+    for d, (off, s, o) in enumerate(zip(offsets, strides, out_size, strict=True)):
+        axis = 1 + d
+        cols = []
+        for t in off:
+            start = [0] * x.ndim
+            start[axis] = t + pads[axis][0]
+            limit = list(x.shape)
+            limit[axis] = start[axis] + (o - 1) * s + 1
+            step = [1] * x.ndim
+            step[axis] = s
+            cols.append(lax.slice(x, start, limit, step))
+        # (..., taps_before * C) per tap -> (..., taps_before * taps_here * C) in row-major tap order
+        x = jnp.stack(cols, axis=-2)  # (..., T_d, prev*C)
+        x = x.reshape(*x.shape[:-2], len(off), n_taps, -1)
+        x = jnp.swapaxes(x, -3, -2).reshape(*x.shape[:-3], -1)
+        n_taps *= len(off)
+    return x
 
 
 def _scatter(cols: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_size: Sequence[int]):
