@@ -303,7 +303,7 @@ def test_sigkill_fault_short_form(tmp_path):
     spec = importlib.util.spec_from_file_location("fault_kill", REPO / "benchmarks" / "fault_kill.py")
     fault_kill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault_kill)
-    result = fault_kill.fault_test(kills=5, steps=16, checkpoint_every=2, data_dir=DATA, root=tmp_path, seed=1,
+    result = fault_kill.fault_test(kills=5, steps=40, checkpoint_every=2, data_dir=DATA, root=tmp_path, seed=1,
                                    verbose=False)
     assert result["identical"], result
     assert result["kills"] >= 3, result

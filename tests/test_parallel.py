@@ -130,11 +130,15 @@ def runs(tmp_path_factory):
            for i in range(2)]
     one_device = launch_process([*config_flags(), "--workdir", str(root / "one_device")], devices=1,
                                 log_compiles=True)
+    others = {n: launch_process([*config_flags(), "--workdir", str(root / f"{n}_devices")], devices=n)
+              for n in (2, 4)}
     compiles = {"jit": train_in_process(smoke_config("jit"), root / "jit"),
                 "pmap": train_in_process(smoke_config("pmap"), root / "pmap")}
     logs = [finish(p) for p in two]
     two_seconds = time.time() - start
     logs.append(finish(one_device))
+    for process in others.values():
+        finish(process)
     compiles["two_processes"] = [compiled_steps(err) for _, err in logs[:2]]
     compiles["one_device"] = compiled_steps(logs[2][1])
     print(f"\ntwo-process run: {two_seconds:.0f} s wall (concurrently with the other runs)")
@@ -145,6 +149,14 @@ def test_jit_on_8_devices_matches_1_device(runs):
     root, _, _ = runs
     diff = relative_difference(final_state(root / "one_device"), final_state(root / "jit"))
     print(f"\n1 vs 8 devices (jit): relative difference {diff:.2e}")
+    assert diff < TOLERANCE
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+def test_jit_on_2_and_4_devices_matches_1_device(runs, devices):
+    root, _, _ = runs
+    diff = relative_difference(final_state(root / "one_device"), final_state(root / f"{devices}_devices"))
+    print(f"\n1 vs {devices} devices (jit): relative difference {diff:.2e}")
     assert diff < TOLERANCE
 
 
