@@ -2,7 +2,7 @@
 time, and check that the final train state is bitwise equal to that of an uninterrupted run.
 
     python benchmarks/fault_kill.py                      # 20 kills (the long form)
-    python benchmarks/fault_kill.py --kills 5 --steps 16 # the short form tests/test_checkpoint.py runs
+    python benchmarks/fault_kill.py --kills 5 --steps 40 # the short form tests/test_checkpoint.py runs
 
 Every fifth kill lands at a uniform moment of start-up (imports, restore, compilation; as long as
 the shortest start-up seen); the rest wait for the first progress line of that life and then a
@@ -156,7 +156,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=20)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=160)  # 100 could finish before the 20th kill
     p.add_argument("--checkpoint_every", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
