@@ -26,7 +26,7 @@ from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d, default_conv_impl
 MODULE_IMPLS = ('auto', *IMPLS)
 
 
-def resolve_impl(impl: str, owner: str = 'impl', strides: Sequence[int] = (2,)) -> str:
+def resolve_impl(impl: str, owner: str, strides: Sequence[int]) -> str:
     """'auto' -> `default_conv_impl(strides)`; unknown values raise ConfigError (a ValueError)."""
     if impl not in MODULE_IMPLS:
         raise ConfigError(f'{owner}={impl!r} is not accepted; use one of {MODULE_IMPLS}')

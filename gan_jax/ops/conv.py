@@ -35,7 +35,7 @@ Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast')
 
 
-def default_conv_impl(strides: Sequence[int] = (2,)) -> str:
+def default_conv_impl(strides: Sequence[int]) -> str:
     """'cpu_fast' for strided convolutions on the CPU backend, where XLA's kernels for them are slow;
     else 'lax'. XLA:CPU's own stride-1 kernels beat im2col + dot, which computes the padding taps:
     272 vs 362 ms for the forward and backward of the tutorial DCGAN's 7x7x256 -> 7x7x128 5x5
