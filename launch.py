@@ -91,4 +91,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from gan_jax.allocator import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()  # replaces this process by one with tcmalloc preloaded, where installed
     app.run(main, flags_parser=parse_flags)
