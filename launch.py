@@ -91,7 +91,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from gan_jax.allocator import reexec_with_tcmalloc
+    from gan_jax.cpu_runtime import configure_process
 
-    reexec_with_tcmalloc()  # replaces this process by one with tcmalloc preloaded, where installed
+    configure_process()  # XLA:CPU settings; may replace this process by one with tcmalloc preloaded
     app.run(main, flags_parser=parse_flags)

@@ -10,13 +10,14 @@ The last line is KEY=VALUE: ms_per_step, images_per_s, run_steps_per_s, compile_
 
 import argparse
 import importlib.util
+import os
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from gan_jax import allocator, models
+from gan_jax import cpu_runtime, models
 from gan_jax.steps import StepBuilder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def main():
     seconds = (time.perf_counter() - t) / (calls * k)
     print(f"workload={a.workload} batch={batch} runs={a.runs} steps_per_call={k} timed_steps={calls * k} "
           f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()} "
-          f"tcmalloc={allocator.tcmalloc_loaded()} "
+          f"tcmalloc={cpu_runtime.tcmalloc_loaded()} xla_flags='{os.environ.get('XLA_FLAGS', '')}' "
           f"gflop_per_step={flops / 1e9:.3f} achieved_gflop_per_s={flops / 1e9 / seconds:.1f}")
     print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={batch / seconds:.1f} "
           f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f}")
@@ -118,5 +119,5 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    allocator.reexec_with_tcmalloc()  # time what launch.py runs (GAN_JAX_TCMALLOC=0: without it)
+    cpu_runtime.configure_process()  # time what launch.py runs (see gan_jax/cpu_runtime.py to opt out)
     main()

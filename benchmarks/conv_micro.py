@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import cpu_runtime
 from gan_jax.ops.conv import conv2d, conv_transpose2d
 
 P1 = ((1, 1), (1, 1))
@@ -102,4 +103,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+    cpu_runtime.configure_process()  # the settings training runs with
     main()

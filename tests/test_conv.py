@@ -175,8 +175,12 @@ def test_module_cpu_fast_emits_no_convolution():
 
 
 def test_impl_validation_and_default():
-    assert default_conv_impl((2, 2)) == ('cpu_fast' if jax.default_backend() == 'cpu' else 'lax')
-    assert default_conv_impl((1, 1)) == 'lax'
+    fast_on_cpu = 'cpu_fast' if jax.default_backend() == 'cpu' else 'lax'
+    assert default_conv_impl((2, 2), True, 128) == fast_on_cpu
+    assert default_conv_impl((2, 2), False, 3) == fast_on_cpu
+    assert default_conv_impl((2, 2), False, 64) == 'lax'
+    assert default_conv_impl((1, 1), True, 256) == 'lax'
+    assert default_conv_impl((1, 1), False, 1) == 'lax'
     x = jnp.zeros((1, 4, 4, 2))
     with pytest.raises(ValueError, match=r"Conv\.impl='fast'.*'auto', 'lax', 'cpu_fast'"):
         Conv(3, (3, 3), impl='fast').init(jax.random.PRNGKey(0), x)

@@ -35,12 +35,16 @@ Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast')
 
 
-def default_conv_impl(strides: Sequence[int]) -> str:
-    """'cpu_fast' for strided convolutions on the CPU backend, where XLA's kernels for them are slow;
-    else 'lax'. XLA:CPU's own stride-1 kernels beat im2col + dot, which computes the padding taps:
-    272 vs 362 ms for the forward and backward of the tutorial DCGAN's 7x7x256 -> 7x7x128 5x5
-    transposed convolution at batch 256 (benchmarks/conv_micro.py, 2026-11-23)."""
-    return 'cpu_fast' if jax.default_backend() == 'cpu' and max(strides, default=1) > 1 else 'lax'
+def default_conv_impl(strides: Sequence[int], transposed: bool, in_channels: int) -> str:
+    """The faster implementation on this backend: 'lax' on GPU and TPU; on the CPU, 'cpu_fast' for
+    strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower) and for strided
+    convolutions of few input channels (1.6-2.8x), 'lax' otherwise. Measured with
+    benchmarks/conv_micro.py under the process settings of gan_jax/cpu_runtime.py (2026-11-23):
+    stride-1 5x5 7x7x256 -> 7x7x128: 171 vs 167 ms; stride-2 convolutions of 64-256 input channels:
+    lax 0.7-0.9x of cpu_fast's time, 1.09x on the dcgan_mnist step (ratio.py, 4 rounds)."""
+    if jax.default_backend() != 'cpu' or max(strides, default=1) == 1:
+        return 'lax'
+    return 'cpu_fast' if transposed or in_channels < 16 else 'lax'
 
 
 def _check_impl(impl: str) -> None:
