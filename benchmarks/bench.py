@@ -25,6 +25,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # workload -> (experiment, overrides, example shape, synthetic mixture)
 WORKLOADS = {
     "dcgan_mnist": ("dcgan_mnist", {"data.batch_size": 256}, (28, 28, 1), None),
+    # The TensorFlow peer's step: D and G from one forward each (train.update_rule='simultaneous').
+    "dcgan_mnist_simultaneous": ("dcgan_mnist", {"data.batch_size": 256, "train.update_rule": "simultaneous"},
+                                 (28, 28, 1), None),
     "dcgan32": ("dcgan_cifar10", {"data.batch_size": 64, "data.random_flip": False}, (32, 32, 3), None),
     "dcgan64": ("dcgan_celeba64", {"data.batch_size": 64, "data.random_flip": False}, (64, 64, 3), None),
     "gan_ring": ("gan_ring", {"data.batch_size": 100}, (2,), "ring8"),

@@ -10,6 +10,7 @@ OBJECTIVES = ("gan", "dcgan", "vae")
 SCHEDULES = ("constant", "linear", "cosine")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
+UPDATE_RULES = ("alternating", "simultaneous")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -51,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # generator (or VAE) updates
     c.train.n_critic = 1  # discriminator updates per generator update
+    c.train.update_rule = "alternating"  # D, then G against the new D | simultaneous: both from one forward
     c.train.steps_per_call = 1  # steps per dispatch, run with lax.scan
     c.train.log_every = 100
     c.train.sample_every = 1000
@@ -87,6 +89,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast"))
+    _choice("train.update_rule", c.train.update_rule, UPDATE_RULES)
     for field in ("data.batch_size", "train.steps", "train.n_critic", "train.steps_per_call", "train.log_every",
                   "train.sample_every", "train.checkpoint_every", "checkpoint.max_to_keep", "eval.batch_size",
                   "optimizer.learning_rate", "model.latent_dim"):
@@ -94,6 +97,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         _positive(field, c[section][name])
     _positive("optimizer.warmup_steps", c.optimizer.warmup_steps, allow_zero=True)
     _positive("train.max_rollbacks", c.train.max_rollbacks, allow_zero=True)
+    if c.train.update_rule == "simultaneous" and c.train.n_critic != 1:
+        raise ConfigError(f"train.n_critic={c.train.n_critic!r} is not accepted with "
+                          "train.update_rule='simultaneous' (both networks step from one forward); accepted: 1")
     if c.optimizer.discriminator_learning_rate is not None:
         _positive("optimizer.discriminator_learning_rate", c.optimizer.discriminator_learning_rate)
     if c.objective == "vae" and c.loss.name != "elbo":

@@ -83,6 +83,8 @@ def test_resume_and_sample(name, tmp_path):
     (["--config.data.batch_size=0"], "data.batch_size=0 must be a positive number"),
     (["--config.train.steps=-3"], "train.steps=-3 must be a positive number"),
     (["--config.data.source=files", "--config.data.name=mnist", "--config.data.dir=/nonexistent"], "/nonexistent"),
+    (["--config.train.update_rule=simultaneous", "--config.train.n_critic=2"],
+     "train.n_critic=2 is not accepted with train.update_rule='simultaneous'"),
     (["--config.train.stepz=5"], "--config.train.stepz: the config has no field 'stepz' (Did you mean \"steps\""),
     (["--config.modell.name=x"], "--config.modell.name: the config has no field 'modell'"),
 ])

@@ -113,3 +113,58 @@ def test_ring_gan_step_on_synthetic_data():
     assert int(state.step) == 1 and bool(metrics["finite"])
     points = np.asarray(sample_mixture("ring8", jax.random.PRNGKey(0), 1000))
     np.testing.assert_allclose(np.linalg.norm(points, axis=1), 1.0, atol=0.05)
+
+
+def test_simultaneous_update_takes_both_gradients_at_the_same_parameters():
+    # Second code path: the alternating update's D step is the simultaneous D step (same batches and
+    # keys), and with D frozen (learning rate 1e-30: no float32 change) its G step takes the gradient at
+    # the same D as the simultaneous step does.
+    batch = _fixed_batch()
+    _, simultaneous = _builder(train__update_rule="simultaneous")
+    _, alternating = _builder()
+    _, alternating_frozen_d = _builder(optimizer__discriminator_learning_rate=1e-30)
+    s0 = simultaneous.init_state(0)
+    s_sim, m_sim = jax.jit(simultaneous.train_step)(s0, batch)
+    s_alt, m_alt = jax.jit(alternating.train_step)(s0, batch)
+    s_frozen, m_frozen = jax.jit(alternating_frozen_d.train_step)(s0, batch)
+    close = lambda a, b: jax.tree.all(jax.tree.map(lambda x, y: np.allclose(x, y, rtol=1e-5, atol=1e-7), a, b))
+    assert close(s_frozen.params["discriminator"], s0.params["discriminator"])  # (zero biases move by 1e-30)
+    assert close(s_sim.params["discriminator"], s_alt.params["discriminator"])
+    assert close(s_sim.params["generator"], s_frozen.params["generator"])
+    assert not close(s_sim.params["generator"], s0.params["generator"])  # the generator did move
+    # ... and differs from the alternating G step, which sees the updated D.
+    assert not close(s_sim.params["generator"], s_alt.params["generator"])
+    np.testing.assert_allclose(m_sim["d_loss"], m_alt["d_loss"], rtol=1e-6)
+    np.testing.assert_allclose(m_sim["g_loss"], m_frozen["g_loss"], rtol=1e-6)
+
+
+def test_simultaneous_update_needs_one_critic_step():
+    from gan_jax.config import validate
+    from gan_jax.errors import ConfigError
+
+    c = base_config()
+    c.train.update_rule, c.train.n_critic = "simultaneous", 5
+    with pytest.raises(ConfigError, match=r"train.n_critic=5 .*simultaneous.*accepted: 1"):
+        validate(c)
+    c.train.update_rule = "both"
+    with pytest.raises(ConfigError, match=r"update_rule='both' is not accepted; accepted: alternating, simultaneous"):
+        validate(c)
+
+
+def test_simultaneous_update_under_pmap_equals_one_device():
+    import ml_collections
+
+    from gan_jax import parallel
+
+    c, single = _builder(train__update_rule="simultaneous")
+    model_cfg = ml_collections.ConfigDict(c.model.to_dict())
+    model_cfg.axis_name = parallel.PMAP_AXIS
+    multi = StepBuilder(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
+    s0, batch = single.init_state(0), _fixed_batch()
+    s1, m1 = jax.jit(single.train_step)(s0, batch)
+    # 8 devices, 2 examples each: (8, n_critic, 2, 8, 8, 1).
+    sp, mp = jax.pmap(multi.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
+                                                                       parallel.pmap_split(batch, 1))
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(sp.params), strict=True):
+        np.testing.assert_allclose(np.asarray(b)[0], a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(mp["g_loss"])[0], m1["g_loss"], rtol=1e-5)
