@@ -1,6 +1,6 @@
-"""Micro-benchmark: forward+backward of each DCGAN conv layer, impl 'lax' vs 'cpu_fast'.
+"""Micro-benchmark: forward+backward of each DCGAN conv layer, for each impl (lax, cpu_fast).
 
-Usage: python benchmarks/conv_micro.py [--reps 5] [--layers tf,radford] [--quick]
+Usage: python benchmarks/conv_micro.py [--reps 5] [--layers tf,radford]
 
 Each layer is jitted as y, (dx, dkernel) = vjp(conv)(x, kernel)(g): the work one training step
 does for that layer. Implementations are timed alternately (A B A B ...) because the 2 CPU
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax import cpu_runtime
-from gan_jax.ops.conv import conv2d, conv_transpose2d
+from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d, default_conv_impl
 
 P1 = ((1, 1), (1, 1))
 # name, kind, batch, (H, W, C_in), C_out, kernel, stride, padding
@@ -81,24 +81,25 @@ def main() -> None:
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--layers', default='tf,radford', help='comma list of: ' + ','.join(LAYERS))
     args = ap.parse_args()
-    impls = ('lax', 'cpu_fast')
+    impls = IMPLS
     figures = {}
     totals = dict.fromkeys(impls, 0.0)
     print(f'backend={jax.default_backend()} devices={jax.devices()}')
-    print(f'{"layer":8s} {"kind":6s} {"input":>18s} {"lax ms":>9s} {"fast ms":>9s} {"speedup":>8s}')
+    print(f'{"layer":8s} {"kind":6s} {"input":>18s} ' + ' '.join(f'{i + " ms":>12s}' for i in impls) + '  auto')
     for group in args.layers.split(','):
         for layer in LAYERS[group]:
             t = time_layer(layer, impls, args.reps)
-            name, kind, n, hwc = layer[:4]
-            ratio = t['lax'] / t['cpu_fast']
-            shape, lax_ms, fast_ms = str((n, *hwc)), t['lax'], t['cpu_fast']
-            print(f'{name:8s} {kind:6s} {shape:>18s} {lax_ms:9.1f} {fast_ms:9.1f} {ratio:7.1f}x', flush=True)
+            name, kind, n, hwc, _, _, stride = layer[:7]
+            auto = default_conv_impl((stride, stride), kind == 'convT', hwc[-1])
+            print(f'{name:8s} {kind:6s} {str((n, *hwc)):>18s} ' + ' '.join(f'{t[i]:12.1f}' for i in impls)
+                  + f'  {auto}', flush=True)
             for impl in impls:
                 figures[f'{name}_{impl}_ms'] = round(t[impl], 2)
                 totals[impl] += t[impl]
-    for impl in impls:
+            figures[f'{name}_auto_ms'] = round(t[auto], 2)
+            totals['auto'] = totals.get('auto', 0.0) + t[auto]
+    for impl in (*impls, 'auto'):
         figures[f'total_{impl}_ms'] = round(totals[impl], 1)
-    figures['total_speedup'] = round(totals['lax'] / totals['cpu_fast'], 2)
     print(' '.join(f'{k}={v}' for k, v in figures.items()))
 
 
