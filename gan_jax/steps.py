@@ -92,6 +92,14 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _gan_metrics(d_loss, real_logits, fake_logits, g_loss, opt_state) -> dict:
+    """The scalars a GAN step logs: losses, mean D(x) and D(G(z)), the learning rates used."""
+    return {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "g_loss": g_loss,
+            "lr_generator": opt_state["generator"].hyperparams["learning_rate"],
+            "lr_discriminator": opt_state["discriminator"].hyperparams["learning_rate"]}
+
+
 class StepBuilder:
     """Holds what the pure steps close over: the networks, optimizers and static config."""
 
@@ -183,7 +191,6 @@ class StepBuilder:
         if self.cfg.train.update_rule == "simultaneous":
             return self._simultaneous_gan_step(state, batch_u8, step_key, generate, discriminate, loss_fn)
 
-        d_metrics = {}
         for i in range(n_critic):
             key = jax.random.fold_in(step_key, 10 + i)
             real = self.real_examples(jax.random.fold_in(key, 0),
@@ -209,8 +216,7 @@ class StepBuilder:
             stats["discriminator"] = _pmean(s, self.axis_name)
             params["discriminator"], opt_state["discriminator"] = _apply_updates(
                 params["discriminator"], opt_state["discriminator"], grads, self.optimizers["discriminator"])
-            d_metrics = {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+            critic_loss, critic_logits = loss, (real_logits, fake_logits)  # the last update's, logged
 
         g_key = jax.random.fold_in(step_key, 1)
 
@@ -228,9 +234,7 @@ class StepBuilder:
         stats["generator"] = _pmean(stats["generator"], self.axis_name)
         params["generator"], opt_state["generator"] = _apply_updates(
             params["generator"], opt_state["generator"], grads, self.optimizers["generator"])
-        metrics = {**d_metrics, "g_loss": loss,
-                   "lr_generator": opt_state["generator"].hyperparams["learning_rate"],
-                   "lr_discriminator": opt_state["discriminator"].hyperparams["learning_rate"]}
+        metrics = _gan_metrics(critic_loss, *critic_logits, loss, opt_state)
         metrics = _pmean(metrics, self.axis_name)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), metrics
 
@@ -262,11 +266,7 @@ class StepBuilder:
                                                            _pmean(grads, self.axis_name), self.optimizers[name])
         stats = {name: _pmean(s, self.axis_name) for name, s in (("generator", stats["generator"]),
                                                                  ("discriminator", d_stats))}
-        real_logits, fake_logits = logits
-        metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "g_loss": g_loss,
-                   "lr_generator": opt_state["generator"].hyperparams["learning_rate"],
-                   "lr_discriminator": opt_state["discriminator"].hyperparams["learning_rate"]}
+        metrics = _gan_metrics(d_loss, *logits, g_loss, opt_state)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), _pmean(metrics, self.axis_name)
 
     def _vae_step(self, state: TrainState, batch_u8, step_key):
