@@ -1,7 +1,7 @@
 """Conv / ConvTranspose (gan_jax.models.layers) are flax's layers: params, outputs, gradients.
 
 Every case compares against the real `flax.linen.Conv` / `flax.linen.ConvTranspose` with the
-same params, for impl 'lax' and 'cpu_fast'. fp32 at default precision: on CPU that is already
+same params, for impl 'lax', 'cpu_fast' and (stride-1 layers) 'dft'. fp32 at default precision: on CPU that is already
 full fp32, so only summation order differs; errors are measured against the largest reference
 entry (elementwise-relative error is meaningless for entries that cancel to ~0).
 """
@@ -59,12 +59,12 @@ def _check_case(kind: str, x_shape, cfg: dict, seed: int, impls=('lax', 'cpu_fas
             _close(gp['params'][name], gp_ref['params'][name], f'd {name} {tag}')
 
 
-def _random_case(rng: np.random.RandomState):
+def _random_case(rng: np.random.RandomState, max_stride: int = 3):
     """A small random 2-D layer whose output is non-empty."""
     while True:
         kind = ['conv', 'convT'][rng.randint(2)]
         ks = tuple(int(k) for k in rng.randint(1, 6, size=2))  # odd and even sizes
-        strides = tuple(int(s) for s in rng.randint(1, 4, size=2))
+        strides = tuple(int(s) for s in rng.randint(1, max_stride + 1, size=2))
         dil = tuple(int(d) for d in rng.randint(1, 3, size=2))
         hw = tuple(int(n) for n in rng.randint(1, 10, size=2))
         choice = rng.randint(3)
@@ -94,6 +94,14 @@ def test_random_layers_match_flax(seed):
     _check_case(kind, x_shape, cfg, seed, ('lax', 'cpu_fast') if seed % 4 == 0 else ('cpu_fast',))
 
 
+@pytest.mark.parametrize('seed', range(20))
+def test_random_stride1_layers_dft_match_flax(seed):
+    # Random sizes, paddings (negative ones for convT) and dilations: the circular DFT length
+    # must avoid wrap-around for every one of them.
+    kind, x_shape, cfg = _random_case(np.random.RandomState(2000 + seed), max_stride=1)
+    _check_case(kind, x_shape, cfg, seed, ('dft',))
+
+
 P1 = ((1, 1), (1, 1))
 # Exact DCGAN layer geometry (H, W, C_in, features, kernel, stride, padding); batch 2 instead of
 # 256/64 keeps the test fast, and batch is only a matmul dimension in both paths.
@@ -118,7 +126,7 @@ DCGAN = [
 def test_dcgan_layers_match_flax(layer):
     kind, hwc, feat, k, s, padding, bias = layer
     cfg = dict(features=feat, kernel_size=(k, k), strides=(s, s), padding=padding, use_bias=bias)
-    _check_case(kind, (2, *hwc), cfg, seed=7)
+    _check_case(kind, (2, *hwc), cfg, 7, ('lax', 'cpu_fast', 'dft') if s == 1 else ('lax', 'cpu_fast'))
 
 
 @pytest.mark.parametrize('kind,x_shape,cfg', [
@@ -130,9 +138,12 @@ def test_dcgan_layers_match_flax(layer):
     ('convT', (6, 5, 3), dict(features=4, kernel_size=(3, 3), strides=(2, 1))),  # no batch dim
     ('convT', (2, 9, 3), dict(features=2, kernel_size=(4,), strides=(3,), padding=2)),  # 1-D, int pad
     ('conv', (1, 5, 4, 3, 2), dict(features=3, kernel_size=(2, 3, 2), strides=(1, 2, 2))),  # 3-D
+    ('conv', (2, 6, 5, 4, 3), dict(features=3, kernel_size=(3, 2, 3))),  # 3-D, stride 1
+    ('convT', (2, 8, 3), dict(features=2, kernel_size=(4,), padding=((2, 0),))),  # 1-D, stride 1
 ])
 def test_special_paddings_and_ranks_match_flax(kind, x_shape, cfg):
-    _check_case(kind, x_shape, cfg, seed=3)
+    stride_1 = all(s == 1 for s in np.atleast_1d(cfg.get('strides') or 1))
+    _check_case(kind, x_shape, cfg, 3, ('lax', 'cpu_fast', 'dft') if stride_1 else ('lax', 'cpu_fast'))
 
 
 @pytest.mark.parametrize('kind,cfg', [
@@ -152,8 +163,10 @@ def test_param_init_bitwise_identical_to_flax(kind, cfg):
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
-@pytest.mark.parametrize('op,stride', [(conv2d, 1), (conv2d, 2), (conv_transpose2d, 1), (conv_transpose2d, 2)])
-def test_cpu_fast_emits_no_convolution(op, stride):
+@pytest.mark.parametrize('op,stride,impl', [(conv2d, 1, 'cpu_fast'), (conv2d, 2, 'cpu_fast'), (conv2d, 1, 'dft'),
+                                            (conv_transpose2d, 1, 'cpu_fast'), (conv_transpose2d, 2, 'cpu_fast'),
+                                            (conv_transpose2d, 1, 'dft')])
+def test_fast_impls_emit_no_convolution(op, stride, impl):
     x, k = jnp.zeros((2, 8, 8, 3)), jnp.zeros((5, 5, 3, 4))
 
     def f(x, k, impl):
@@ -161,7 +174,7 @@ def test_cpu_fast_emits_no_convolution(op, stride):
 
     grad = jax.grad(f, argnums=(0, 1))
     for fn in (f, grad):
-        assert 'convolution' not in jax.jit(fn, static_argnums=2).lower(x, k, 'cpu_fast').as_text()
+        assert 'convolution' not in jax.jit(fn, static_argnums=2).lower(x, k, impl).as_text()
     # The probe itself works: the lax path does contain convolutions.
     assert 'convolution' in jax.jit(grad, static_argnums=2).lower(x, k, 'lax').as_text()
 
@@ -175,14 +188,21 @@ def test_module_cpu_fast_emits_no_convolution():
 
 
 def test_impl_validation_and_default():
-    fast_on_cpu = 'cpu_fast' if jax.default_backend() == 'cpu' else 'lax'
-    assert default_conv_impl((2, 2), True, 128) == fast_on_cpu
-    assert default_conv_impl((2, 2), False, 3) == fast_on_cpu
-    assert default_conv_impl((2, 2), False, 64) == 'lax'
-    assert default_conv_impl((1, 1), True, 256) == 'lax'
-    assert default_conv_impl((1, 1), False, 1) == 'lax'
+    on_cpu = jax.default_backend() == 'cpu'
+    fast, p2 = ('cpu_fast' if on_cpu else 'lax'), ((2, 2), (2, 2))
+    assert default_conv_impl((256, 7, 7, 128), (5, 5, 128, 64), (2, 2), p2, (1, 1), True) == fast
+    assert default_conv_impl((256, 28, 28, 3), (5, 5, 3, 64), (2, 2), p2, (1, 1), False) == fast
+    assert default_conv_impl((256, 14, 14, 64), (5, 5, 64, 128), (2, 2), p2, (1, 1), False) == 'lax'
+    # Stride 1: the DCGAN's 7x7 5x5 layer takes the DFT (0.20x the multiply-adds); a 64x64 image's
+    # dense transforms cost more than they save, and so does a 1x1 kernel.
+    dft = 'dft' if on_cpu else 'lax'
+    assert default_conv_impl((256, 7, 7, 256), (5, 5, 256, 128), (1, 1), p2, (1, 1), True) == dft
+    assert default_conv_impl((64, 64, 64, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), False) == 'lax'
+    assert default_conv_impl((64, 8, 8, 64), (1, 1, 64, 64), (1, 1), ((0, 0), (0, 0)), (1, 1), False) == 'lax'
     x = jnp.zeros((1, 4, 4, 2))
-    with pytest.raises(ValueError, match=r"Conv\.impl='fast'.*'auto', 'lax', 'cpu_fast'"):
+    with pytest.raises(ConfigError, match=r"impl='dft' needs strides of 1, got \(2, 2\)"):
+        Conv(3, (3, 3), strides=2, impl='dft').init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match=r"Conv\.impl='fast'.*'auto', 'lax', 'cpu_fast', 'dft'"):
         Conv(3, (3, 3), impl='fast').init(jax.random.PRNGKey(0), x)
     with pytest.raises(ConfigError, match=r"ConvTranspose\.impl='xla'"):
         ConvTranspose(3, (3, 3), impl='xla').init(jax.random.PRNGKey(0), x)

@@ -4,7 +4,8 @@ Parameters ('kernel' in (*kernel_size, in, out) layout and 'bias'), their shapes
 and creation order are flax's, so `Conv(...).init(key, x)` gives bitwise the params of
 `nn.Conv(...).init(key, x)` and checkpoints are interchangeable. Only the computation differs:
 `impl='cpu_fast'` lowers to slices + dots (see `gan_jax.ops.conv`), which on XLA:CPU is many times
-faster than its kernels for strided transposed convolutions; `impl='lax'` is flax's computation;
+faster than its kernels for strided transposed convolutions; `impl='dft'` (stride 1 only) multiplies
+in a small frequency domain (see `gan_jax.ops.conv_dft`); `impl='lax'` is flax's computation;
 `impl='auto'` picks per layer (`gan_jax.ops.conv.default_conv_impl`): `lax` on GPU and TPU.
 """
 
@@ -21,16 +22,17 @@ from flax.linen.linear import PaddingLike, canonicalize_padding, default_kernel_
 from flax.typing import Dtype, Initializer
 
 from gan_jax.errors import ConfigError
-from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d, default_conv_impl
+from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d
 
 MODULE_IMPLS = ('auto', *IMPLS)
 
 
-def resolve_impl(impl: str, owner: str, strides: Sequence[int], transposed: bool, in_channels: int) -> str:
-    """'auto' -> `default_conv_impl(...)`; unknown values raise ConfigError (a ValueError)."""
+def check_impl(impl: str, owner: str) -> str:
+    """Unknown values raise ConfigError (a ValueError) naming the field; 'auto' is resolved per
+    layer from its geometry by `gan_jax.ops.conv.default_conv_impl`."""
     if impl not in MODULE_IMPLS:
         raise ConfigError(f'{owner}={impl!r} is not accepted; use one of {MODULE_IMPLS}')
-    return default_conv_impl(strides, transposed, in_channels) if impl == 'auto' else impl
+    return impl
 
 
 def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -82,7 +84,7 @@ class Conv(nn.Module):
         nsp = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, nsp)
         strides = _broadcast(self.strides, nsp)
-        impl = resolve_impl(self.impl, 'Conv.impl', strides, False, inputs.shape[-1])
+        impl = check_impl(self.impl, 'Conv.impl')
         dilation = _broadcast(self.kernel_dilation, nsp)
 
         padding = canonicalize_padding(self.padding, nsp)
@@ -134,7 +136,7 @@ class ConvTranspose(nn.Module):
         nsp = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, nsp)
         strides = _broadcast(self.strides, nsp)
-        impl = resolve_impl(self.impl, 'ConvTranspose.impl', strides, True, inputs.shape[-1])
+        impl = check_impl(self.impl, 'ConvTranspose.impl')
         dilation = _broadcast(self.kernel_dilation, nsp)
 
         kernel_shape = (*kernel_size, inputs.shape[-1], self.features)

@@ -30,26 +30,41 @@ import numpy as np
 from jax import lax
 
 from gan_jax.errors import ConfigError
+from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
 
 Padding = str | Sequence[tuple[int, int]]
-IMPLS = ('lax', 'cpu_fast')
+IMPLS = ('lax', 'cpu_fast', 'dft')
 
 
-def default_conv_impl(strides: Sequence[int], transposed: bool, in_channels: int) -> str:
-    """The faster implementation on this backend: 'lax' on GPU and TPU; on the CPU, 'cpu_fast' for
-    strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower) and for strided
-    convolutions of few input channels (1.6-2.8x), 'lax' otherwise. Measured with
+def default_conv_impl(
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    transposed: bool,
+) -> str:
+    """The faster implementation of one layer on this backend: 'lax' on GPU and TPU. On the CPU:
+    stride-1 layers take 'dft' where it needs under half the multiply-adds of im2col
+    (`dft_cost_ratio`; the DCGAN's 7x7x256 -> 7x7x128 5x5 layer: 0.20), 'lax' otherwise; strided
+    transposed convolutions (XLA:CPU's kernels for them are 8-32x slower) and strided convolutions
+    of few input channels (1.6-2.8x) take 'cpu_fast', the other strided ones 'lax'. Measured with
     benchmarks/conv_micro.py under the process settings of gan_jax/cpu_runtime.py (2026-11-23):
-    stride-1 5x5 7x7x256 -> 7x7x128: 171 vs 167 ms; stride-2 convolutions of 64-256 input channels:
-    lax 0.7-0.9x of cpu_fast's time, 1.09x on the dcgan_mnist step (ratio.py, 4 rounds)."""
-    if jax.default_backend() != 'cpu' or max(strides, default=1) == 1:
+    stride-2 convolutions of 64-256 input channels: lax 0.7-0.9x of cpu_fast's time, 1.09x on the
+    dcgan_mnist step (ratio.py, 4 rounds)."""
+    if jax.default_backend() != 'cpu':
         return 'lax'
-    return 'cpu_fast' if transposed or in_channels < 16 else 'lax'
+    if max(strides, default=1) == 1:
+        ratio = dft_cost_ratio(tuple(x_shape[1:-1]), tuple(kernel_shape), tuple(pads), tuple(dilation), x_shape[0])
+        return 'dft' if ratio < 0.5 else 'lax'
+    return 'cpu_fast' if transposed or x_shape[-1] < 16 else 'lax'
 
 
-def _check_impl(impl: str) -> None:
-    if impl not in IMPLS:
-        raise ConfigError(f'impl={impl!r} is not accepted; use one of {IMPLS}')
+def _check_impl(impl: str, strides: Sequence[int]) -> None:
+    if impl not in ('auto', *IMPLS):
+        raise ConfigError(f"impl={impl!r} is not accepted; use one of {('auto', *IMPLS)}")
+    if impl == 'dft' and max(strides, default=1) > 1:
+        raise ConfigError(f"impl='dft' needs strides of 1, got {tuple(strides)}; use 'cpu_fast', 'lax' or 'auto'")
 
 
 def _tuple(v: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -293,16 +308,20 @@ def conv2d(
     Works for any number of spatial dims despite the name. padding: 'SAME', 'VALID' or one
     (lo, hi) pair per spatial dim.
     """
-    _check_impl(impl)
     nsp = kernel.ndim - 2
     strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
+    _check_impl(impl, strides)
     pads = conv_pads(x.shape[1:-1], kernel.shape[:-2], strides, padding, dilation)
+    if impl == 'auto':
+        impl = default_conv_impl(x.shape, kernel.shape, strides, pads, dilation, transposed=False)
     if impl == 'lax':
         return lax.conv_general_dilated(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
     if min(_conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv2d(x, kernel, strides, pads, dilation, 'lax')  # empty output: nothing to speed up
+    if impl == 'dft':
+        return dft_conv(x, kernel, tuple(pads), dilation)
     return _fast_conv(x, kernel, strides, tuple(pads), dilation)
 
 
@@ -319,14 +338,20 @@ def conv_transpose2d(
     x (N, *sp, C), kernel (*k, C, O) -> (N, *sp', O); with 'SAME' sp' = sp * strides. Explicit
     pads are those of the stride-dilated input, as in lax (they may be negative).
     """
-    _check_impl(impl)
     nsp = kernel.ndim - 2
     strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
+    _check_impl(impl, strides)
     pads = conv_transpose_pads(kernel.shape[:-2], strides, padding, dilation)
+    if impl == 'auto':
+        impl = default_conv_impl(x.shape, kernel.shape, strides, pads, dilation, transposed=True)
     if impl == 'lax':
         return lax.conv_transpose(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
     if min(_conv_transpose_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')  # empty output
+    if impl == 'dft':
+        # With stride 1 lax.conv_transpose (transpose_kernel=False) is the same cross-correlation
+        # as conv2d with these pads: input i with tap t lands on output lo + i - t * d.
+        return dft_conv(x, kernel, tuple(pads), dilation)
     return _fast_conv_transpose(x, kernel, strides, tuple(pads), dilation)
