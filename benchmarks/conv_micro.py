@@ -98,9 +98,7 @@ def main() -> None:
     for group in args.layers.split(','):
         for layer in LAYERS[group]:
             name, kind, n, hwc, _, _, stride = layer[:7]
-            # 'dft' is for stride-1 layers only; a strided one counts its cpu_fast time in the total.
-            t = time_layer(layer, impls if stride == 1 else tuple(i for i in impls if i != 'dft'), args.reps)
-            t.setdefault('dft', t['cpu_fast'])
+            t = time_layer(layer, impls, args.reps)
             auto = auto_impl(layer)
             print(f'{name:8s} {kind:6s} {str((n, *hwc)):>18s} ' + ' '.join(f'{t[i]:12.1f}' for i in impls)
                   + f'  {auto}', flush=True)

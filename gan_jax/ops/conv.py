@@ -34,6 +34,9 @@ from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
 
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
+# 'auto' takes the DFT below this multiply-add ratio to im2col: its dots and transforms ran at
+# 0.68-0.80x the time of the faster other lowering at ratio 0.68, 0.26x at 0.20 (conv_micro.py).
+DFT_MAX_COST_RATIO = 0.75
 
 
 def default_conv_impl(
@@ -44,27 +47,27 @@ def default_conv_impl(
     dilation: Sequence[int],
     transposed: bool,
 ) -> str:
-    """The faster implementation of one layer on this backend: 'lax' on GPU and TPU. On the CPU:
-    stride-1 layers take 'dft' where it needs under half the multiply-adds of im2col
-    (`dft_cost_ratio`; the DCGAN's 7x7x256 -> 7x7x128 5x5 layer: 0.20), 'lax' otherwise; strided
-    transposed convolutions (XLA:CPU's kernels for them are 8-32x slower) and strided convolutions
-    of few input channels (1.6-2.8x) take 'cpu_fast', the other strided ones 'lax'. Measured with
-    benchmarks/conv_micro.py under the process settings of gan_jax/cpu_runtime.py (2026-11-23):
-    stride-2 convolutions of 64-256 input channels: lax 0.7-0.9x of cpu_fast's time, 1.09x on the
-    dcgan_mnist step (ratio.py, 4 rounds)."""
+    """The faster implementation of one layer on this backend: 'lax' on GPU and TPU. On the CPU,
+    'dft' where it needs under DFT_MAX_COST_RATIO of the multiply-adds of im2col (`dft_cost_ratio`:
+    the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.20, its 5x5 stride-2 layers between 7x7 and 14x14
+    maps 0.68; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
+    'cpu_fast' for strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower)
+    and strided convolutions of few input channels (1.6-2.8x); 'lax' for the other strided ones
+    (0.7-0.9x of cpu_fast's time). Measured with benchmarks/conv_micro.py under the process
+    settings of gan_jax/cpu_runtime.py."""
     if jax.default_backend() != 'cpu':
         return 'lax'
+    geometry = (tuple(x_shape), tuple(kernel_shape), tuple(strides), tuple(pads), tuple(dilation), transposed)
+    if dft_cost_ratio(*geometry) < DFT_MAX_COST_RATIO:
+        return 'dft'
     if max(strides, default=1) == 1:
-        ratio = dft_cost_ratio(tuple(x_shape[1:-1]), tuple(kernel_shape), tuple(pads), tuple(dilation), x_shape[0])
-        return 'dft' if ratio < 0.5 else 'lax'
+        return 'lax'
     return 'cpu_fast' if transposed or x_shape[-1] < 16 else 'lax'
 
 
-def _check_impl(impl: str, strides: Sequence[int]) -> None:
+def _check_impl(impl: str) -> None:
     if impl not in ('auto', *IMPLS):
         raise ConfigError(f"impl={impl!r} is not accepted; use one of {('auto', *IMPLS)}")
-    if impl == 'dft' and max(strides, default=1) > 1:
-        raise ConfigError(f"impl='dft' needs strides of 1, got {tuple(strides)}; use 'cpu_fast', 'lax' or 'auto'")
 
 
 def _tuple(v: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -310,7 +313,7 @@ def conv2d(
     """
     nsp = kernel.ndim - 2
     strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
-    _check_impl(impl, strides)
+    _check_impl(impl)
     pads = conv_pads(x.shape[1:-1], kernel.shape[:-2], strides, padding, dilation)
     if impl == 'auto':
         impl = default_conv_impl(x.shape, kernel.shape, strides, pads, dilation, transposed=False)
@@ -321,7 +324,7 @@ def conv2d(
     if min(_conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv2d(x, kernel, strides, pads, dilation, 'lax')  # empty output: nothing to speed up
     if impl == 'dft':
-        return dft_conv(x, kernel, tuple(pads), dilation)
+        return dft_conv(x, kernel, strides, tuple(pads), dilation, False)
     return _fast_conv(x, kernel, strides, tuple(pads), dilation)
 
 
@@ -340,7 +343,7 @@ def conv_transpose2d(
     """
     nsp = kernel.ndim - 2
     strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
-    _check_impl(impl, strides)
+    _check_impl(impl)
     pads = conv_transpose_pads(kernel.shape[:-2], strides, padding, dilation)
     if impl == 'auto':
         impl = default_conv_impl(x.shape, kernel.shape, strides, pads, dilation, transposed=True)
@@ -351,7 +354,5 @@ def conv_transpose2d(
     if min(_conv_transpose_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')  # empty output
     if impl == 'dft':
-        # With stride 1 lax.conv_transpose (transpose_kernel=False) is the same cross-correlation
-        # as conv2d with these pads: input i with tap t lands on output lo + i - t * d.
-        return dft_conv(x, kernel, tuple(pads), dilation)
+        return dft_conv(x, kernel, strides, tuple(pads), dilation, True)
     return _fast_conv_transpose(x, kernel, strides, tuple(pads), dilation)

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 
 def _offsets(kernel_size, pads, dilation) -> list[list[int]]:
@@ -62,7 +61,7 @@ def _phases(positions: Sequence[Sequence[int]], bins, sizes) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _dft_matrices(in_size, kernel_size, pads, dilation):
-    """float32 (t_in (B, 2, S), t_kernel (B, 2, T), t_out (I, B, 2)) for one layer geometry."""
+    """float32 (t_in (2B, S), t_kernel (2, B, T), t_out (2, I, 2B)) for one layer geometry."""
     offsets = _offsets(kernel_size, pads, dilation)
     out_size = _out_size(in_size, kernel_size, pads, dilation)
     sizes = _circular_sizes(in_size, out_size, offsets)
@@ -72,29 +71,102 @@ def _dft_matrices(in_size, kernel_size, pads, dilation):
     # bins whose mirror image was dropped, 1 for bin 0 (and P/2 when P is even).
     a_in = _phases(list(itertools.product(*map(range, in_size))), bins, sizes)
     a_w = _phases(list(itertools.product(*offsets)), bins, sizes)
-    a_out = _phases(list(itertools.product(*map(range, out_size))), bins, sizes)
+    a_out = _phases(list(itertools.product(*map(range, out_size))), bins, sizes).T  # (I, B)
     last = np.asarray([k[-1] for k in bins])
-    weight = (np.where((last == 0) | (2 * last == sizes[-1]), 1.0, 2.0) / np.prod(sizes))[:, None]
-    t_in = np.stack([np.cos(a_in), -np.sin(a_in)], axis=1)
-    t_kernel = np.stack([np.cos(a_w), np.sin(a_w)], axis=1)
-    # Columns (bin, part) multiply (Re Y, Im Y): y = sum_k c_k (Re Y cos - Im Y sin).
-    t_out = np.stack([weight * np.cos(a_out), -weight * np.sin(a_out)], axis=2).transpose(1, 0, 2)
+    weight = np.where((last == 0) | (2 * last == sizes[-1]), 1.0, 2.0) / np.prod(sizes)
+    t_in = np.stack([np.cos(a_in), -np.sin(a_in)], axis=1).reshape(-1, a_in.shape[1])  # rows (bin, Re/Im)
+    t_kernel = np.stack([np.cos(a_w), np.sin(a_w)])
+    # With z_re = X^ Re W^ and z_im = X^ Im W^ (rows (bin, Re/Im) of X^), Re Y = z_re[Re] - z_im[Im]
+    # and Im Y = z_re[Im] + z_im[Re], so y = t_out[0] @ z_re + t_out[1] @ z_im.
+    cos, sin = weight * np.cos(a_out), weight * np.sin(a_out)
+    t_out = np.stack([np.stack([cos, -sin], axis=2), np.stack([-sin, -cos], axis=2)]).reshape(2, a_out.shape[0], -1)
     return tuple(np.asarray(m, np.float32) for m in (t_in, t_kernel, t_out))
 
 
-def dft_cost_ratio(in_size, kernel_shape, pads, dilation, batch: int) -> float:
-    """Multiply-adds of this lowering over those of im2col (all taps), for one layer geometry."""
+def _phase_geometry(in_size, kernel_size, strides, pads, dilation, transposed):
+    """The stride-1 layer that a strided one is, after splitting the strided side into phases.
+
+    A conv reads input s*i + t*d - lo for output i and tap t: phase p = (t*d - lo) mod s of the
+    input, at offset (t*d - lo) // s, so stacking the s^n input phases on the channel axis gives
+    a stride-1 conv. A transposed conv writes input i with tap t to output lo + s*i - t*d: output
+    phase p = (lo - t*d) mod s at offset (p - lo + t*d) / s, so the output phases stack on the
+    feature axis. Returns (taps: per dim [(phase, offset index)], kernel size, pads, in size,
+    out size) of that layer."""
+    taps, ks, new_pads, new_in, new_out = [], [], [], [], []
+    for n, k, s, (lo, hi), d in zip(in_size, kernel_size, strides, pads, dilation, strict=True):
+        if transposed:
+            phase = [(lo - t * d) % s for t in range(k)]
+            off = [(p - lo + t * d) // s for t, p in zip(range(k), phase, strict=True)]
+            m_in, m_out = n, -(-((n - 1) * s + 1 + lo + hi - (k - 1) * d) // s)
+        else:
+            phase = [(t * d - lo) % s for t in range(k)]
+            off = [(t * d - lo) // s for t in range(k)]
+            m_in, m_out = -(-n // s), (n + lo + hi - (k - 1) * d - 1) // s + 1
+        k_new, lo_new = max(off) - min(off) + 1, -min(off)
+        taps.append([(p, o - min(off)) for p, o in zip(phase, off, strict=True)])
+        ks.append(k_new)
+        new_pads.append((lo_new, m_out - m_in - lo_new + k_new - 1))
+        new_in.append(m_in)
+        new_out.append(m_out)
+    return taps, tuple(ks), tuple(new_pads), tuple(new_in), tuple(new_out)
+
+
+def dft_cost_ratio(x_shape, kernel_shape, strides, pads, dilation, transposed: bool) -> float:
+    """Multiply-adds of the 'dft' lowering over those of im2col (all taps) for one layer."""
+    n, *in_size = x_shape[:-1]
     *kernel_size, c, o = kernel_shape
-    out_size = _out_size(in_size, kernel_size, pads, dilation)
-    sizes = _circular_sizes(in_size, out_size, _offsets(kernel_size, pads, dilation))
+    taps, ks, new_pads, new_in, new_out = _phase_geometry(in_size, kernel_size, strides, pads, dilation, transposed)
+    phases = int(np.prod(strides))
+    c_new, o_new = (c, o * phases) if transposed else (c * phases, o)
+    sizes = _circular_sizes(new_in, new_out, _offsets(ks, new_pads, (1,) * len(ks)))
     b = len(_bins(sizes))
-    s, i, t = np.prod(in_size), np.prod(out_size), np.prod(kernel_size)
-    dft = 4 * b * c * o + 2 * b * s * c + 2 * b * i * o + 2 * b * t * c * o / max(batch, 1)
-    return float(dft / max(i * t * c * o, 1))
+    s, i, t = np.prod(new_in), np.prod(new_out), np.prod(ks)
+    dft = 4 * b * c_new * o_new + 2 * b * s * c_new + 2 * b * i * o_new + 2 * b * t * c_new * o_new / max(n, 1)
+    positions = np.prod(in_size) if transposed else np.prod(_conv_out(in_size, kernel_size, strides, pads, dilation))
+    return float(dft / max(positions * np.prod(kernel_size) * c * o, 1))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def dft_conv(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tuple) -> jax.Array:
+def _conv_out(in_size, kernel_size, strides, pads, dilation):
+    return [(n + lo + hi - (k - 1) * d - 1) // s + 1
+            for n, k, s, (lo, hi), d in zip(in_size, kernel_size, strides, pads, dilation, strict=True)]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def dft_conv(x: jax.Array, kernel: jax.Array, strides: tuple, pads: tuple, dilation: tuple,
+             transposed: bool) -> jax.Array:
+    """x (N, *in, C), kernel (*k, C, O) -> (N, *out, O) as `lax.conv_general_dilated`
+    (transposed=False) or `lax.conv_transpose` with transpose_kernel=False (True), explicit
+    (lo, hi) pads (negative ones crop)."""
+    n, *in_size, c = x.shape
+    *kernel_size, _, o = kernel.shape
+    nsp = len(kernel_size)
+    if all(s == 1 for s in strides):
+        # With stride 1 a transposed conv is this same cross-correlation: input i with tap t
+        # lands on output lo + i - t*d.
+        return _dft_conv_stride1(x, kernel, pads, dilation)
+    taps, ks, new_pads, new_in, new_out = _phase_geometry(in_size, kernel_size, strides, pads, dilation, transposed)
+    # Open mesh of (offset, phase) indices: tap (t_1, ..., t_n) goes to kernel[offsets..., phases...].
+    mesh = lambda j: [np.asarray([tp[j] for tp in dim]).reshape([-1 if a == i else 1 for a in range(nsp)])
+                      for i, dim in enumerate(taps)]
+    offsets, phases = mesh(1), mesh(0)
+    if transposed:
+        combined = jnp.zeros((*ks, c, *strides, o), kernel.dtype).at[(*offsets, slice(None), *phases)].set(kernel)
+        y = _dft_conv_stride1(x, combined.reshape(*ks, c, -1), new_pads, (1,) * nsp)  # (N, *M, phases*O)
+        y = y.reshape(n, *new_out, *strides, o)
+        y = y.transpose(0, *[a for i in range(nsp) for a in (1 + i, 1 + nsp + i)], 1 + 2 * nsp)
+        y = y.reshape(n, *[m * s for m, s in zip(new_out, strides, strict=True)], o)
+        out = [(m - 1) * s + 1 + lo + hi - (k - 1) * d
+               for m, s, (lo, hi), k, d in zip(in_size, strides, pads, kernel_size, dilation, strict=True)]
+        return y[(slice(None), *[slice(0, m) for m in out])]
+    combined = jnp.zeros((*ks, *strides, c, o), kernel.dtype).at[(*offsets, *phases)].set(kernel)
+    # Space to depth: x[s*m + p] -> phase p of position m, zeros past the end.
+    x = jnp.pad(x, [(0, 0)] + [(0, m * s - h) for m, s, h in zip(new_in, strides, in_size, strict=True)] + [(0, 0)])
+    x = x.reshape(n, *[a for m, s in zip(new_in, strides, strict=True) for a in (m, s)], c)
+    x = x.transpose(0, *[1 + 2 * i for i in range(nsp)], *[2 + 2 * i for i in range(nsp)], 1 + 2 * nsp)
+    return _dft_conv_stride1(x.reshape(n, *new_in, -1), combined.reshape(*ks, -1, o), new_pads, (1,) * nsp)
+
+
+def _dft_conv_stride1(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tuple) -> jax.Array:
     """Stride-1 cross-correlation: x (N, *in, C), kernel (*k, C, O), explicit (lo, hi) pads
     (negative crops) -> (N, *out, O), as `lax.conv_general_dilated` with window strides 1."""
     n, *in_size, c = x.shape
@@ -103,14 +175,13 @@ def dft_conv(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tuple) -> j
     t_in, t_kernel, t_out = _dft_matrices(tuple(in_size), tuple(kernel_size), pads, dilation)
     dtype = jnp.result_type(x, kernel)
     t_in, t_kernel, t_out = (jnp.asarray(m, dtype) for m in (t_in, t_kernel, t_out))
-    b = t_in.shape[0]
-    # Forward transforms: (B, 2, S) . (N, S, C) -> (B, 2, N, C); (B, 2, T) . (T, C, O) -> (B, C, 2, O).
-    xf = lax.dot_general(t_in, x.reshape(n, -1, c), (((2,), (1,)), ((), ())))
-    wf = lax.dot_general(t_kernel, kernel.reshape(-1, c, o), (((2,), (0,)), ((), ()))).transpose(0, 2, 1, 3)
-    # Per bin: [Re X; Im X] (2N, C) @ [Re W, Im W] (C, 2O) -> z (B, 2, N, 2, O).
-    z = lax.dot_general(xf, wf, (((3,), (1,)), ((0,), (0,))))
-    y_re = z[:, 0, :, 0] - z[:, 1, :, 1]
-    y_im = z[:, 0, :, 1] + z[:, 1, :, 0]
-    yf = jnp.stack([y_re, y_im], axis=1).reshape(2 * b, n * o)  # rows (bin, part)
-    y = jnp.dot(t_out.reshape(-1, 2 * b), yf)  # (I, N * O)
+    b, s = t_kernel.shape[1], t_in.shape[1]
+    # Every step is a plain (batched) matrix product on row-major operands, and so is each step
+    # of its gradient: the only data movement is x to (S, N, C) and y back to (N, I, O).
+    xf = t_in @ x.reshape(n, s, c).transpose(1, 0, 2).reshape(s, n * c)  # (2B, N*C): rows (bin, Re/Im)
+    xf = xf.reshape(b, 2 * n, c)  # per bin [Re X^; Im X^]
+    w = kernel.reshape(-1, c * o)
+    z_re, z_im = ((t_kernel[q] @ w).reshape(b, c, o) for q in range(2))  # Re W^, Im W^ per bin
+    z_re, z_im = (jnp.matmul(xf, wq).reshape(2 * b, n * o) for wq in (z_re, z_im))  # (B, 2N, O)
+    y = t_out[0] @ z_re + t_out[1] @ z_im  # (I, N*O)
     return y.reshape(-1, n, o).transpose(1, 0, 2).reshape(n, *out_size, o)
