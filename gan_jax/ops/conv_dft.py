@@ -1,18 +1,23 @@
-"""Stride-1 convolutions through a small real DFT: the 'dft' lowering of `gan_jax.ops.conv`.
+"""Convolutions through a small real DFT: the 'dft' lowering of `gan_jax.ops.conv`.
 
 A stride-1 convolution is a pointwise product in the frequency domain. With the smallest circular
 length P per spatial dim at which no tap wraps around into the data (for the DCGAN's 7x7 map,
 5x5 kernel, 'SAME': P = 9), the layer becomes
 
-    x (N, S, C) --DFT--> (B, 2, N, C) --B batched (2N, C) @ (C, 2O)--> --inverse DFT--> (N, I, O)
+    x (S, N*C) --DFT--> (B, 2N, C) --per bin: @ Re W^ (C, O) and @ Im W^--> --inverse DFT--> (I, N*O)
 
 where S / I are the input / output positions, B = P_1 * ... * (P_last // 2 + 1) the frequency
-bins kept (the input is real, so half the last dim suffices) and 2 stands for real/imaginary
-parts. The transforms are small dense real matrices (no FFT op), so everything is a dot
-product, and the gradients that autodiff derives are dot products of the same sizes. For the
-7x7x256 -> 7x7x128 layer that is 7.9 M multiply-adds per image instead of 40.1 M for im2col
-(1225 taps x channels, padding taps included) or 27.5 M for a direct convolution that skips the
-padding taps: B = 45 bins x 4 real products against 49 outputs x 25 taps.
+bins kept (the input is real, so half the last dim suffices) and 2N the real and imaginary parts
+of the N images. The transforms are small dense real matrices (no FFT op), so every step is a
+matrix product on row-major operands, and so is every step of the gradient autodiff derives.
+For the 7x7x256 -> 7x7x128 layer that is 7.9 M multiply-adds per image instead of 40.1 M for
+im2col (1225 taps x channels, padding taps included) or 27.5 M for a direct convolution that
+skips the padding taps: 45 bins x 4 real products against 49 outputs x 25 taps.
+
+A strided layer is first split into phases (`_phase_geometry`): the s^n phases of a conv's input
+stack on the channel axis, those of a transposed conv's output on the feature axis, and the
+result is a stride-1 layer with a kernel of ~k/s taps per dim (the DCGAN's 5x5 stride-2 layers:
+3x3 on 7x7 maps, 0.68 of im2col's multiply-adds).
 
 The transforms are exact up to fp32 rounding (cosines and sines of a 9-point DFT, no
 ill-conditioned Winograd points), so outputs and gradients match `lax` to ~1e-6 of the output's
