@@ -49,7 +49,7 @@ def main():
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: ~20 s of work)")
     p.add_argument("--runs", type=int, default=1, help="independent seeds trained at once (vmap)")
     p.add_argument("--steps_per_call", type=int, default=None)
-    p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast"])
+    p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast", "dft"])
     a = p.parse_args()
     if a.workload == "matmul":
         return matmul_rate()

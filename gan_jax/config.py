@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "dcgan_tutorial"
     c.model.latent_dim = 100
-    c.model.conv_impl = "auto"  # auto | lax | cpu_fast
+    c.model.conv_impl = "auto"  # auto | lax | cpu_fast | dft (gan_jax/ops/conv.py)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "non_saturating"  # GANs: see losses.GAN_LOSSES; VAEs: 'elbo'
@@ -88,7 +88,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("optimizer.schedule", c.optimizer.schedule, SCHEDULES)
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
-    _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast"))
+    _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast", "dft"))
     _choice("train.update_rule", c.train.update_rule, UPDATE_RULES)
     for field in ("data.batch_size", "train.steps", "train.n_critic", "train.steps_per_call", "train.log_every",
                   "train.sample_every", "train.checkpoint_every", "checkpoint.max_to_keep", "eval.batch_size",

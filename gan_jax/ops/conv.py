@@ -38,9 +38,11 @@ from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
 
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
-# 'auto' takes the DFT below this multiply-add ratio to im2col: its dots and transforms ran at
-# 0.68-0.80x the time of the faster other lowering at ratio 0.68, 0.26x at 0.20 (conv_micro.py).
-DFT_MAX_COST_RATIO = 0.75
+# 'auto' takes the DFT below this multiply-add ratio to im2col (`dft_cost_ratio`). Fwd+bwd time
+# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.26x at ratio 0.21,
+# 0.68x and 0.80x at 0.78 and 0.73 (the DCGAN's layers); 1.2x at 0.93 and 0.97 (Radford's 8x8 and
+# 16x16 layers), where it is not taken.
+DFT_MAX_COST_RATIO = 0.85
 
 
 def default_conv_impl(
@@ -53,8 +55,8 @@ def default_conv_impl(
 ) -> str:
     """The faster implementation of one layer on this backend: 'lax' on GPU and TPU. On the CPU,
     'dft' where it needs under DFT_MAX_COST_RATIO of the multiply-adds of im2col (`dft_cost_ratio`:
-    the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.20, its 5x5 stride-2 layers between 7x7 and 14x14
-    maps 0.68; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
+    the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.21, its 5x5 stride-2 layers between 7x7 and 14x14
+    maps 0.73-0.78; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
     'cpu_fast' for strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower)
     and strided convolutions of few input channels (1.6-2.8x); 'lax' for the other strided ones
     (0.7-0.9x of cpu_fast's time). Measured with benchmarks/conv_micro.py under the process
