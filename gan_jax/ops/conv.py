@@ -15,7 +15,7 @@ conv never multiplies the zeros of the stride-dilated input, so it does the same
 sub-pixel (phase) decomposition with a single dot.
 
 `impl='dft'` (gan_jax/ops/conv_dft.py) instead multiplies in a small frequency domain, which
-for small maps and large kernels needs 0.2-0.7x the multiply-adds of im2col. `impl='auto'`
+for small maps and large kernels needs 0.17-0.54x the multiply-adds of im2col. `impl='auto'`
 picks per layer (`default_conv_impl`).
 
 Layouts: NHWC inputs (any number of spatial dims, exactly one batch dim), HWIO kernels.
@@ -39,10 +39,10 @@ from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
 # 'auto' takes the DFT below this multiply-add ratio to im2col (`dft_cost_ratio`). Fwd+bwd time
-# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.26x at ratio 0.21,
-# 0.68x and 0.80x at 0.78 and 0.73 (the DCGAN's layers); 1.2x at 0.93 and 0.97 (Radford's 8x8 and
-# 16x16 layers), where it is not taken.
-DFT_MAX_COST_RATIO = 0.85
+# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.22x at ratio 0.17,
+# 0.60-0.63x at 0.54 (the DCGAN's layers); 1.1-1.4x at 0.72-0.73 (Radford's 4x4 layers on 4x4-16x16
+# maps, whose transforms are relatively dearer), where it is not taken.
+DFT_MAX_COST_RATIO = 0.65
 
 
 def default_conv_impl(
@@ -55,8 +55,8 @@ def default_conv_impl(
 ) -> str:
     """The faster implementation of one layer on this backend: 'lax' on GPU and TPU. On the CPU,
     'dft' where it needs under DFT_MAX_COST_RATIO of the multiply-adds of im2col (`dft_cost_ratio`:
-    the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.21, its 5x5 stride-2 layers between 7x7 and 14x14
-    maps 0.73-0.78; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
+    the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.17, its 5x5 stride-2 layers between 7x7 and 14x14
+    maps 0.54; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
     'cpu_fast' for strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower)
     and strided convolutions of few input channels (1.6-2.8x); 'lax' for the other strided ones
     (0.7-0.9x of cpu_fast's time). Measured with benchmarks/conv_micro.py under the process

@@ -4,20 +4,21 @@ A stride-1 convolution is a pointwise product in the frequency domain. With the 
 length P per spatial dim at which no tap wraps around into the data (for the DCGAN's 7x7 map,
 5x5 kernel, 'SAME': P = 9), the layer becomes
 
-    x (S, N*C) --DFT--> (B, 2N, C) --per bin: @ Re W^ (C, O) and @ Im W^--> --inverse DFT--> (I, N*O)
+    x (S, N*C) --DFT--> 3 x (B, N, C) --per bin, 3 products (N, C) @ (C, O)--> --inverse DFT--> (I, N*O)
 
-where S / I are the input / output positions, B = P_1 * ... * (P_last // 2 + 1) the frequency
-bins kept (the input is real, so half the last dim suffices) and 2N the real and imaginary parts
-of the N images. The transforms are small dense real matrices (no FFT op), so every step is a
-matrix product on row-major operands, and so is every step of the gradient autodiff derives.
-For the 7x7x256 -> 7x7x128 layer that is 8.4 M multiply-adds per image instead of 40.1 M for
-im2col (1225 taps x channels, padding taps included) or 27.5 M for a direct convolution that
-skips the padding taps: 45 bins x 4 real products against 49 outputs x 25 taps.
+where S / I are the input / output positions and B the frequency bins kept (the input is real,
+so one of each conjugate pair suffices: 41 of 81 for P = 9). A complex product takes three real
+ones (Gauss): the transforms give Re + Im, Re and Im of each image's spectrum. The transforms
+are small dense real matrices (no FFT op), so every step is a matrix product on row-major
+operands, and so is every step of the gradient autodiff derives. For the 7x7x256 -> 7x7x128
+layer that is 6.7 M multiply-adds per image instead of 40.1 M for im2col (1225 taps x channels,
+padding taps included) or 27.5 M for a direct convolution that skips the padding taps: 41 bins x
+3 real products against 49 outputs x 25 taps.
 
 A strided layer is first split into phases (`_phase_geometry`): the s^n phases of a conv's input
 stack on the channel axis, those of a transposed conv's output on the feature axis, and the
 result is a stride-1 layer with a kernel of ~k/s taps per dim (the DCGAN's 5x5 stride-2 layers:
-3x3 on 7x7 maps, 0.73-0.78 of im2col's multiply-adds).
+3x3 on 7x7 maps, 34 bins of 8x8, 0.54 of im2col's multiply-adds).
 
 The transforms are exact up to fp32 rounding (cosines and sines of a 9-point DFT, no
 ill-conditioned Winograd points), so outputs and gradients match `lax` to ~1e-6 of the output's
@@ -52,9 +53,14 @@ def _circular_sizes(in_size, out_size, offsets) -> list[int]:
 
 
 def _bins(sizes: Sequence[int]) -> list[tuple[int, ...]]:
-    # All frequencies of every dim but the last, which keeps 0..P//2 (Hermitian symmetry).
-    ranges = [range(p) for p in sizes[:-1]] + [range(sizes[-1] // 2 + 1)]
-    return list(itertools.product(*ranges))
+    """One bin of each conjugate pair k, -k (mod P): the input is real, so X^[-k] = conj X^[k]
+    and the other carries nothing new. ceil((prod P + self-conjugate bins) / 2) bins: 41 of 81
+    for 9x9 (half the last dim, as rfft keeps, would be 45), 34 of 64 for 8x8 (rfft: 40)."""
+    bins = []
+    for k in itertools.product(*map(range, sizes)):
+        if k <= tuple(-a % p for a, p in zip(k, sizes, strict=True)):
+            bins.append(k)
+    return bins
 
 
 def _phases(positions: Sequence[Sequence[int]], bins, sizes) -> np.ndarray:
@@ -66,25 +72,28 @@ def _phases(positions: Sequence[Sequence[int]], bins, sizes) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _dft_matrices(in_size, kernel_size, pads, dilation):
-    """float32 (t_in (2B, S), t_kernel (2, B, T), t_out (2, I, 2B)) for one layer geometry."""
+    """float32 (t_in (3B, S), t_kernel (3, B, T), t_out (3, I, B)) for one layer geometry."""
     offsets = _offsets(kernel_size, pads, dilation)
     out_size = _out_size(in_size, kernel_size, pads, dilation)
     sizes = _circular_sizes(in_size, out_size, offsets)
     bins = _bins(sizes)
     # X^[k] = sum_j x[j] e^{-i phase(j, k)};  W^[k] = sum_t w[t] e^{+i phase(offset_t, k)};
-    # y[i] = (1 / prod P) sum_k c_k Re(X^[k] W^[k] e^{+i phase(i, k)}), c_k = 2 for the last dim's
-    # bins whose mirror image was dropped, 1 for bin 0 (and P/2 when P is even).
+    # y[i] = (1 / prod P) sum_k c_k Re(X^[k] W^[k] e^{+i phase(i, k)}) over the bins kept, c_k = 2
+    # for a bin that stands for its conjugate too, 1 for a self-conjugate one.
     a_in = _phases(list(itertools.product(*map(range, in_size))), bins, sizes)
     a_w = _phases(list(itertools.product(*offsets)), bins, sizes)
     a_out = _phases(list(itertools.product(*map(range, out_size))), bins, sizes).T  # (I, B)
-    last = np.asarray([k[-1] for k in bins])
-    weight = np.where((last == 0) | (2 * last == sizes[-1]), 1.0, 2.0) / np.prod(sizes)
-    t_in = np.stack([np.cos(a_in), -np.sin(a_in)], axis=1).reshape(-1, a_in.shape[1])  # rows (bin, Re/Im)
-    t_kernel = np.stack([np.cos(a_w), np.sin(a_w)])
-    # With z_re = X^ Re W^ and z_im = X^ Im W^ (rows (bin, Re/Im) of X^), Re Y = z_re[Re] - z_im[Im]
-    # and Im Y = z_re[Im] + z_im[Re], so y = t_out[0] @ z_re + t_out[1] @ z_im.
+    self_conjugate = np.asarray([k == tuple(-a % p for a, p in zip(k, sizes, strict=True)) for k in bins])
+    weight = np.where(self_conjugate, 1.0, 2.0) / np.prod(sizes)
+    # Gauss's three real products per complex one: with X^ = a + ib and W^ = c + id,
+    # k1 = (a + b) c, k2 = a (d - c), k3 = b (c + d); Re = k1 - k3, Im = k1 + k2.
+    cos_in, sin_in = np.cos(a_in), -np.sin(a_in)
+    t_in = np.concatenate([cos_in + sin_in, cos_in, sin_in])  # rows (a + b, a, b) x bins
+    cos_w, sin_w = np.cos(a_w), np.sin(a_w)
+    t_kernel = np.stack([cos_w, sin_w - cos_w, cos_w + sin_w])  # (c, d - c, c + d)
+    # y = sum_k c_k (cos Re - sin Im) = (cos - sin) k1 - sin k2 - cos k3.
     cos, sin = weight * np.cos(a_out), weight * np.sin(a_out)
-    t_out = np.stack([np.stack([cos, -sin], axis=2), np.stack([-sin, -cos], axis=2)]).reshape(2, a_out.shape[0], -1)
+    t_out = np.stack([cos - sin, -sin, -cos])  # (3, I, B)
     return tuple(np.asarray(m, np.float32) for m in (t_in, t_kernel, t_out))
 
 
@@ -126,9 +135,8 @@ def dft_cost_ratio(x_shape, kernel_shape, strides, pads, dilation, transposed: b
     sizes = _circular_sizes(new_in, new_out, _offsets(ks, new_pads, (1,) * len(ks)))
     b = len(_bins(sizes))
     s, i, t = np.prod(new_in), np.prod(new_out), np.prod(ks)
-    # Bin products, input transform (2B rows), output transform (two of 2B columns), kernel
-    # transform (once per batch).
-    dft = 4 * b * c_new * o_new + 2 * b * s * c_new + 4 * b * i * o_new + 2 * b * t * c_new * o_new / max(n, 1)
+    # Bin products, input, output and kernel transforms (the last once per batch), 3 parts each.
+    dft = 3 * b * c_new * o_new + 3 * b * s * c_new + 3 * b * i * o_new + 3 * b * t * c_new * o_new / max(n, 1)
     positions = np.prod(in_size) if transposed else np.prod(_conv_out(in_size, kernel_size, strides, pads, dilation))
     return float(dft / max(positions * np.prod(kernel_size) * c * o, 1))
 
@@ -185,10 +193,9 @@ def _dft_conv_stride1(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tu
     b, s = t_kernel.shape[1], t_in.shape[1]
     # Every step is a plain (batched) matrix product on row-major operands, and so is each step
     # of its gradient: the only data movement is x to (S, N, C) and y back to (N, I, O).
-    xf = t_in @ x.reshape(n, s, c).transpose(1, 0, 2).reshape(s, n * c)  # (2B, N*C): rows (bin, Re/Im)
-    xf = xf.reshape(b, 2 * n, c)  # per bin [Re X^; Im X^]
+    xf = t_in @ x.reshape(n, s, c).transpose(1, 0, 2).reshape(s, n * c)  # (3B, N*C)
+    xf = xf.reshape(3, b, n, c)  # Re + Im, Re, Im of X^ per bin
     w = kernel.reshape(-1, c * o)
-    z_re, z_im = ((t_kernel[q] @ w).reshape(b, c, o) for q in range(2))  # Re W^, Im W^ per bin
-    z_re, z_im = (jnp.matmul(xf, wq).reshape(2 * b, n * o) for wq in (z_re, z_im))  # (B, 2N, O)
-    y = t_out[0] @ z_re + t_out[1] @ z_im  # (I, N*O)
+    k = [jnp.matmul(xf[r], (t_kernel[r] @ w).reshape(b, c, o)).reshape(b, n * o) for r in range(3)]
+    y = t_out[0] @ k[0] + t_out[1] @ k[1] + t_out[2] @ k[2]  # (I, N*O)
     return y.reshape(-1, n, o).transpose(1, 0, 2).reshape(n, *out_size, o)
