@@ -72,7 +72,7 @@ def _phases(positions: Sequence[Sequence[int]], bins, sizes) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _dft_matrices(in_size, kernel_size, pads, dilation):
-    """float32 (t_in (3B, S), t_kernel (3, B, T), t_out (3, I, B)) for one layer geometry."""
+    """float32 (t_in (3B, S), t_kernel (3B, T), t_out (I, 3B)) for one layer geometry."""
     offsets = _offsets(kernel_size, pads, dilation)
     out_size = _out_size(in_size, kernel_size, pads, dilation)
     sizes = _circular_sizes(in_size, out_size, offsets)
@@ -90,10 +90,10 @@ def _dft_matrices(in_size, kernel_size, pads, dilation):
     cos_in, sin_in = np.cos(a_in), -np.sin(a_in)
     t_in = np.concatenate([cos_in + sin_in, cos_in, sin_in])  # rows (a + b, a, b) x bins
     cos_w, sin_w = np.cos(a_w), np.sin(a_w)
-    t_kernel = np.stack([cos_w, sin_w - cos_w, cos_w + sin_w])  # (c, d - c, c + d)
+    t_kernel = np.concatenate([cos_w, sin_w - cos_w, cos_w + sin_w])  # rows (c, d - c, c + d) x bins
     # y = sum_k c_k (cos Re - sin Im) = (cos - sin) k1 - sin k2 - cos k3.
     cos, sin = weight * np.cos(a_out), weight * np.sin(a_out)
-    t_out = np.stack([cos - sin, -sin, -cos])  # (3, I, B)
+    t_out = np.concatenate([cos - sin, -sin, -cos], axis=1)  # (I, 3B)
     return tuple(np.asarray(m, np.float32) for m in (t_in, t_kernel, t_out))
 
 
@@ -190,12 +190,11 @@ def _dft_conv_stride1(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tu
     t_in, t_kernel, t_out = _dft_matrices(tuple(in_size), tuple(kernel_size), pads, dilation)
     dtype = jnp.result_type(x, kernel)
     t_in, t_kernel, t_out = (jnp.asarray(m, dtype) for m in (t_in, t_kernel, t_out))
-    b, s = t_kernel.shape[1], t_in.shape[1]
+    b, s = t_in.shape[0] // 3, t_in.shape[1]
     # Every step is a plain (batched) matrix product on row-major operands, and so is each step
     # of its gradient: the only data movement is x to (S, N, C) and y back to (N, I, O).
-    xf = t_in @ x.reshape(n, s, c).transpose(1, 0, 2).reshape(s, n * c)  # (3B, N*C)
-    xf = xf.reshape(3, b, n, c)  # Re + Im, Re, Im of X^ per bin
-    w = kernel.reshape(-1, c * o)
-    k = [jnp.matmul(xf[r], (t_kernel[r] @ w).reshape(b, c, o)).reshape(b, n * o) for r in range(3)]
-    y = t_out[0] @ k[0] + t_out[1] @ k[1] + t_out[2] @ k[2]  # (I, N*O)
+    xf = t_in @ x.reshape(n, s, c).transpose(1, 0, 2).reshape(s, n * c)  # (3B, N*C): Re + Im, Re, Im
+    wf = (t_kernel @ kernel.reshape(-1, c * o)).reshape(3 * b, c, o)  # c, d - c, c + d per bin
+    z = jnp.matmul(xf.reshape(3 * b, n, c), wf)  # (3B, N, O): k1, k2, k3 per bin, one batched product
+    y = t_out @ z.reshape(3 * b, n * o)  # (I, N*O)
     return y.reshape(-1, n, o).transpose(1, 0, 2).reshape(n, *out_size, o)
