@@ -4,7 +4,7 @@ Parameters ('kernel' in (*kernel_size, in, out) layout and 'bias'), their shapes
 and creation order are flax's, so `Conv(...).init(key, x)` gives bitwise the params of
 `nn.Conv(...).init(key, x)` and checkpoints are interchangeable. Only the computation differs:
 `impl='cpu_fast'` lowers to slices + dots (see `gan_jax.ops.conv`), which on XLA:CPU is many times
-faster than its kernels for strided transposed convolutions; `impl='dft'` (stride 1 only) multiplies
+faster than its kernels for strided transposed convolutions; `impl='dft'` multiplies
 in a small frequency domain (see `gan_jax.ops.conv_dft`); `impl='lax'` is flax's computation;
 `impl='auto'` picks per layer (`gan_jax.ops.conv.default_conv_impl`): `lax` on GPU and TPU.
 """

@@ -39,8 +39,8 @@ from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
 # 'auto' takes the DFT below this multiply-add ratio to im2col (`dft_cost_ratio`). Fwd+bwd time
-# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.22x at ratio 0.17,
-# 0.60-0.63x at 0.54 (the DCGAN's layers); 1.1-1.4x at 0.72-0.73 (Radford's 4x4 layers on 4x4-16x16
+# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.20x at ratio 0.17,
+# 0.57x at 0.54 (the DCGAN's layers); 1.1-1.4x at 0.72-0.73 (Radford's 4x4 layers on 4x4-16x16
 # maps, whose transforms are relatively dearer), where it is not taken.
 DFT_MAX_COST_RATIO = 0.65
 
