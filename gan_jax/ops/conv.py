@@ -35,6 +35,7 @@ from jax import lax
 
 from gan_jax.errors import ConfigError
 from gan_jax.ops.conv_dft import dft_conv, dft_cost_ratio
+from gan_jax.ops.shapes import conv_out_size, conv_transpose_out_size
 
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
@@ -268,27 +269,12 @@ _dot_scatter.defvjp(_dot_scatter_fwd, _dot_scatter_bwd)
 # ---------------------------------------------------------------------------------------------
 
 
-def _conv_out_size(in_size, ks, strides, pads, dilation) -> list[int]:
-    return [
-        (n + lo + hi - (k - 1) * d - 1) // s + 1
-        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
-    ]
-
-
-def _conv_transpose_out_size(in_size, ks, strides, pads, dilation) -> list[int]:
-    # Length of the stride-dilated, padded input minus the dilated kernel, as in lax.
-    return [
-        (n - 1) * s + 1 + lo + hi - (k - 1) * d
-        for n, (lo, hi), k, d, s in zip(in_size, pads, ks, dilation, strides, strict=True)
-    ]
-
-
 # Jitted so that eager callers (e.g. a module's init outside jit) compile one program instead
 # of one per slice; inside an outer jit this is inlined.
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _fast_conv(x, kernel, strides, pads, dilation):
     ks, in_size = kernel.shape[:-2], x.shape[1:-1]
-    out_size = _conv_out_size(in_size, ks, strides, pads, dilation)
+    out_size = conv_out_size(in_size, ks, strides, pads, dilation)
     offsets = [[t * d - lo for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
     w_mat = kernel.reshape(-1, kernel.shape[-1])
     return _gather_dot(x, w_mat, _geom(offsets, strides, in_size, out_size))
@@ -297,7 +283,7 @@ def _fast_conv(x, kernel, strides, pads, dilation):
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _fast_conv_transpose(x, kernel, strides, pads, dilation):
     ks, in_size = kernel.shape[:-2], x.shape[1:-1]
-    out_size = _conv_transpose_out_size(in_size, ks, strides, pads, dilation)
+    out_size = conv_transpose_out_size(in_size, ks, strides, pads, dilation)
     # Input i with tap t lands on output lo + s*i - t*d (lax does not flip the kernel).
     offsets = [[lo - t * d for t in range(k)] for k, d, (lo, _) in zip(ks, dilation, pads, strict=True)]
     w_mat = jnp.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)  # (C, T*O), taps row-major
@@ -327,7 +313,7 @@ def conv2d(
         return lax.conv_general_dilated(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
-    if min(_conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
+    if min(conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv2d(x, kernel, strides, pads, dilation, 'lax')  # empty output: nothing to speed up
     if impl == 'dft':
         return dft_conv(x, kernel, strides, tuple(pads), dilation, False)
@@ -357,7 +343,7 @@ def conv_transpose2d(
         return lax.conv_transpose(
             x, kernel, strides, pads, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(x.ndim)
         )
-    if min(_conv_transpose_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
+    if min(conv_transpose_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0:
         return conv_transpose2d(x, kernel, strides, pads, dilation, 'lax')  # empty output
     if impl == 'dft':
         return dft_conv(x, kernel, strides, tuple(pads), dilation, True)

@@ -36,14 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.ops.shapes import conv_out_size, conv_transpose_out_size
+
 
 def _offsets(kernel_size, pads, dilation) -> list[list[int]]:
     # Tap t of output position i reads input position i + t * d - lo.
     return [[t * d - lo for t in range(k)] for k, (lo, _), d in zip(kernel_size, pads, dilation, strict=True)]
-
-
-def _out_size(in_size, kernel_size, pads, dilation) -> list[int]:
-    return [n + lo + hi - (k - 1) * d for n, k, (lo, hi), d in zip(in_size, kernel_size, pads, dilation, strict=True)]
 
 
 def _circular_sizes(in_size, out_size, offsets) -> list[int]:
@@ -74,7 +72,7 @@ def _phases(positions: Sequence[Sequence[int]], bins, sizes) -> np.ndarray:
 def _dft_matrices(in_size, kernel_size, pads, dilation):
     """float32 (t_in (3B, S), t_kernel (3B, T), t_out (I, 3B)) for one layer geometry."""
     offsets = _offsets(kernel_size, pads, dilation)
-    out_size = _out_size(in_size, kernel_size, pads, dilation)
+    out_size = conv_out_size(in_size, kernel_size, (1,) * len(in_size), pads, dilation)
     sizes = _circular_sizes(in_size, out_size, offsets)
     bins = _bins(sizes)
     # X^[k] = sum_j x[j] e^{-i phase(j, k)};  W^[k] = sum_t w[t] e^{+i phase(offset_t, k)};
@@ -107,15 +105,16 @@ def _phase_geometry(in_size, kernel_size, strides, pads, dilation, transposed):
     feature axis. Returns (taps: per dim [(phase, offset index)], kernel size, pads, in size,
     out size) of that layer."""
     taps, ks, new_pads, new_in, new_out = [], [], [], [], []
-    for n, k, s, (lo, hi), d in zip(in_size, kernel_size, strides, pads, dilation, strict=True):
+    out_size = (conv_transpose_out_size if transposed else conv_out_size)(in_size, kernel_size, strides, pads, dilation)
+    for n, o, k, s, (lo, _), d in zip(in_size, out_size, kernel_size, strides, pads, dilation, strict=True):
         if transposed:
             phase = [(lo - t * d) % s for t in range(k)]
             off = [(p - lo + t * d) // s for t, p in zip(range(k), phase, strict=True)]
-            m_in, m_out = n, -(-((n - 1) * s + 1 + lo + hi - (k - 1) * d) // s)
+            m_in, m_out = n, -(-o // s)
         else:
             phase = [(t * d - lo) % s for t in range(k)]
             off = [(t * d - lo) // s for t in range(k)]
-            m_in, m_out = -(-n // s), (n + lo + hi - (k - 1) * d - 1) // s + 1
+            m_in, m_out = -(-n // s), o
         k_new, lo_new = max(off) - min(off) + 1, -min(off)
         taps.append([(p, o - min(off)) for p, o in zip(phase, off, strict=True)])
         ks.append(k_new)
@@ -137,13 +136,8 @@ def dft_cost_ratio(x_shape, kernel_shape, strides, pads, dilation, transposed: b
     s, i, t = np.prod(new_in), np.prod(new_out), np.prod(ks)
     # Bin products, input, output and kernel transforms (the last once per batch), 3 parts each.
     dft = 3 * b * c_new * o_new + 3 * b * s * c_new + 3 * b * i * o_new + 3 * b * t * c_new * o_new / max(n, 1)
-    positions = np.prod(in_size) if transposed else np.prod(_conv_out(in_size, kernel_size, strides, pads, dilation))
+    positions = np.prod(in_size) if transposed else np.prod(new_out)  # im2col rows: outputs of a conv
     return float(dft / max(positions * np.prod(kernel_size) * c * o, 1))
-
-
-def _conv_out(in_size, kernel_size, strides, pads, dilation):
-    return [(n + lo + hi - (k - 1) * d - 1) // s + 1
-            for n, k, s, (lo, hi), d in zip(in_size, kernel_size, strides, pads, dilation, strict=True)]
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
@@ -170,9 +164,8 @@ def dft_conv(x: jax.Array, kernel: jax.Array, strides: tuple, pads: tuple, dilat
         y = y.reshape(n, *new_out, *strides, o)
         y = y.transpose(0, *[a for i in range(nsp) for a in (1 + i, 1 + nsp + i)], 1 + 2 * nsp)
         y = y.reshape(n, *[m * s for m, s in zip(new_out, strides, strict=True)], o)
-        out = [(m - 1) * s + 1 + lo + hi - (k - 1) * d
-               for m, s, (lo, hi), k, d in zip(in_size, strides, pads, kernel_size, dilation, strict=True)]
-        return y[(slice(None), *[slice(0, m) for m in out])]
+        out_size = conv_transpose_out_size(in_size, kernel_size, strides, pads, dilation)
+        return y[(slice(None), *[slice(0, m) for m in out_size])]
     combined = jnp.zeros((*ks, *strides, c, o), kernel.dtype).at[(*offsets, *phases)].set(kernel)
     # Space to depth: x[s*m + p] -> phase p of position m, zeros past the end.
     x = jnp.pad(x, [(0, 0)] + [(0, m * s - h) for m, s, h in zip(new_in, strides, in_size, strict=True)] + [(0, 0)])
@@ -186,7 +179,7 @@ def _dft_conv_stride1(x: jax.Array, kernel: jax.Array, pads: tuple, dilation: tu
     (negative crops) -> (N, *out, O), as `lax.conv_general_dilated` with window strides 1."""
     n, *in_size, c = x.shape
     *kernel_size, _, o = kernel.shape
-    out_size = _out_size(in_size, kernel_size, pads, dilation)
+    out_size = conv_out_size(in_size, kernel_size, (1,) * len(in_size), pads, dilation)
     t_in, t_kernel, t_out = _dft_matrices(tuple(in_size), tuple(kernel_size), pads, dilation)
     dtype = jnp.result_type(x, kernel)
     t_in, t_kernel, t_out = (jnp.asarray(m, dtype) for m in (t_in, t_kernel, t_out))
