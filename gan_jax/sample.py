@@ -1,6 +1,10 @@
 """`launch.py --mode=sample`: samples from a saved checkpoint, without training."""
 
+import contextlib
+import math
 import os
+import shutil
+from collections.abc import Iterator
 
 import jax
 import ml_collections
@@ -9,6 +13,17 @@ import numpy as np
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment, load_workdir_config
+
+# Samples per call of the sampler, and so per key: part of what the samples are (chunk i comes from
+# fold_in(key, i)), so changing it changes every run's samples beyond the first chunk. Memory holds a
+# few chunks in model range (float32) at a time: 31 MB each for 28x28x1 images, 490 MB for 64x64x3.
+CHUNK = 10_000
+# The batch that Experiment.sample splits its latents into (see there).
+SAMPLER_BATCH = 500
+GRID_IMAGES = 64  # the PNG's 8x8 grid
+SCATTER_POINTS = 10_000  # more would only blot out the scatter, and take minutes to draw
+# Beyond the samples: the zip and .npy headers (a few KiB), the PNG, and slack for other writers.
+DISK_MARGIN_BYTES = 16 * 2**20
 
 
 def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | None = None):
@@ -31,27 +46,74 @@ def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | Non
     return exp, step, state
 
 
+def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int) -> Iterator[np.ndarray]:
+    """`num_samples` samples in model range, as arrays (k <= CHUNK, *example_shape) in order; chunk i
+    is drawn from fold_in(base_key, i), so sample j depends only on base_key and j (and CHUNK)."""
+    for index, start in enumerate(range(0, num_samples, CHUNK)):
+        n = min(CHUNK, num_samples - start)
+        # A short last chunk is drawn as the start of a longer one, so that each of its samples comes
+        # out of the same computation, to the bit, as in a run that draws more: the sampler's batches
+        # must have the same sizes (XLA's kernels for other sizes round differently in the last bit),
+        # and with non-partitionable threefry the latents must have the same count.
+        if jax.config.jax_threefry_partitionable:
+            drawn = min(CHUNK, -(-n // SAMPLER_BATCH) * SAMPLER_BATCH)
+        else:
+            drawn = CHUNK
+        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index))[:n]
+
+
+def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None:
+    """Raises UserError unless `num_samples` samples of `bytes_per_sample` bytes each, plus
+    DISK_MARGIN_BYTES, fit in the free space of the file system that holds the file `path`."""
+    directory = os.path.dirname(path) or "."
+    free = shutil.disk_usage(directory).free
+    stale = sample_io.NpzStreamWriter.temporary_path(path)
+    if os.path.isfile(stale):  # a killed run's leftover, which this run's writer overwrites
+        free += os.path.getsize(stale)
+    need = num_samples * bytes_per_sample + DISK_MARGIN_BYTES
+    if need > free:
+        most = max(0, (free - DISK_MARGIN_BYTES) // bytes_per_sample)
+        raise UserError(f"--num_samples={num_samples} needs {need / 1e9:.3g} GB for {os.path.basename(path)} in "
+                        f"{directory} but only {free / 1e9:.3g} GB are free; accepted: at most {most} samples here")
+
+
 def sample(workdir: str, num_samples: int, step: int | None = None,
            cfg: ml_collections.ConfigDict | None = None) -> str:
-    """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a grid
-    samples_step_XXXXXXX.png. Samples come from a key folded from the seed and the step."""
+    """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a picture
+    samples_step_XXXXXXX.png (an 8x8 grid of the first images, or the first SCATTER_POINTS points
+    over the real data). Samples come CHUNK at a time from keys folded from the seed, the step and
+    the chunk index, so a run's first N samples are those of any run with more; they are streamed
+    to disk, so the count is bounded by the free disk space (checked first), not by memory."""
     if num_samples <= 0:
         raise UserError(f"--num_samples={num_samples} must be positive")
     exp, step, state = restore(workdir, step, cfg)
-    key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), 2**31 - 3)
-    generated = exp.sample(state, num_samples, key=jax.random.fold_in(key, step))
-    if jax.process_index() != 0:
-        return ""
+    points = exp.dataset.mixture is not None
+    name, dtype = ("points", np.float32) if points else ("images", np.uint8)
+    shape = (num_samples, *exp.example_shape)
     path = os.path.join(workdir, "samples.npz")
+    check_disk_space(path, num_samples, math.prod(exp.example_shape) * np.dtype(dtype).itemsize)
+    key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), 2**31 - 3)
+    base_key = jax.random.fold_in(key, step)
+    is_writer = jax.process_index() == 0
     grid_path = os.path.join(workdir, f"samples_step_{step:07d}.png")
-    if exp.dataset.mixture is not None:
-        np.savez(path + ".tmp.npz", points=generated.astype(np.float32))
+    shown, shown_count = [], min(num_samples, SCATTER_POINTS if points else GRID_IMAGES)
+    # Every process draws every chunk (the sampler is one program over all devices); process 0 writes.
+    writer = sample_io.NpzStreamWriter(path, name, shape, dtype) if is_writer else contextlib.nullcontext()
+    with writer:
+        for generated in sample_chunks(exp, state, base_key, num_samples):
+            if not is_writer:
+                continue
+            chunk = generated.astype(np.float32) if points else sample_io.to_uint8(generated, exp.cfg.objective)
+            writer.write(chunk)
+            if sum(map(len, shown)) < shown_count:
+                shown.append(chunk[:shown_count - sum(map(len, shown))])
+    if not is_writer:
+        return ""
+    shown = np.concatenate(shown)
+    if points:
         real = np.asarray(exp.builder.real_examples(jax.random.PRNGKey(0), None))
-        sample_io.save_scatter(grid_path, generated, real)
+        sample_io.save_scatter(grid_path, shown, real)
     else:
-        images = sample_io.to_uint8(generated, exp.cfg.objective)
-        np.savez(path + ".tmp.npz", images=images)
-        sample_io.save_grid(grid_path, images[:64])
-    os.replace(path + ".tmp.npz", path)
+        sample_io.save_grid(grid_path, shown)
     print(f"wrote {num_samples} samples of step {step} to {path} and {grid_path}")
     return path
