@@ -7,8 +7,10 @@
 Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2; a run
 that diverges (NaN or inf) ends with one line and exit status 1."""
 
+import ast
 import os
 import re
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -33,6 +35,7 @@ def fail(message: str) -> None:
 
 
 def parse_flags(argv):
+    check_config_file(argv)
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -41,6 +44,45 @@ def parse_flags(argv):
         fail(unknown_field_message(argv, e))
     except (ValueError, TypeError, FileNotFoundError) as e:  # the config file, or an override's value
         fail(str(e).splitlines()[0] if str(e) else repr(e))
+    except Exception as e:  # get_config itself raised: the experiment file is broken
+        fail(f"--config: {config_argument(argv)} could not be loaded: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def config_argument(argv) -> str | None:
+    """The value of --config (PATH[:VARIANT]) in argv, or None."""
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def check_config_file(argv) -> None:
+    """Refuses, in one line, a config file that does not exist or does not parse, and a variant the
+    file does not declare in VARIANTS (a typo such as ':smok' must not start the full run)."""
+    value = config_argument(argv)
+    if value is None:
+        return
+    path, _, variant = value.partition(":")
+    if not os.path.isfile(path):
+        fail(f"--config={value}: no such file {path!r}; accepted: a Python file, e.g. experiments/quickstart.py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (SyntaxError, UnicodeDecodeError, OSError) as e:
+        where = f"{path}:{e.lineno}: " if isinstance(e, SyntaxError) else f"{path}: "
+        fail(f"--config={value}: {where}{type(e).__name__}: {getattr(e, 'msg', None) or e}")
+    variants = ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "VARIANTS" for t in node.targets):
+            try:
+                variants = tuple(ast.literal_eval(node.value))
+            except ValueError:
+                fail(f"{path}: VARIANTS must be a literal tuple of strings")
+    if variant and variant not in variants:
+        fail(f"--config={value}: {path} has no variant {variant!r}; accepted: "
+             + (", ".join(f"{path}:{v}" for v in variants) if variants else f"{path} (it declares no VARIANTS)"))
 
 
 def unknown_field_message(argv, error: Exception) -> str:
@@ -59,11 +101,20 @@ def unknown_field_message(argv, error: Exception) -> str:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-    from gan_jax import distributed
+    from gan_jax import distributed, signals
     from gan_jax.errors import UserError
+    from gan_jax.memory import InsufficientMemory
+
+    stop = signals.install()  # already installed when run as a script
+    if FLAGS.mode != "train":  # sampling and evaluation write nothing a signal must wait for
+        stop.uninstall()
+        if stop.signal is not None:
+            sys.exit(128 + signal.Signals[stop.signal].value)
 
     if FLAGS.workdir is None:
         fail("--workdir is required")
+    if FLAGS.mode == "sample" and FLAGS.num_samples <= 0:
+        fail(f"--num_samples={FLAGS.num_samples} is not accepted; accepted: a positive count")
     workdir = os.path.abspath(FLAGS.workdir)
     try:
         distributed.maybe_initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
@@ -78,6 +129,8 @@ def main(argv):
             except TrainingDiverged as e:  # not the user's input: exit 1, the message last
                 print(f"error: {e}", file=sys.stderr, flush=True)
                 sys.exit(1)
+            except signals.StoppedBeforeTraining as e:
+                print(e, flush=True)
         elif FLAGS.mode == "sample":
             from gan_jax.sample import sample
 
@@ -86,6 +139,9 @@ def main(argv):
             from gan_jax.evaluate.run import evaluate
 
             evaluate(workdir, FLAGS.step, FLAGS.config)
+    except InsufficientMemory as e:
+        overrides = [a for a in sys.argv if a.startswith("--config.")]
+        fail(f"{e}" + (f" (set on the command line: {' '.join(overrides)})" if overrides else ""))
     except UserError as e:
         fail(str(e))
 
@@ -94,4 +150,7 @@ if __name__ == "__main__":
     from gan_jax.cpu_runtime import configure_process
 
     configure_process()  # XLA:CPU settings; may replace this process by one with tcmalloc preloaded
+    from gan_jax import signals
+
+    signals.install()  # from here on SIGTERM/SIGINT stop the run cleanly, also during start-up
     app.run(main, flags_parser=parse_flags)

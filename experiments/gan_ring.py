@@ -3,6 +3,9 @@ D: three maxout layers (200 units x 5 pieces); non-saturating loss, Adam(1e-4, b
 
 from gan_jax.config import base_config
 
+# The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
+VARIANTS = ("smoke",)
+
 
 def get_config(arg=None):
     c = base_config()

@@ -3,6 +3,9 @@ Offline, no download; a few minutes on a laptop CPU."""
 
 from gan_jax.config import base_config
 
+# The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
+VARIANTS = ("smoke",)
+
 
 def get_config(arg=None):
     c = base_config()

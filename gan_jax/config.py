@@ -2,6 +2,8 @@
 choose values and any field can be overridden on the command line (`--config.train.steps=100`);
 `validate()` refuses bad values with one line that names the field, the value and what is accepted."""
 
+import math
+
 import ml_collections
 
 from gan_jax.errors import ConfigError
@@ -72,35 +74,93 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# Numeric fields and their accepted ranges: (low, high, low included, high included); None: unbounded.
+# Fields not listed here may take any finite value; no field accepts NaN or inf.
+RANGES = {
+    "seed": (0, None, True, None),
+    "data.batch_size": (0, None, False, None),
+    "data.seed": (0, None, True, None),
+    "data.prefetch": (0, None, True, None),
+    "model.latent_dim": (0, None, False, None),
+    "model.generator_width": (0, None, False, None),
+    "model.discriminator_width": (0, None, False, None),
+    "model.generator_depth": (0, None, True, None),
+    "model.discriminator_depth": (0, None, True, None),
+    "model.depth": (0, None, True, None),
+    "model.hidden": (0, None, False, None),
+    "model.maxout_pieces": (0, None, True, None),
+    "model.dropout_rate": (0, 1, True, False),
+    "loss.beta": (0, None, True, None),
+    "loss.gaussian_std": (0, None, False, None),
+    "optimizer.learning_rate": (0, None, False, None),
+    "optimizer.discriminator_learning_rate": (0, None, False, None),
+    "optimizer.b1": (0, 1, True, False),
+    "optimizer.b2": (0, 1, True, False),
+    "optimizer.eps": (0, None, False, None),
+    "optimizer.warmup_steps": (0, None, True, None),
+    "train.steps": (0, None, False, None),
+    "train.n_critic": (0, None, False, None),
+    "train.steps_per_call": (0, None, False, None),
+    "train.log_every": (0, None, False, None),
+    "train.sample_every": (0, None, False, None),
+    "train.checkpoint_every": (0, None, False, None),
+    "train.max_rollbacks": (0, None, True, None),
+    "checkpoint.max_to_keep": (0, None, False, None),
+    "eval.batch_size": (0, None, False, None),
+}
+
+
 def _choice(field: str, value, accepted) -> None:
     if value not in accepted:
         raise ConfigError(f"{field}={value!r} is not accepted; accepted: {', '.join(map(str, accepted))}")
 
 
-def _positive(field: str, value, allow_zero: bool = False) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{field}={value!r} must be a {'non-negative' if allow_zero else 'positive'} number")
+def _range_text(low, high, low_in, high_in) -> str:
+    if high is None:
+        return f"{'>=' if low_in else '>'} {low}"
+    return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def _check_number(field: str, value) -> None:
+    """Refuses NaN and inf anywhere, and values outside RANGES[field]; None (unset) passes."""
+    if value is None or isinstance(value, str):
+        return
+    values = value if isinstance(value, list | tuple) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if not math.isfinite(v):
+            accepted = _range_text(*RANGES[field]) if field in RANGES else "any finite number"
+            raise ConfigError(f"{field}={value!r} is not accepted; accepted: a finite number {accepted}")
+        if field in RANGES:
+            low, high, low_in, high_in = RANGES[field]
+            below = v < low or (v == low and not low_in)
+            above = high is not None and (v > high or (v == high and not high_in))
+            if below or above:
+                raise ConfigError(f"{field}={value!r} is not accepted; accepted: {_range_text(*RANGES[field])}")
+
+
+def _leaves(c, prefix: str = ""):
+    for name, value in c.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield prefix + name, value
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-    """Checks the fields every run relies on; names, registries and shapes are checked where they are used."""
+    """Checks every field before anything is written: choices, numeric ranges (RANGES) and that no
+    number is NaN or inf. Names, registries and shapes are checked where they are used."""
     _choice("objective", c.objective, OBJECTIVES)
     _choice("optimizer.schedule", c.optimizer.schedule, SCHEDULES)
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast", "dft"))
     _choice("train.update_rule", c.train.update_rule, UPDATE_RULES)
-    for field in ("data.batch_size", "train.steps", "train.n_critic", "train.steps_per_call", "train.log_every",
-                  "train.sample_every", "train.checkpoint_every", "checkpoint.max_to_keep", "eval.batch_size",
-                  "optimizer.learning_rate", "model.latent_dim"):
-        section, name = field.split(".")
-        _positive(field, c[section][name])
-    _positive("optimizer.warmup_steps", c.optimizer.warmup_steps, allow_zero=True)
-    _positive("train.max_rollbacks", c.train.max_rollbacks, allow_zero=True)
+    for field, value in _leaves(c):
+        _check_number(field, value)
     if c.train.update_rule == "simultaneous" and c.train.n_critic != 1:
         raise ConfigError(f"train.n_critic={c.train.n_critic!r} is not accepted with "
                           "train.update_rule='simultaneous' (both networks step from one forward); accepted: 1")
-    if c.optimizer.discriminator_learning_rate is not None:
-        _positive("optimizer.discriminator_learning_rate", c.optimizer.discriminator_learning_rate)
     if c.objective == "vae" and c.loss.name != "elbo":
         raise ConfigError(f"loss.name={c.loss.name!r} is not accepted for objective='vae'; accepted: elbo")

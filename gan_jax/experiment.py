@@ -22,6 +22,9 @@ RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "tra
                     "eval.batch_size")
 
 
+SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
+
+
 class Experiment:
     def __init__(self, cfg: ml_collections.ConfigDict, load_train_data: bool = True):
         validate(cfg)
@@ -82,44 +85,64 @@ class Experiment:
         fn = self._sample_jit
         z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
         z = np.asarray(z)
-        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + 500], self.mesh)))
-                               for i in range(0, num, 500)])
+        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + SAMPLE_BATCH], self.mesh)))
+                               for i in range(0, num, SAMPLE_BATCH)])
 
 
-def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict) -> None:
-    """Creates `workdir` and writes config.json, or checks that the run there is this config's.
-    Refuses (nothing written) an unwritable workdir or one that holds a different run."""
+def make_workdir(workdir: str) -> None:
+    """Creates `workdir` (and its parents); refuses an unwritable one with UserError."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{os.getpid()}")
         with open(probe, "w"):
             pass
         os.remove(probe)
     except OSError as e:
         raise UserError(f"--workdir={workdir!r} is not writable: {e.strerror or e}") from e
+
+
+def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
+    """Whether `workdir` already holds a run; refuses (writing nothing) one that holds a different
+    config or whose config.json is damaged."""
     path = os.path.join(workdir, "config.json")
-    new = json.loads(cfg.to_json())
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        differing = [k for k in _flatten(old).keys() | _flatten(new).keys()
-                     if _flatten(old).get(k) != _flatten(new).get(k) and k not in RESUMABLE_FIELDS]
-        if differing:
-            k = sorted(differing)[0]
-            raise UserError(f"--workdir={workdir!r} holds a run with a different config ({k}: "
-                            f"{_flatten(old).get(k)!r} there, {_flatten(new).get(k)!r} now); use a new workdir")
-    tmp = path + ".tmp"
+    if not os.path.exists(path):
+        return False
+    old, new = _flatten(_read_config_json(workdir)), _flatten(json.loads(cfg.to_json()))
+    differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS]
+    if differing:
+        k = sorted(differing)[0]
+        raise UserError(f"--workdir={workdir!r} holds a run with a different config ({k}: "
+                        f"{old.get(k)!r} there, {new.get(k)!r} now); use a new workdir")
+    return True
+
+
+def write_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> None:
+    """Writes config.json atomically (a reader never sees half of it)."""
+    path = os.path.join(workdir, "config.json")
+    tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(new, f, indent=2)
+        json.dump(json.loads(cfg.to_json()), f, indent=2)
     os.replace(tmp, path)
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(workdir, "config.json")):
         raise UserError(f"--workdir={workdir!r} holds no run (no config.json); train there first")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(_read_config_json(workdir))
+
+
+def _read_config_json(workdir: str) -> dict:
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"a JSON {type(config).__name__}, not an object")
+        return config
+    except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+        raise UserError(f"{path} is damaged ({reason}); every checkpoint holds a copy: "
+                        f"cp {workdir}/checkpoints/STEP/config/metadata {path}, or use a new workdir") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -12,14 +12,12 @@ import numpy as np
 
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
-from gan_jax.experiment import Experiment, load_workdir_config
+from gan_jax.experiment import SAMPLE_BATCH, Experiment, load_workdir_config
 
 # Samples per call of the sampler, and so per key: part of what the samples are (chunk i comes from
 # fold_in(key, i)), so changing it changes every run's samples beyond the first chunk. Memory holds a
 # few chunks in model range (float32) at a time: 31 MB each for 28x28x1 images, 490 MB for 64x64x3.
 CHUNK = 10_000
-# The batch that Experiment.sample splits its latents into (see there).
-SAMPLER_BATCH = 500
 GRID_IMAGES = 64  # the PNG's 8x8 grid
 SCATTER_POINTS = 10_000  # more would only blot out the scatter, and take minutes to draw
 # Beyond the samples: the zip and .npy headers (a few KiB), the PNG, and slack for other writers.
@@ -56,7 +54,7 @@ def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int)
         # must have the same sizes (XLA's kernels for other sizes round differently in the last bit),
         # and with non-partitionable threefry the latents must have the same count.
         if jax.config.jax_threefry_partitionable:
-            drawn = min(CHUNK, -(-n // SAMPLER_BATCH) * SAMPLER_BATCH)
+            drawn = min(CHUNK, -(-n // SAMPLE_BATCH) * SAMPLE_BATCH)
         else:
             drawn = CHUNK
         yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index))[:n]

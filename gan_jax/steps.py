@@ -287,10 +287,11 @@ class StepBuilder:
         metrics = _pmean({"loss": loss, **parts, "lr": new_opt.hyperparams["learning_rate"]}, self.axis_name)
         return state.replace(params={"vae": new_params}, opt_state={"vae": new_opt}), metrics
 
-    def multi_step(self, state: TrainState, batches_u8: jnp.ndarray | None) -> tuple[TrainState, dict]:
-        """`train.steps_per_call` updates in one dispatch: batches_u8 (K, n_critic, local_batch, ...) or
-        None. Metrics come back stacked (K,)."""
-        k = self.cfg.train.steps_per_call
+    def multi_step(self, state: TrainState, batches_u8: jnp.ndarray | None,
+                   length: int | None = None) -> tuple[TrainState, dict]:
+        """K = `length` (default `train.steps_per_call`) updates in one dispatch: batches_u8
+        (K, n_critic, local_batch, ...) or None. Metrics come back stacked (K,)."""
+        k = self.cfg.train.steps_per_call if length is None else length
         if k == 1:
             state, metrics = self.train_step(state, None if batches_u8 is None else batches_u8[0])
             return state, jax.tree.map(lambda m: m[None], metrics)

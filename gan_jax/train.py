@@ -3,59 +3,44 @@ logs every `train.log_every` steps (the only host synchronization), writes sampl
 checkpoints, resumes from the newest intact checkpoint, stops cleanly on SIGTERM/SIGINT and
 stops or rolls back on non-finite values."""
 
+import contextlib
 import json
 import os
-import signal
 import time
 
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import parallel
+from gan_jax import memory, parallel, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.data.synthetic import sample_mixture
+from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
-from gan_jax.experiment import Experiment, prepare_workdir
+from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
+from gan_jax.lock import LOCK_NAME, WorkdirLock
 from gan_jax.writers import MetricWriter
+
+ROLLBACK_KEY_FOLD = 10_000  # rollback r folds ROLLBACK_KEY_FOLD + r into the base key
 
 
 class TrainingDiverged(RuntimeError):
     """A loss or a parameter became NaN or inf."""
 
 
-class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag that the loop checks between calls: the current call
-    finishes, a checkpoint is written and the run exits normally (status 0)."""
+def compile_step(exp: Experiment, state_shardings, length: int | None = None):
+    """The jitted (or pmapped) multi-step of `length` updates (default train.steps_per_call):
+    (state, batches) -> (state, stacked metrics); state donated. Under pmap the metrics come back as
+    the first local device's copy, (1, K), so that every process can read them (the full
+    (devices, K) output spans other processes' devices)."""
+    def multi_step(state, batches):  # named: tests count "Compiling jit(multi_step)" in the log
+        return exp.builder.multi_step(state, batches, length)
 
-    def __init__(self):
-        self.signal = None
-        self._previous = {}
-
-    def __enter__(self):
-        for s in (signal.SIGTERM, signal.SIGINT):
-            self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:  # asked twice: stop now, as without the handler (no checkpoint)
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name} while saving after {self.signal}")
-        self.signal = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-def compile_step(exp: Experiment, state_shardings):
-    """The jitted (or pmapped) multi-step: (state, batches) -> (state, stacked metrics); state donated.
-    Under pmap the metrics come back as the first local device's copy, (1, K), so that every process
-    can read them (the full (devices, K) output spans other processes' devices)."""
-    b = exp.builder
     if exp.pmap:
-        pmapped = jax.pmap(b.multi_step, axis_name=parallel.PMAP_AXIS, donate_argnums=0)
+        pmapped = jax.pmap(multi_step, axis_name=parallel.PMAP_AXIS, donate_argnums=0)
 
         def step(state, batches):
             state, metrics = pmapped(state, batches)
@@ -64,121 +49,229 @@ def compile_step(exp: Experiment, state_shardings):
         return step
     batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
     in_shardings = (state_shardings, None if exp.images is None else batch_sharding)
-    return jax.jit(b.multi_step, in_shardings=in_shardings,
+    return jax.jit(multi_step, in_shardings=in_shardings,
                    out_shardings=(state_shardings, NamedSharding(exp.mesh, P())), donate_argnums=0)
+
+
+def compile_and_check_memory(exp: Experiment, state_shardings):
+    """The step of train.steps_per_call updates, compiled ahead of time and refused with
+    InsufficientMemory if it does not fit on a device (pmap: compiled at the first call, unchecked)."""
+    fn = compile_step(exp, state_shardings)
+    if exp.pmap:
+        return fn
+    cfg = exp.cfg
+    batch = None
+    if exp.images is not None:
+        shape = (cfg.train.steps_per_call, cfg.train.n_critic, cfg.data.batch_size, *exp.example_shape)
+        batch = jax.ShapeDtypeStruct(shape, np.uint8, sharding=parallel.batch_sharding(exp.mesh, len(shape), 2))
+    abstract = exp.abstract_state()
+    compiled = fn.lower(abstract, batch).compile()
+    memory.check_fits(compiled, abstract)
+    return compiled
+
+
+class _Workdir(contextlib.ExitStack):
+    """Creates the workdir and holds its lock (process 0; every process learns if it failed). A
+    workdir this run created is removed again if the run ends before writing anything into it."""
+
+    def __init__(self, workdir: str, is_writer: bool):
+        super().__init__()
+        self.workdir, self.is_writer = workdir, is_writer
+        self.created = is_writer and not os.path.exists(workdir)
+        self.locked = False
+
+    def __exit__(self, *exc):
+        suppress = super().__exit__(*exc)
+        # Only the lock's holder may remove it: another run may be starting in this workdir.
+        if self.created and self.locked and set(os.listdir(self.workdir)) <= {LOCK_NAME}:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(self.workdir, LOCK_NAME))
+                os.rmdir(self.workdir)
+        return suppress
+
+    def __enter__(self):
+        super().__enter__()
+        error = None
+        if self.is_writer:
+            try:
+                make_workdir(self.workdir)
+                self.enter_context(WorkdirLock(self.workdir))
+                self.locked = True
+            except UserError as e:
+                error = e
+        if jax.process_count() > 1:
+            failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+            if failed and error is None:
+                error = UserError(f"--workdir={self.workdir!r}: process 0 could not lock it (see its message)")
+        if error is not None:
+            self.__exit__(None, None, None)
+            raise error
+        return self
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains to `cfg.train.steps` in `workdir`, resuming from its newest intact checkpoint.
-    Returns the last logged metrics. Raises TrainingDiverged on non-finite values (after
-    `train.max_rollbacks` rollbacks with train.on_nonfinite='rollback')."""
-    exp = Experiment(cfg)
+    Returns the last logged metrics. Raises UserError on bad input before anything is written,
+    StoppedBeforeTraining on SIGTERM/SIGINT during start-up, and TrainingDiverged on non-finite
+    values (after `train.max_rollbacks` rollbacks with train.on_nonfinite='rollback')."""
     is_writer = jax.process_index() == 0
-    if is_writer:
-        prepare_workdir(workdir, cfg)
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    ckpt = exp.checkpointer(workdir)
-    writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer)
-    config_json = json.loads(cfg.to_json())
-    shardings = exp.state_shardings()
+    with signals.stop_request() as stop:
+        _phase(stop, "loading data")
+        exp = Experiment(cfg)
+        stop.check()
+        with _Workdir(workdir, is_writer):
+            _phase(stop, "compiling the step")
+            shardings = exp.state_shardings()
+            step_fn = compile_and_check_memory(exp, shardings)
+            stop.check()
+            had_run = check_workdir_config(workdir, cfg) if is_writer else False
+            _phase(stop, "looking for checkpoints")
+            ckpt = exp.checkpointer(workdir)
+            try:
+                start, state = _restore_or_init(exp, ckpt, workdir, had_run)
+                stop.check()
+                if start >= cfg.train.steps:
+                    print(f"the newest checkpoint is at step {start}, at or past train.steps={cfg.train.steps}: "
+                          "nothing to train (raise --config.train.steps to train longer)", flush=True)
+                    return {}
+                if is_writer:
+                    write_workdir_config(workdir, cfg)
+                os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                stop.phase = "training"
+                stop.newest_checkpoint = ckpt.latest_step()
+                return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop)
+            finally:
+                ckpt.close()
+
+
+def _phase(stop: signals.StopRequest, what: str) -> None:
+    """Names the start-up phase in signal messages and on stdout (start-up takes seconds to minutes)."""
+    stop.phase = what
+    if jax.process_index() == 0:
+        print(f"start-up: {what}", flush=True)
+
+
+def _restore_or_init(exp: Experiment, ckpt, workdir: str, had_run: bool):
+    """(start step, state on the mesh): the newest intact checkpoint's, or step 0's."""
+    report = lambda text: print(text, flush=True) if jax.process_index() == 0 else None
     partial = ckpt.cleanup_partial()
     if partial:
-        writer.message(f"removed {len(partial)} unfinished checkpoint save(s): {', '.join(partial)}")
-    start, state = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message, quarantine=True)
-    if state is None:
-        state = exp.init_state()
-        start = 0
-    else:
-        writer.message(f"resumed from checkpoint at step {start}")
+        report(f"removed {len(partial)} unfinished checkpoint save(s): {', '.join(partial)}")
+    start, state = ckpt.restore_latest_good(exp.abstract_state(), report=report, quarantine=True)
+    if state is not None:
+        report(f"resumed from checkpoint at step {start}")
+        return start, state
+    if had_run:
+        report(f"{workdir} holds a run (config.json) but no intact checkpoint in {ckpt.directory}: "
+               "training from step 0")
+    return 0, exp.init_state()
+
+
+def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop) -> dict:
+    cfg = exp.cfg
+    is_writer = jax.process_index() == 0
+    writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer)
+    config_json = json.loads(cfg.to_json())
     pipeline = None
     if exp.images is not None:
         data_seed = cfg.seed if cfg.data.seed is None else cfg.data.seed
         pipeline = InputPipeline(exp.images, cfg.data.batch_size, data_seed, cfg.train.n_critic,
                                  cfg.train.steps_per_call, prefetch=cfg.data.prefetch)
-    step_fn = compile_step(exp, shardings)
     batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
+    k = cfg.train.steps_per_call
+    step_fns = {k: step_fn}  # the last call of a run whose steps are not a multiple of k runs fewer
 
-    def device_batch(step):
+    def run_call(state, step):
+        n = min(k, cfg.train.steps - step)
+        if n not in step_fns:
+            step_fns[n] = compile_step(exp, shardings, length=n)
         if pipeline is None:
-            return None
-        local = pipeline.get(step)
+            return step_fns[n](state, None), n
+        local = pipeline.get(step)[:n]
         if exp.pmap:
-            return parallel.pmap_split(local, batch_axis=2)
-        return parallel.global_batch_array(local, batch_sharding, batch_axis=2)
+            return step_fns[n](state, parallel.pmap_split(local, batch_axis=2)), n
+        return step_fns[n](state, parallel.global_batch_array(local, batch_sharding, batch_axis=2)), n
 
     if exp.pmap:
         state = parallel.pmap_replicate(state)
     unreplicated = (lambda s: parallel.pmap_unreplicate(s, exp.mesh)) if exp.pmap else (lambda s: s)
 
+    saving = None  # the step whose save may still be running in the background
+
     def save(step, state):
+        nonlocal saving
         # Wait for the step itself first, so that the figure is the time the save holds the loop up.
         jax.block_until_ready(state)
         t = time.perf_counter()
-        ckpt.save(step, unreplicated(state), config=config_json)
+        stop.phase = f"saving checkpoint {step}"
+        ckpt.save(step, unreplicated(state), config=config_json)  # waits for the previous save first
+        stop.newest_checkpoint = saving if saving is not None else stop.newest_checkpoint
+        saving = step
         writer.write(step, {"event": "checkpoint", "checkpoint_blocking_s": time.perf_counter() - t})
 
-    k = cfg.train.steps_per_call
     step, pending, last_log_time, last_log_step = start, [], time.time(), start
     rollbacks, last_metrics = 0, {}
-    with _StopRequest() as stop:
-        try:
-            while step < cfg.train.steps:
-                state, metrics = step_fn(state, device_batch(step))
-                pending.append(metrics)
-                step += k
-                stopping = stop.signal  # read once: a signal arriving later in this pass waits for the next
-                log_now = step % cfg.train.log_every < k or step >= cfg.train.steps
-                save_now = step % cfg.train.checkpoint_every < k or step >= cfg.train.steps or stopping
-                if log_now or save_now:
-                    summary, bad_step, bad = _summarize(pending, step - k * len(pending), exp.pmap)
-                    pending = []
-                    if bad_step is not None:
-                        if cfg.train.on_nonfinite != "rollback" or rollbacks >= cfg.train.max_rollbacks:
-                            after = f" after {rollbacks} rollbacks" if rollbacks else ""
-                            text = f"training diverged: non-finite {', '.join(bad)} at step {bad_step}{after}"
-                            writer.write(bad_step, {"event": "diverged", "nonfinite": ", ".join(bad)})
-                            writer.message(text)
-                            raise TrainingDiverged(text)
-                        rollbacks += 1
-                        ckpt.wait()
-                        good_step, restored = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message,
-                                                                       quarantine=True)
-                        if restored is None:
-                            good_step, restored = 0, exp.init_state()
-                        # A fresh key fold, so the rerun does not draw the noise that diverged.
-                        fold = 10_000 + rollbacks
-                        restored = restored.replace(key=jax.random.fold_in(restored.key, fold))
-                        state = parallel.pmap_replicate(restored) if exp.pmap else restored
-                        writer.message(f"non-finite {', '.join(bad)} at step {bad_step}: rolled back to step "
-                                       f"{good_step} with a fresh key (rollback {rollbacks} of "
-                                       f"{cfg.train.max_rollbacks})")
-                        writer.write(good_step, {"event": "rollback", "nonfinite_step": bad_step,
-                                                 "nonfinite": ", ".join(bad), "rollback": rollbacks,
-                                                 "key_fold": fold})
-                        step, last_log_step, last_log_time = good_step, good_step, time.time()
-                        continue
-                    if log_now:
-                        now = time.time()
-                        summary["seconds_per_step"] = (now - last_log_time) / max(step - last_log_step, 1)
-                        last_log_time, last_log_step, last_metrics = now, step, summary
-                        writer.write(step, summary)
-                    if save_now:
-                        save(step, state)
-                if step % cfg.train.sample_every < k or step >= cfg.train.steps:
-                    write_samples(exp, unreplicated(state), workdir, step, is_writer)
-                if stopping:
-                    ckpt.wait()
-                    writer.message(f"{stopping}: saved the checkpoint at step {step}; "
-                                   f"run the same command to resume")
-                    break
-        finally:
-            if pipeline is not None:
-                pipeline.close()
-            try:
-                ckpt.close()
-            finally:
-                writer.close()
+    try:
+        while step < cfg.train.steps:
+            (state, metrics), n = run_call(state, step)
+            pending.append(metrics)
+            step += n
+            stopping = stop.signal  # read once: a signal arriving later in this pass waits for the next
+            log_now = step % cfg.train.log_every < n or step >= cfg.train.steps
+            save_now = step % cfg.train.checkpoint_every < n or step >= cfg.train.steps or stopping
+            if log_now or save_now:
+                summary, bad_step, bad = _summarize(pending, step - n * len(pending), exp.pmap)
+                pending = []
+                if bad_step is not None:
+                    if cfg.train.on_nonfinite != "rollback" or rollbacks >= cfg.train.max_rollbacks:
+                        after = f" after {rollbacks} rollbacks" if rollbacks else ""
+                        text = f"training diverged: non-finite {', '.join(bad)} at step {bad_step}{after}"
+                        writer.write(bad_step, {"event": "diverged", "nonfinite": ", ".join(bad)})
+                        writer.message(text)
+                        raise TrainingDiverged(text)
+                    rollbacks += 1
+                    step, state = _rollback(exp, ckpt, writer, bad_step, bad, rollbacks)
+                    last_log_step, last_log_time = step, time.time()
+                    continue
+                if log_now:
+                    now = time.time()
+                    summary["seconds_per_step"] = (now - last_log_time) / max(step - last_log_step, 1)
+                    last_log_time, last_log_step, last_metrics = now, step, summary
+                    writer.write(step, summary)
+                if save_now:
+                    save(step, state)
+            if step % cfg.train.sample_every < n or step >= cfg.train.steps:
+                write_samples(exp, unreplicated(state), workdir, step, is_writer)
+            if stopping or step >= cfg.train.steps:
+                ckpt.wait()
+                stop.newest_checkpoint = saving
+            stop.phase = "training"
+            if stopping:
+                writer.message(f"{stopping}: saved the checkpoint at step {step}; run the same command to resume")
+                break
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        writer.close()
     return last_metrics
+
+
+def _rollback(exp, ckpt, writer, bad_step: int, bad: list[str], rollbacks: int):
+    """(step, state) of the last good checkpoint (or step 0), with a fresh key fold."""
+    cfg = exp.cfg
+    ckpt.wait()
+    good_step, restored = ckpt.restore_latest_good(exp.abstract_state(), report=writer.message, quarantine=True)
+    if restored is None:
+        good_step, restored = 0, exp.init_state()
+    # A fresh key fold, so the rerun does not draw the noise that diverged.
+    fold = ROLLBACK_KEY_FOLD + rollbacks
+    restored = restored.replace(key=jax.random.fold_in(restored.key, fold))
+    state = parallel.pmap_replicate(restored) if exp.pmap else restored
+    writer.message(f"non-finite {', '.join(bad)} at step {bad_step}: rolled back to step {good_step} with a fresh "
+                   f"key (rollback {rollbacks} of {cfg.train.max_rollbacks})")
+    writer.write(good_step, {"event": "rollback", "nonfinite_step": bad_step, "nonfinite": ", ".join(bad),
+                             "rollback": rollbacks, "key_fold": fold})
+    return good_step, state
 
 
 def _summarize(pending: list, first_step: int, pmap: bool) -> tuple[dict, int | None, list[str]]:

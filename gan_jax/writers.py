@@ -30,7 +30,7 @@ class MetricWriter:
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
         for k, v in record.items():
-            if k != "step" and isinstance(v, float):
+            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
                 self._tb.add_scalar(k, v, step)
         self._tb.flush()
         self.progress(step, metrics)
@@ -44,7 +44,8 @@ class MetricWriter:
             rate = 1.0 / max(_plain(metrics["seconds_per_step"]), 1e-9)  # the first line: the step's own time
         eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
         shown = " ".join(f"{k}={_plain(v):.4g}" for k, v in metrics.items()
-                         if isinstance(_plain(v), float) and not k.startswith("lr"))
+                         if isinstance(_plain(v), int | float) and not isinstance(_plain(v), bool)
+                         and not k.startswith("lr"))
         if self.tty:
             done = int(30 * step / max(self.total_steps, 1))
             sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total_steps} "
@@ -66,6 +67,11 @@ class MetricWriter:
 
 
 def _plain(v):
+    """A JSON value: ints stay ints (counters, steps), other numbers and 0-d arrays become floats."""
+    if isinstance(v, bool | str):
+        return v
+    if isinstance(v, int) or (hasattr(v, "dtype") and getattr(v, "ndim", 1) == 0 and v.dtype.kind in "iu"):
+        return int(v)
     try:
         return float(v)
     except (TypeError, ValueError):

@@ -80,8 +80,16 @@ def test_resume_and_sample(name, tmp_path):
     (["--config.model.name=resnet"], "model.name='resnet' is unknown; accepted:"),
     (["--config.loss.name=hinge2"], "loss.name='hinge2' is unknown for a GAN; accepted:"),
     (["--config.data.name=imagenet"], "data.name='imagenet' is unknown"),
-    (["--config.data.batch_size=0"], "data.batch_size=0 must be a positive number"),
-    (["--config.train.steps=-3"], "train.steps=-3 must be a positive number"),
+    (["--config.data.batch_size=0"], "data.batch_size=0 is not accepted; accepted: > 0"),
+    (["--config.train.steps=-3"], "train.steps=-3 is not accepted; accepted: > 0"),
+    (["--config.data.prefetch=-1"], "data.prefetch=-1 is not accepted; accepted: >= 0"),
+    (["--config.seed=-1"], "seed=-1 is not accepted; accepted: >= 0"),
+    (["--config.optimizer.learning_rate=nan"], "optimizer.learning_rate=nan is not accepted; accepted: a finite"),
+    (["--config.optimizer.learning_rate=inf"], "optimizer.learning_rate=inf is not accepted"),
+    (["--config.optimizer.b1=1.0"], "optimizer.b1=1.0 is not accepted; accepted: in [0, 1)"),
+    (["--config.optimizer.b2=-0.1"], "optimizer.b2=-0.1 is not accepted; accepted: in [0, 1)"),
+    (["--config.loss.beta=-inf"], "loss.beta=-inf is not accepted"),
+    (["--config.model.latent_dim=1000000000"], "GiB per device but"),
     (["--config.data.source=files", "--config.data.name=mnist", "--config.data.dir=/nonexistent"], "/nonexistent"),
     (["--config.train.update_rule=simultaneous", "--config.train.n_critic=2"],
      "train.n_critic=2 is not accepted with train.update_rule='simultaneous'"),
@@ -95,6 +103,36 @@ def test_bad_input_is_one_line_exit_2(args, expected, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], out.stderr
     assert not workdir.exists() or not any(workdir.iterdir())
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("experiments/nonexistent.py", "--config=experiments/nonexistent.py: no such file"),
+    ("experiments/quickstart.py:smok", "has no variant 'smok'; accepted: experiments/quickstart.py:smoke"),
+    ("BROKEN", "SyntaxError"),
+    ("RAISES", "could not be loaded: ZeroDivisionError"),
+])
+def test_bad_config_file_is_one_line_exit_2(config, expected, tmp_path):
+    if config == "BROKEN":
+        config = str(tmp_path / "broken.py")
+        pathlib.Path(config).write_text("def get_config(arg=None):\n    return {\n")
+    if config == "RAISES":
+        config = str(tmp_path / "raises.py")
+        pathlib.Path(config).write_text("def get_config(arg=None):\n    return 1 / 0\n")
+    workdir = tmp_path / "run"
+    out = launch("--config", config, "--workdir", str(workdir), check=False)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and expected in lines[0], out.stderr
+    assert not workdir.exists()
+
+
+def test_every_experiment_declares_its_smoke_variant():
+    import ast
+
+    for name in EXPERIMENTS:
+        tree = ast.parse((REPO / "experiments" / f"{name}.py").read_text())
+        variants = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", None) == "VARIANTS" for t in n.targets)]
+        assert variants and "smoke" in variants[0], name
 
 
 def test_unwritable_workdir_and_foreign_run(tmp_path):

@@ -1,0 +1,95 @@
+"""SIGTERM/SIGINT for a training run, from the moment launch.py starts to its exit.
+
+The first signal sets a flag: during start-up the run stops before training (nothing to save, or the
+restored state untouched); during training the current call finishes, a checkpoint is written and the
+run exits 0. A second signal only says that this is still happening, because preemption systems and
+impatient users often send two; a third aborts at once (exit 130), keeping the checkpoints already on
+disk (an unfinished save is never taken for a good one and is removed on the next start)."""
+
+import contextlib
+import os
+import signal
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ABORT_AFTER = 3  # the signal count that aborts without saving
+
+
+class StoppedBeforeTraining(Exception):
+    """A stop was requested before the first training step: nothing was trained or saved."""
+
+
+class StopRequest:
+    """The process's stop flag; `install()` replaces the SIGTERM/SIGINT handlers until `uninstall()`."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self.count = 0
+        self.phase = "starting"  # what the run is doing, named in the messages
+        self.newest_checkpoint: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> "StopRequest":
+        for s in SIGNALS:
+            self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        self.count += 1
+        # os.write, not print: a handler may interrupt a print on the same stream.
+        if self.count == 1:
+            self.signal = name
+            _say(f"{name}: stopping cleanly ({self.phase}); send it twice more to abort without saving")
+        elif self.count < ABORT_AFTER:
+            _say(f"{name} again: still stopping cleanly ({self.phase}); one more aborts without saving")
+        else:
+            kept = (f"checkpoint {self.newest_checkpoint} is the newest kept" if self.newest_checkpoint is not None
+                    else "no checkpoint was written by this run")
+            _say(f"{name} a third time: aborted without saving; {kept}")
+            os._exit(128 + signum)
+
+    def check(self) -> None:
+        """Raises StoppedBeforeTraining if a stop was requested (call it between start-up phases)."""
+        if self.signal is not None:
+            raise StoppedBeforeTraining(f"{self.signal} during start-up ({self.phase}): stopped before training; "
+                                        "nothing was trained, the workdir's checkpoints are untouched")
+
+
+def _say(text: str) -> None:
+    os.write(2, ("\n" + text + "\n").encode())
+
+
+_current: StopRequest | None = None
+
+
+def install() -> StopRequest:
+    """Installs the process's handlers (launch.py calls this first thing) and returns the request."""
+    global _current
+    if _current is None:
+        _current = StopRequest()
+    if not _current.installed:
+        _current.install()
+    return _current
+
+
+@contextlib.contextmanager
+def stop_request():
+    """The installed StopRequest, or one installed for the duration of the block (in-process callers)."""
+    global _current
+    owned = _current is None or not _current.installed
+    request = install()
+    try:
+        yield request
+    finally:
+        if owned:
+            request.uninstall()
+            _current = None

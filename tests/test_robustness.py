@@ -1,0 +1,215 @@
+"""What happens when a user does something unexpected (README, "What happens when..."): real
+processes, real signals sent at the moment named, the workdir inspected afterwards."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RING = ["--config", "experiments/gan_ring.py:smoke"]
+
+
+def start(*args) -> subprocess.Popen:
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+class Output:
+    """Collects a process's stdout and stderr in threads, so that a test can wait for a line."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process, self.lines, self.err = process, [], []
+        self._threads = [threading.Thread(target=self._read, args=(s, t), daemon=True)
+                         for s, t in ((process.stdout, self.lines), (process.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream, into):
+        for line in stream:
+            into.append(line)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.finish(timeout=10)
+                raise AssertionError(f"never printed {text!r}:\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 300) -> int:
+        code = self.process.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=10)
+        return code
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+def run(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    p = start(*args)
+    out, err = p.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def listing(workdir: pathlib.Path) -> dict:
+    """Every file under workdir (but the lock) with its size and mtime."""
+    return {str(p.relative_to(workdir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in workdir.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def records(workdir: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_second_run_in_a_workdir_is_refused_while_the_first_goes_on(tmp_path):
+    workdir = tmp_path / "run"
+    first = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=400"))
+    first.wait_for("start-up: compiling the step")  # the first run holds the lock from here on
+    second = run(*RING, "--workdir", str(workdir), "--config.train.steps=400", timeout=120)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is in use by a training run" in lines[0], second.stderr
+    assert f"pid {first.process.pid}" in lines[0]
+    assert first.finish() == 0, first.stderr[-3000:]
+    steps = [r["step"] for r in records(workdir) if "event" not in r]
+    assert steps == sorted(steps) and steps[-1] == 400  # one run's records, not two interleaved
+    assert not list((workdir / "checkpoints").glob("*tmp*"))
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    workdir = tmp_path / "run"
+    first = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=100000"))
+    first.wait_for("step ")
+    first.process.kill()
+    first.finish()
+    assert (workdir / ".lock").exists()
+    out = run(*RING, "--workdir", str(workdir), "--config.train.steps=4")
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_sigint_twice_during_sample_grids_still_saves(tmp_path):
+    workdir = tmp_path / "run"
+    # Every step writes a 1,000-point scatter, so most of the loop's time is in the sample grid write.
+    p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.sample_every=1",
+                     "--config.train.steps_per_call=1", "--config.train.checkpoint_every=100000"))
+    p.wait_for("step 2/")
+    p.process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    p.process.send_signal(signal.SIGINT)
+    assert p.finish() == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "still stopping cleanly" in p.stderr
+    saved = [line for line in p.lines if "SIGINT: saved the checkpoint at step" in line]
+    assert saved, p.stdout[-2000:]
+    step = int(saved[0].split("step ")[1].split(";")[0])
+    assert (workdir / "checkpoints" / str(step)).is_dir()
+    resumed = run(*RING, "--workdir", str(workdir), f"--config.train.steps={step + 2}",
+                  "--config.train.sample_every=1", "--config.train.steps_per_call=1",
+                  "--config.train.checkpoint_every=100000")
+    assert f"resumed from checkpoint at step {step}" in resumed.stdout, resumed.stdout + resumed.stderr
+
+
+def test_a_third_signal_aborts_and_says_what_was_kept(tmp_path):
+    workdir = tmp_path / "run"
+    p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.sample_every=1",
+                     "--config.train.steps_per_call=1", "--config.train.checkpoint_every=2"))
+    p.wait_for("checkpoint_blocking_s")
+    p.wait_for("step 6/")
+    for _ in range(3):
+        p.process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    assert p.finish() == 130, p.stderr[-3000:]
+    assert "aborted without saving; checkpoint" in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+    kept = int(p.stderr.split("aborted without saving; checkpoint ")[1].split()[0])
+    assert (workdir / "checkpoints" / str(kept)).is_dir()
+
+
+@pytest.mark.parametrize("phase", ["loading data", "compiling the step"])
+def test_sigterm_during_start_up_of_a_new_run(phase, tmp_path):
+    workdir = tmp_path / "run"
+    p = Output(start(*RING, "--workdir", str(workdir)))
+    p.wait_for(f"start-up: {phase}")
+    p.process.send_signal(signal.SIGTERM)
+    assert p.finish() == 0, p.stderr[-3000:]
+    assert "SIGTERM during start-up" in p.stdout and "stopped before training" in p.stdout, p.stdout
+    assert not workdir.exists() or listing(workdir) == {}  # at most the lock file
+
+
+def test_sigterm_while_restoring_leaves_the_workdir_untouched(tmp_path):
+    workdir = tmp_path / "run"
+    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+    before = listing(workdir)
+    p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=8"))
+    p.wait_for("start-up: looking for checkpoints")
+    p.process.send_signal(signal.SIGTERM)
+    assert p.finish() == 0, p.stderr[-3000:]
+    assert "stopped before training" in p.stdout, p.stdout
+    assert listing(workdir) == before
+
+
+def test_last_call_runs_only_the_remaining_steps(tmp_path):
+    workdir = tmp_path / "run"
+    out = run(*RING, "--workdir", str(workdir), "--config.train.steps=6", "--config.train.steps_per_call=4",
+              "--config.train.log_every=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    steps = [r["step"] for r in records(workdir)]
+    assert max(steps) == 6 and "ETA -" not in out.stdout
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [4, 6]  # call ends: 4, 6
+
+
+def test_nothing_to_train_says_so_and_writes_nothing(tmp_path):
+    workdir = tmp_path / "run"
+    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+    before = listing(workdir)
+    out = run(*RING, "--workdir", str(workdir), "--config.train.steps=2")
+    assert out.returncode == 0 and "nothing to train" in out.stdout, out.stdout + out.stderr
+    assert listing(workdir) == before  # config.json keeps train.steps=4
+
+
+def test_checkpoints_removed_retrains_from_zero_and_says_so(tmp_path):
+    workdir = tmp_path / "run"
+    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+    for p in sorted((workdir / "checkpoints").rglob("*"), reverse=True):
+        p.unlink() if p.is_file() else p.rmdir()
+    (workdir / "checkpoints").rmdir()
+    out = run(*RING, "--workdir", str(workdir))
+    assert out.returncode == 0 and "no intact checkpoint" in out.stdout and "training from step 0" in out.stdout
+
+
+@pytest.mark.parametrize("content", ["", "{\"objective\": ", "[1, 2]", "\xff\xfe"])
+def test_damaged_config_json_is_one_line(content, tmp_path):
+    workdir = tmp_path / "run"
+    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+    (workdir / "config.json").write_bytes(content.encode("latin-1"))
+    for args in ([*RING, "--workdir", str(workdir)], ["--mode=sample", "--workdir", str(workdir)]):
+        out = run(*args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+        assert "config.json is damaged" in lines[0] and "checkpoints/STEP/config" in lines[0]
+
+
+def test_metrics_counters_are_integers(tmp_path):
+    from gan_jax.writers import MetricWriter
+
+    writer = MetricWriter(str(tmp_path), 10, enabled=True)
+    import numpy as np
+
+    writer.write(3, {"rollback": 1, "key_fold": np.int32(10_001), "loss": np.float32(0.5), "event": "x"})
+    writer.close()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record == {"step": 3, "rollback": 1, "key_fold": 10001, "loss": 0.5, "event": "x"}
+    assert isinstance(record["rollback"], int) and isinstance(record["key_fold"], int)
