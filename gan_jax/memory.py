@@ -43,9 +43,17 @@ def needed_bytes(compiled) -> int | None:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
 
 
+def state_bytes(abstract_state) -> int:
+    """Bytes of a (replicated) state: the sum of its arrays' sizes."""
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+
+
 def check_fits(compiled, abstract_state, what: str = "the training step") -> None:
-    """Raises InsufficientMemory naming the largest array when `compiled` needs more than a device has."""
-    needed, (available, kind) = needed_bytes(compiled), available_bytes()
+    """Raises InsufficientMemory naming the largest array when `compiled` needs more than a device
+    has. Without a compiled step (pmap compiles at the first call), counts the state three times
+    (state, gradients, updates): a lower bound that still catches a model far too large."""
+    needed = needed_bytes(compiled) if compiled is not None else 3 * state_bytes(abstract_state)
+    available, kind = available_bytes()
     if needed is None or available is None or needed <= available:
         return
     path, leaf = max(jax.tree_util.tree_flatten_with_path(abstract_state)[0], key=lambda pl: pl[1].size)

@@ -55,9 +55,11 @@ def compile_step(exp: Experiment, state_shardings, length: int | None = None):
 
 def compile_and_check_memory(exp: Experiment, state_shardings):
     """The step of train.steps_per_call updates, compiled ahead of time and refused with
-    InsufficientMemory if it does not fit on a device (pmap: compiled at the first call, unchecked)."""
+    InsufficientMemory if it does not fit on a device (pmap: compiled at the first call, so only
+    its state is checked)."""
     fn = compile_step(exp, state_shardings)
     if exp.pmap:
+        memory.check_fits(None, jax.eval_shape(exp.builder.init_state, exp.seed))
         return fn
     cfg = exp.cfg
     batch = None

@@ -4,6 +4,7 @@ processes, real signals sent at the moment named, the workdir inspected afterwar
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +75,23 @@ def listing(workdir: pathlib.Path) -> dict:
 
 def records(workdir: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained_ring(tmp_path_factory) -> pathlib.Path:
+    """A gan_ring smoke run trained to its end (step 4, checkpoints 2 and 4), trained once per module."""
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    out = run(*RING, "--workdir", str(workdir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture
+def trained(trained_ring, tmp_path) -> pathlib.Path:
+    """A copy of the trained run that a test may change."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_ring, workdir)
+    return workdir
 
 
 def test_second_run_in_a_workdir_is_refused_while_the_first_goes_on(tmp_path):
@@ -149,9 +167,8 @@ def test_sigterm_during_start_up_of_a_new_run(phase, tmp_path):
     assert not workdir.exists() or listing(workdir) == {}  # at most the lock file
 
 
-def test_sigterm_while_restoring_leaves_the_workdir_untouched(tmp_path):
-    workdir = tmp_path / "run"
-    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+def test_sigterm_while_restoring_leaves_the_workdir_untouched(trained):
+    workdir = trained
     before = listing(workdir)
     p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=8"))
     p.wait_for("start-up: looking for checkpoints")
@@ -171,35 +188,57 @@ def test_last_call_runs_only_the_remaining_steps(tmp_path):
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [4, 6]  # call ends: 4, 6
 
 
-def test_nothing_to_train_says_so_and_writes_nothing(tmp_path):
-    workdir = tmp_path / "run"
-    assert run(*RING, "--workdir", str(workdir)).returncode == 0
+def test_nothing_to_train_says_so_and_writes_nothing(trained):
+    workdir = trained
     before = listing(workdir)
     out = run(*RING, "--workdir", str(workdir), "--config.train.steps=2")
     assert out.returncode == 0 and "nothing to train" in out.stdout, out.stdout + out.stderr
     assert listing(workdir) == before  # config.json keeps train.steps=4
 
 
-def test_checkpoints_removed_retrains_from_zero_and_says_so(tmp_path):
-    workdir = tmp_path / "run"
-    assert run(*RING, "--workdir", str(workdir)).returncode == 0
-    for p in sorted((workdir / "checkpoints").rglob("*"), reverse=True):
-        p.unlink() if p.is_file() else p.rmdir()
-    (workdir / "checkpoints").rmdir()
+def test_checkpoints_removed_retrains_from_zero_and_says_so(trained):
+    workdir = trained
+    shutil.rmtree(workdir / "checkpoints")
     out = run(*RING, "--workdir", str(workdir))
     assert out.returncode == 0 and "no intact checkpoint" in out.stdout and "training from step 0" in out.stdout
 
 
-@pytest.mark.parametrize("content", ["", "{\"objective\": ", "[1, 2]", "\xff\xfe"])
-def test_damaged_config_json_is_one_line(content, tmp_path):
-    workdir = tmp_path / "run"
-    assert run(*RING, "--workdir", str(workdir)).returncode == 0
-    (workdir / "config.json").write_bytes(content.encode("latin-1"))
-    for args in ([*RING, "--workdir", str(workdir)], ["--mode=sample", "--workdir", str(workdir)]):
-        out = run(*args)
-        lines = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
-        assert "config.json is damaged" in lines[0] and "checkpoints/STEP/config" in lines[0]
+DAMAGED = ["", "{\"objective\": ", "[1, 2]", "\xff\xfe"]
+
+
+@pytest.mark.parametrize("content", DAMAGED)
+def test_damaged_config_json_is_one_line_error(content, tmp_path):
+    from gan_jax.errors import UserError
+    from gan_jax.experiment import check_workdir_config, load_workdir_config
+
+    (tmp_path / "config.json").write_bytes(content.encode("latin-1"))
+    for read in (load_workdir_config, lambda w: check_workdir_config(w, load_config("gan_ring.py:smoke"))):
+        with pytest.raises(UserError) as e:
+            read(str(tmp_path))
+        text = str(e.value)
+        assert len(text.splitlines()) == 1 and "config.json is damaged" in text and "checkpoints/STEP/config" in text
+
+
+@pytest.mark.parametrize("mode,content", [("train", DAMAGED[0]), ("sample", DAMAGED[1])])
+def test_damaged_config_json_through_launch(mode, content, trained):
+    (trained / "config.json").write_bytes(content.encode("latin-1"))
+    before = listing(trained)
+    args = [*RING, "--workdir", str(trained)] if mode == "train" else ["--mode=sample", "--workdir", str(trained)]
+    out = run(*args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+    assert "config.json is damaged" in lines[0]
+    assert listing(trained) == before
+
+
+def load_config(name: str):
+    import importlib.util
+
+    file, _, arg = name.partition(":")
+    spec = importlib.util.spec_from_file_location("experiment", REPO / "experiments" / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
 
 
 def test_metrics_counters_are_integers(tmp_path):
