@@ -9,6 +9,7 @@ disk (an unfinished save is never taken for a good one and is removed on the nex
 import contextlib
 import os
 import signal
+import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 ABORT_AFTER = 3  # the signal count that aborts without saving
@@ -29,6 +30,8 @@ class StopRequest:
         self._previous: dict = {}
 
     def install(self) -> "StopRequest":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # Python delivers signals to the main thread only; its handlers stay
         for s in SIGNALS:
             self._previous[s] = signal.signal(s, self._handle)
         return self

@@ -231,6 +231,15 @@ def test_damaged_config_json_through_launch(mode, content, trained):
     assert listing(trained) == before
 
 
+def test_sampling_more_than_fits_on_the_disk_is_one_line(trained):
+    before = listing(trained)
+    out = run("--mode=sample", "--workdir", str(trained), "--num_samples=1000000000000")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+    assert "--num_samples=1000000000000 needs" in lines[0] and "accepted: at most" in lines[0]
+    assert listing(trained) == before
+
+
 def load_config(name: str):
     import importlib.util
 
