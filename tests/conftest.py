@@ -1,10 +1,40 @@
-"""Tests see 8 fake CPU devices (set before jax is imported) so multi-device code runs everywhere."""
+"""Tests see 8 fake CPU devices (set before jax is imported) so multi-device code runs everywhere.
+
+Tests that read the shared data folder ($GAN_JAX_DATA) take the `data_dir` fixture (or call
+`require_data()`): without the folder they are skipped, naming the variable, so that a checkout
+without the data still gives a clean run; CI sets GAN_JAX_REQUIRE_DATA=1 so that a missing folder
+fails them instead of silently skipping half the suite."""
 
 import os
 import pathlib
+
+import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
+
+DATA_ENV = "GAN_JAX_DATA"
+REQUIRE_ENV = "GAN_JAX_REQUIRE_DATA"
+
+
+def require_data() -> pathlib.Path:
+    """The shared data folder; skips the calling test when it is missing, or fails it when
+    GAN_JAX_REQUIRE_DATA=1 (CI must run every test)."""
+    # Read at call time, not import time: a test may point GAN_JAX_DATA elsewhere.
+    path = pathlib.Path(os.environ.get(DATA_ENV) or REPO.parent / "shared" / "data")
+    if path.is_dir():
+        return path
+    reason = f"needs the shared data folder: {DATA_ENV}={path} does not exist"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: point {DATA_ENV} at the data, or unset {REQUIRE_ENV} to skip)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    """The shared data folder, for tests and fixtures of any scope (see `require_data`)."""
+    return require_data()

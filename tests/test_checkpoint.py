@@ -23,7 +23,6 @@ from gan_jax.steps import StepBuilder, TrainState
 from gan_jax.train import TrainingDiverged, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-DATA = os.environ.get("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
 
 
 def ring_config(steps=8, **train):
@@ -112,6 +111,108 @@ def test_damaged_latest_is_reported_moved_aside_and_the_previous_used(how, tmp_p
     assert ckpt.save(2, toy_state(2.5))  # the step can be written again
     assert same_bits(ckpt.restore(2, abstract(toy_state())), toy_state(2.5))
     ckpt.close()
+
+
+def damage_file(step_dir: pathlib.Path, relative: str, how: str) -> None:
+    path = step_dir / relative
+    if how == "delete":
+        path.unlink()
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+
+
+def first_data_file(step_dir: pathlib.Path) -> str:
+    return min(str(p.relative_to(step_dir)) for p in (step_dir / "state" / "d").iterdir())
+
+
+@pytest.mark.parametrize("relative,how,expected", [
+    ("state/_METADATA", "delete", "state/_METADATA is missing"),
+    ("state/_METADATA", "truncate", "state/_METADATA is damaged ("),
+    ("checksum/metadata", "delete", "checksum/metadata is missing"),
+    ("state/manifest.ocdbt", "delete", "state/manifest.ocdbt is missing"),
+    ("state/manifest.ocdbt", "truncate", "state/manifest.ocdbt is damaged (DATA_LOSS: "),
+    ("DATA", "delete", "{DATA} is missing (NOT_FOUND)"),
+    ("DATA", "truncate", "{DATA} is damaged (OUT_OF_RANGE: "),
+    ("LARGEST", "truncate", "state/ (array params.g.w) is damaged (OUT_OF_RANGE: "),
+])
+def test_damaged_checkpoint_names_the_file_in_one_short_line(relative, how, expected, tmp_path):
+    """tensorstore's messages run to thousands of characters ending in a spec repr: the report is the
+    file inside the checkpoint folder (or the array, when tensorstore does not say which file)."""
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"), asynchronous=False)
+    ckpt.save(1, toy_state(1.0))
+    step_dir = tmp_path / "checkpoints" / "1"
+    data_file = first_data_file(step_dir)
+    largest = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    relative = {"DATA": data_file, "LARGEST": str(largest.relative_to(step_dir))}.get(relative, relative)
+    damage_file(step_dir, relative, how)
+    with pytest.raises(CheckpointError) as e:
+        ckpt.restore(1, abstract(toy_state()))
+    message = str(e.value)
+    prefix = f"checkpoint 1 in {ckpt.directory} cannot be read: "
+    assert message.startswith(prefix) and expected.format(DATA=data_file) in message, message
+    assert "\n" not in message and len(message) - len(ckpt.directory) < 200, message
+    assert "TensorStore" not in message and "tensorstore_spec" not in message, message
+    ckpt.close()
+
+
+NOISE_SCRIPT = """
+import gc, pathlib, sys, time
+import jax, jax.numpy as jnp, optax
+sys.path.insert(0, {tests!r})
+from test_checkpoint import abstract, damage
+from gan_jax.checkpoint import Checkpointer
+from gan_jax.steps import TrainState
+
+def state(value):  # many arrays: many reads still under way when the first one fails
+    params = {{f"w{{i}}": jnp.full((128, 128), value + i, jnp.float32) for i in range(20)}}
+    return TrainState(jnp.asarray(int(value), jnp.int32), jax.random.PRNGKey(0), {{"g": params}}, {{"g": {{}}}},
+                      {{"g": optax.adam(1e-3).init(params)}})
+
+root = pathlib.Path({root!r})
+ckpt = Checkpointer(str(root / "checkpoints"), asynchronous=False)
+for step in (1, 2, 3):
+    ckpt.save(step, state(float(step)))
+    damage(root / "checkpoints" / str(step), "delete_data")
+ckpt.close()
+ckpt = Checkpointer(str(root / "checkpoints"))
+print(ckpt.restore_latest_good(abstract(state(0.0)), report=lambda m: print(m, file=sys.stderr))[0])
+gc.collect()
+time.sleep(1)  # the abandoned reads finish in tensorstore's threads meanwhile
+gc.collect()
+"""
+
+
+def test_all_checkpoints_damaged_prints_only_the_reports(tmp_path):
+    """Orbax abandons the other reads of a checkpoint when one fails: each used to print a traceback
+    ('Exception ignored in', 'Event loop is closed', ...) after our one-line reports, on every run
+    that met a damaged checkpoint (measured: 76 to 514 lines here)."""
+    script = NOISE_SCRIPT.format(tests=str(REPO / "tests"), root=str(tmp_path / "run"))
+    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "None", out.stdout + out.stderr[-3000:]
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 3, out.stderr[-3000:]
+    for line, step in zip(lines, (3, 2, 1), strict=True):
+        assert line.startswith(f"skipping damaged checkpoint: checkpoint {step} in /") and "is missing" in line, line
+
+
+def test_read_only_checkpointer_creates_nothing(tmp_path):
+    """Sampling and evaluation open the checkpoints with create=False: a missing folder stays missing
+    and simply has no steps."""
+    folder = tmp_path / "run" / "checkpoints"
+    ckpt = Checkpointer(str(folder), create=False)
+    assert ckpt.all_steps() == [] and ckpt.latest_step() is None
+    assert ckpt.restore_latest_good(abstract(toy_state())) == (None, None)
+    ckpt.close()
+    assert not (tmp_path / "run").exists()
+    writer = Checkpointer(str(folder), asynchronous=False)  # training creates it
+    writer.save(1, toy_state(1.0))
+    reader = Checkpointer(str(folder), create=False)
+    assert reader.all_steps() == [1] and same_bits(reader.restore(1, abstract(toy_state())), toy_state(1.0))
 
 
 def test_unfinished_save_is_ignored_and_removed(tmp_path):
@@ -270,10 +371,10 @@ def test_sigterm_saves_exits_0_and_the_same_command_resumes(jax_cache, tmp_path)
     assert out.returncode == 0 and f"resumed from checkpoint at step {step}" in out.stdout, out.stderr[-2000:]
 
 
-def test_resume_on_another_device_count(jax_cache, tmp_path):
+def test_resume_on_another_device_count(jax_cache, tmp_path, data_dir):
     """dcgan_mnist smoke: 2 steps on 1 device, 2 more on 8 (parameters sharded over them), 2 more on 1:
     close to 6 steps on one device in one go; sample and eval read a step saved on 8 devices."""
-    base = ["--config", "experiments/dcgan_mnist.py:smoke", f"--config.data.dir={DATA}",
+    base = ["--config", "experiments/dcgan_mnist.py:smoke", f"--config.data.dir={data_dir}",
             "--config.train.checkpoint_every=2", "--config.train.sample_every=100"]
     workdir, reference = tmp_path / "split", tmp_path / "one_go"
     for devices, steps in ((1, 2), (8, 4), (1, 6)):
@@ -299,11 +400,11 @@ def test_resume_on_another_device_count(jax_cache, tmp_path):
 
 # --- SIGKILL --------------------------------------------------------------------------------------
 
-def test_sigkill_fault_short_form(tmp_path):
+def test_sigkill_fault_short_form(tmp_path, data_dir):
     spec = importlib.util.spec_from_file_location("fault_kill", REPO / "benchmarks" / "fault_kill.py")
     fault_kill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fault_kill)
-    result = fault_kill.fault_test(kills=5, steps=40, checkpoint_every=2, data_dir=DATA, root=tmp_path, seed=1,
+    result = fault_kill.fault_test(kills=5, steps=40, checkpoint_every=2, data_dir=str(data_dir), root=tmp_path, seed=1,
                                    verbose=False)
     assert result["identical"], result
     assert result["kills"] >= 3, result

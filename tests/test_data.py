@@ -24,7 +24,7 @@ from tensorflow_datasets.testing import mocking
 import gan_jax.data as data
 from gan_jax import parallel
 from gan_jax.config import base_config
-from gan_jax.data import files, synthetic
+from gan_jax.data import synthetic
 from gan_jax.data.pipeline import InputPipeline, epoch_permutation
 from gan_jax.errors import ConfigError, DataError
 from gan_jax.steps import StepBuilder, to_model_range
@@ -42,24 +42,15 @@ EXPECTED = {
 MIXTURES = {"ring8": (synthetic.ring8_means(), 0.01), "grid25": (synthetic.grid25_means(), 0.05)}
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = files.default_data_dir()
-    if not path.is_dir():
-        message = f"shared data folder {path} not found (set {files.ENV_VAR})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def test_every_registered_name_is_tested() -> None:
     assert set(data.DATASETS) == set(EXPECTED) | set(MIXTURES)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_registered_name_resolves(data_dir: Path, name: str) -> None:
+def test_registered_name_resolves(request: pytest.FixtureRequest, name: str) -> None:
     source, split, shape, classes = EXPECTED[name]
+    if source == "files":  # the embedded digits ship with the install: no data folder needed
+        request.getfixturevalue("data_dir")
     images, labels = data.load_arrays(name, split, source)
     assert images.shape == shape and images.dtype == np.uint8
     assert 0 < images.max() and images.std() > 10  # real pictures, not zeros or noise-free constants
@@ -123,6 +114,22 @@ def test_generic_paths(tmp_path: Path) -> None:
         data.load_arrays(str(tmp_path / "missing.npz"), "train")
     with pytest.raises(ConfigError, match="apply to image folders and tars only"):
         data.load_arrays("quickstart_digits", "train", "embedded", image_size=32)
+
+
+def test_mixed_size_folder_says_to_resize_the_images(tmp_path: Path) -> None:
+    """No config field resizes images: the hint must not send the user to one (data.image_size)."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(folder / "b.png")
+    with pytest.raises(DataError) as info:
+        data.load_arrays(str(folder), "train")
+    message = str(info.value)
+    assert "b.png is 8x9 but a.png is 8x8" in message and "resize the images to one size" in message
+    assert "no config field" in message and "data.image_size" not in message and "\n" not in message
+    assert "image_size" not in set(base_config().data)  # if one is added, the hint should name it
+    images, _ = data.load_arrays(str(folder), "train", image_size=8)  # what the hint says Python can do
+    assert images.shape == (2, 8, 8, 3)
 
 
 def test_bad_names_sources_and_loaders(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import struct
 import tarfile
 import time
@@ -36,17 +35,6 @@ CIFAR_MD5 = {
     "test": ["803d5f7f4d78ea53de84dbe85f74fb6d"],
 }
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = files.default_data_dir()
-    if not path.is_dir():
-        message = f"shared data folder {path} not found (set {files.ENV_VAR})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def md5(data: bytes) -> str:

@@ -83,8 +83,8 @@ def load_arrays(name: str, split: str, source: str = "files", data_dir: str | No
     options = {}
     if image_size is not None or center_crop:
         if not dataset.resizable:
-            raise ConfigError(f"data.image_size={image_size!r}, center_crop={center_crop!r} apply to image "
-                              f"folders and tars only (celeba64 or a path), not data.name={name!r}")
+            raise ConfigError(f"image_size={image_size!r}, center_crop={center_crop!r} (load_arrays arguments) "
+                              f"apply to image folders and tars only (celeba64 or a path), not data.name={name!r}")
         options = {"image_size": image_size, "center_crop": center_crop}
     images, labels = dataset.load(split, source, data_dir, **options)
     _check_arrays(name, split, images, labels)

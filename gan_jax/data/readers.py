@@ -209,9 +209,11 @@ def _assemble(
     first = arrays[0].shape
     for name, a in zip(names, arrays, strict=True):
         if a.shape[:2] != first[:2]:
+            # The config has no resize field (launch.py cannot resize): the files must be fixed.
             raise DataError(
                 f"{source}: image {name} is {a.shape[1]}x{a.shape[0]} but {names[0]} is "
-                f"{first[1]}x{first[0]}; mixed sizes need image_size to resize"
+                f"{first[1]}x{first[0]}; resize the images to one size (no config field does it; "
+                "from Python, load_arrays(..., image_size=N) does)"
             )
     images = np.stack(arrays)
     parts = [n.split("/") for n in names]
