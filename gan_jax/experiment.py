@@ -65,9 +65,10 @@ class Experiment:
         abstract = jax.eval_shape(self.builder.init_state, self.seed)
         return checkpoint.abstract_like(abstract, self.state_shardings())
 
-    def checkpointer(self, workdir: str, asynchronous: bool = True) -> checkpoint.Checkpointer:
+    def checkpointer(self, workdir: str, asynchronous: bool = True, create: bool = True) -> checkpoint.Checkpointer:
+        """The workdir's checkpoints; `create=False` for readers, which must not create the folder."""
         return checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), self.cfg.checkpoint.max_to_keep,
-                                       asynchronous)
+                                       asynchronous, create)
 
     # --- sampling ----------------------------------------------------------------------------
     def fixed_latents(self, num: int) -> jnp.ndarray:

@@ -28,7 +28,7 @@ def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | Non
     """(experiment, step, state) of the checkpoint `step` (default: the newest intact one) of `workdir`."""
     cfg = cfg if cfg is not None else load_workdir_config(workdir)
     exp = Experiment(cfg, load_train_data=False)
-    ckpt = exp.checkpointer(workdir, asynchronous=False)
+    ckpt = exp.checkpointer(workdir, asynchronous=False, create=False)
     steps = ckpt.all_steps()
     if not steps:
         raise UserError(f"--workdir={workdir!r} has no checkpoint; train there first")

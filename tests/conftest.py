@@ -5,6 +5,7 @@ Tests that read the shared data folder ($GAN_JAX_DATA) take the `data_dir` fixtu
 without the data still gives a clean run; CI sets GAN_JAX_REQUIRE_DATA=1 so that a missing folder
 fails them instead of silently skipping half the suite."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -38,3 +39,12 @@ def require_data() -> pathlib.Path:
 def data_dir() -> pathlib.Path:
     """The shared data folder, for tests and fixtures of any scope (see `require_data`)."""
     return require_data()
+
+
+def load_experiment(name: str):
+    """The config of `experiments/NAME.py[:VARIANT]`, as launch.py would load it."""
+    file, _, variant = name.partition(":")
+    spec = importlib.util.spec_from_file_location(f"experiment_{file}", REPO / "experiments" / f"{file}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant or None)

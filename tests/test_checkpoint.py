@@ -357,8 +357,12 @@ def test_sigterm_saves_exits_0_and_the_same_command_resumes(jax_cache, tmp_path)
     code = f"import runpy, sys\nsys.argv = ['launch.py', *{args!r}]\nrunpy.run_path('launch.py', run_name='__main__')"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline()  # the first progress line: training is under way
-    assert first.startswith("step "), first + proc.stderr.read()[-2000:]
+    seen = []
+    while not seen or not seen[-1].startswith("step "):  # the first progress line: training is under way
+        seen.append(proc.stdout.readline())
+        if not seen[-1]:  # the run ended before training
+            proc.kill()
+            raise AssertionError("".join(seen) + proc.communicate()[1][-2000:])
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)

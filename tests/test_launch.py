@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import load_experiment, require_data
 from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -43,8 +44,15 @@ def check_trained(workdir):
     assert any((workdir / "tensorboard").iterdir())
 
 
+def needs_data(name: str) -> bool:
+    """Whether the experiment reads $GAN_JAX_DATA."""
+    return load_experiment(f"{name}:smoke").data.source in ("files", "tfds")
+
+
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in RESUMED])
 def test_smoke_config_trains(name, tmp_path):
+    if needs_data(name):
+        require_data()
     workdir = tmp_path / name
     launch("--config", f"experiments/{name}.py:smoke", "--workdir", str(workdir))
     check_trained(workdir)
@@ -52,6 +60,8 @@ def test_smoke_config_trains(name, tmp_path):
 
 @pytest.mark.parametrize("name", RESUMED)
 def test_resume_and_sample(name, tmp_path):
+    if needs_data(name):
+        require_data()
     workdir = tmp_path / name
     launch("--config", f"experiments/{name}.py:smoke", "--workdir", str(workdir))
     check_trained(workdir)

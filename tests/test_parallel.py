@@ -119,7 +119,7 @@ def train_in_process(cfg, workdir) -> int:
 
 # --- the invariance runs: 1 process x 8 devices (jit, pmap), 1 x 1 device, 2 processes x 4 devices ------
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("parallel")
     port = free_port()
     start = time.time()

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from conftest import load_experiment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RING = ["--config", "experiments/gan_ring.py:smoke"]
@@ -96,16 +97,23 @@ def trained(trained_ring, tmp_path) -> pathlib.Path:
 
 def test_second_run_in_a_workdir_is_refused_while_the_first_goes_on(tmp_path):
     workdir = tmp_path / "run"
-    first = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=400"))
+    first = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=1000000",
+                         "--config.train.sample_every=1000000", "--config.train.checkpoint_every=1000000"))
     first.wait_for("start-up: compiling the step")  # the first run holds the lock from here on
-    second = run(*RING, "--workdir", str(workdir), "--config.train.steps=400", timeout=120)
+    second = run(*RING, "--workdir", str(workdir), "--config.train.steps=1000000",
+                 "--config.train.sample_every=1000000", "--config.train.checkpoint_every=1000000", timeout=120)
     assert second.returncode == 2, second.stderr
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by a training run" in lines[0], second.stderr
     assert f"pid {first.process.pid}" in lines[0]
+    logged = len(first.lines)
+    first.wait_for("step ")  # the first run goes on
+    while len(first.lines) <= logged:
+        time.sleep(0.05)
+    first.process.send_signal(signal.SIGTERM)
     assert first.finish() == 0, first.stderr[-3000:]
     steps = [r["step"] for r in records(workdir) if "event" not in r]
-    assert steps == sorted(steps) and steps[-1] == 400  # one run's records, not two interleaved
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # one run's records, not two interleaved
     assert not list((workdir / "checkpoints").glob("*tmp*"))
 
 
@@ -212,7 +220,7 @@ def test_damaged_config_json_is_one_line_error(content, tmp_path):
     from gan_jax.experiment import check_workdir_config, load_workdir_config
 
     (tmp_path / "config.json").write_bytes(content.encode("latin-1"))
-    for read in (load_workdir_config, lambda w: check_workdir_config(w, load_config("gan_ring.py:smoke"))):
+    for read in (load_workdir_config, lambda w: check_workdir_config(w, load_experiment("gan_ring:smoke"))):
         with pytest.raises(UserError) as e:
             read(str(tmp_path))
         text = str(e.value)
@@ -240,14 +248,13 @@ def test_sampling_more_than_fits_on_the_disk_is_one_line(trained):
     assert listing(trained) == before
 
 
-def load_config(name: str):
-    import importlib.util
-
-    file, _, arg = name.partition(":")
-    spec = importlib.util.spec_from_file_location("experiment", REPO / "experiments" / file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+def test_sampling_without_checkpoints_creates_nothing(trained):
+    shutil.rmtree(trained / "checkpoints")
+    before = listing(trained)
+    out = run("--mode=sample", "--workdir", str(trained))
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "has no checkpoint" in lines[0], out.stderr[-3000:]
+    assert listing(trained) == before and not (trained / "checkpoints").exists()
 
 
 def test_metrics_counters_are_integers(tmp_path):
