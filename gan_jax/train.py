@@ -73,14 +73,16 @@ def compile_and_check_memory(exp: Experiment, state_shardings):
 
 
 class _Workdir(contextlib.ExitStack):
-    """Creates the workdir and holds its lock (process 0; every process learns if it failed). A
-    workdir this run created is removed again if the run ends before writing anything into it."""
+    """Creates the workdir, holds its lock and checks that a run there is this config's (process 0;
+    every process learns if that failed, so none waits for the others in vain). A workdir this run
+    created is removed again if the run ends before writing anything into it."""
 
-    def __init__(self, workdir: str, is_writer: bool):
+    def __init__(self, workdir: str, cfg: ml_collections.ConfigDict, is_writer: bool):
         super().__init__()
-        self.workdir, self.is_writer = workdir, is_writer
+        self.workdir, self.cfg, self.is_writer = workdir, cfg, is_writer
         self.created = is_writer and not os.path.exists(workdir)
         self.locked = False
+        self.had_run = False  # config.json was there already
 
     def __exit__(self, *exc):
         suppress = super().__exit__(*exc)
@@ -99,12 +101,13 @@ class _Workdir(contextlib.ExitStack):
                 make_workdir(self.workdir)
                 self.enter_context(WorkdirLock(self.workdir))
                 self.locked = True
+                self.had_run = check_workdir_config(self.workdir, self.cfg)
             except UserError as e:
                 error = e
         if jax.process_count() > 1:
             failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
             if failed and error is None:
-                error = UserError(f"--workdir={self.workdir!r}: process 0 could not lock it (see its message)")
+                error = UserError(f"--workdir={self.workdir!r}: process 0 refused it (see its message)")
         if error is not None:
             self.__exit__(None, None, None)
             raise error
@@ -121,16 +124,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         _phase(stop, "loading data")
         exp = Experiment(cfg)
         stop.check()
-        with _Workdir(workdir, is_writer):
+        with _Workdir(workdir, cfg, is_writer) as run_folder:
             _phase(stop, "compiling the step")
             shardings = exp.state_shardings()
             step_fn = compile_and_check_memory(exp, shardings)
             stop.check()
-            had_run = check_workdir_config(workdir, cfg) if is_writer else False
             _phase(stop, "looking for checkpoints")
             ckpt = exp.checkpointer(workdir)
             try:
-                start, state = _restore_or_init(exp, ckpt, workdir, had_run)
+                start, state = _restore_or_init(exp, ckpt, workdir, run_folder.had_run)
                 stop.check()
                 if start >= cfg.train.steps:
                     print(f"the newest checkpoint is at step {start}, at or past train.steps={cfg.train.steps}: "
