@@ -1,1 +1,12 @@
-"""Evaluation: sample grids and scatters (samples.py) and the VAE's test-set ELBO (vae.py)."""
+"""Evaluation: sample grids and scatters (samples.py), the VAE's test-set ELBO (vae.py) and sample-quality
+metrics over feature arrays (metrics.py: FID, KID, precision/recall, Inception Score)."""
+
+from gan_jax.evaluate.metrics import (
+    FeatureStats,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    precision_recall,
+)
+
+__all__ = ["FeatureStats", "frechet_distance", "inception_score", "kernel_distance", "precision_recall"]
