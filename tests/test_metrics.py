@@ -1,9 +1,11 @@
 """gan_jax.evaluate.metrics against independent references: closed forms, eigendecomposition square roots,
 brute-force double loops and numpy float64 statistics."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
 
 from gan_jax.evaluate import FeatureStats, frechet_distance, inception_score, kernel_distance, precision_recall
 
@@ -91,6 +93,25 @@ def test_fid_singular_covariance_refused_unless_allowed():
     assert np.isfinite(fid) and fid > 0
 
 
+def test_fid_offsets_covariances_when_sqrtm_is_not_finite(monkeypatch):
+    rng = np.random.default_rng(15)
+    (mu1, s1), (mu2, s2) = random_gaussian(rng, 5), random_gaussian(rng, 5)
+    real_sqrtm, calls = scipy.linalg.sqrtm, []
+
+    def first_call_fails(a):
+        calls.append(a)
+        return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", first_call_fails)
+    eps = 0.01
+    got = frechet_distance((mu1, s1), (mu2, s2), eps=eps)
+    assert len(calls) == 2
+    np.testing.assert_allclose(calls[1], (s1 + eps * np.eye(5)) @ (s2 + eps * np.eye(5)))
+    # pytorch-fid keeps the traces of the un-offset covariances.
+    ref = fid_eig(mu1, s1 + eps * np.eye(5), mu2, s2 + eps * np.eye(5)) - 2 * 5 * eps
+    assert got == pytest.approx(ref, rel=1e-9)
+
+
 def test_fid_bad_inputs_one_line():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((50, 4))
@@ -142,6 +163,16 @@ def test_feature_stats_precise_with_large_mean_offset():
     xj = jnp.asarray(x)
     naive = (np.asarray(xj.T @ xj, np.float64) - 50000 * np.outer(mean, mean)) / 49999
     assert np.linalg.norm(naive - ref) / np.linalg.norm(ref) > 1e-3
+
+
+def test_feature_stats_in_float64_under_x64():
+    x = np.random.default_rng(16).standard_normal((300, 5)) + 1e4
+    with jax.enable_x64(True):
+        stats = FeatureStats().update(x[:100]).update(x[100:])
+        assert stats._acc[2].dtype == jnp.float64
+        mean, cov = stats.mean_cov()
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-10, atol=1e-12)
 
 
 def test_feature_stats_bad_batches_one_line_and_state_kept():
