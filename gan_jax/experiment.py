@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from gan_jax import checkpoint, data, models, parallel
-from gan_jax.config import validate
+from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.steps import StepBuilder, TrainState
 
@@ -108,7 +108,7 @@ def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return False
-    old, new = _flatten(_read_config_json(workdir)), _flatten(json.loads(cfg.to_json()))
+    old, new = _flatten(_with_defaults(_read_config_json(workdir))), _flatten(json.loads(cfg.to_json()))
     differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS]
     if differing:
         k = sorted(differing)[0]
@@ -129,7 +129,19 @@ def write_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> None:
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise UserError(f"--workdir={workdir!r} holds no run (no config.json); train there first")
-    return ml_collections.ConfigDict(_read_config_json(workdir))
+    return ml_collections.ConfigDict(_with_defaults(_read_config_json(workdir)))
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A saved config with the fields added to base_config() since it was written, at their defaults,
+    so that older workdirs resume, sample and evaluate (a new field's default keeps the old behaviour)."""
+    def merge(defaults: dict, values: dict) -> dict:
+        out = dict(defaults)
+        for k, v in values.items():
+            out[k] = merge(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+        return out
+
+    return merge(json.loads(base_config().to_json()), saved)
 
 
 def _read_config_json(workdir: str) -> dict:
