@@ -1,0 +1,483 @@
+"""InceptionV3 as used for FID and the Inception Score by TTUR and pytorch-fid, as a Flax Linen module.
+
+The network is the 2015-12-05 TensorFlow graph as pytorch-fid ports it (`pytorch_fid/inception.py`,
+`fid_inception_v3()`): torchvision's Inception3 with 1008 classes and no aux head, whose Mixed_5b-d,
+Mixed_6b-e, Mixed_7b and Mixed_7c are the FID blocks (FIDInceptionA/C/E_1/E_2: 3x3/1 average pools
+that do not count the zero padding, and a 3x3/1 max pool in the branch_pool of Mixed_7c). Every
+convolution is followed by BatchNorm in inference mode (eps 0.001, as in the TF graph) and a ReLU.
+
+Input handling is pytorch-fid's: images (N, H, W, C) NHWC float in [0, 1], C = 3 (or 1: repeated to 3
+channels), resized to 299x299 by bilinear interpolation with torch's `align_corners=False` semantics and
+no antialiasing (`F.interpolate(mode='bilinear')`), then scaled to [-1, 1] by 2x - 1. Outputs: the 2048-d
+pool3 features (the global average of Mixed_7c; FID, KID, precision/recall) and the 1008 logits of the
+final fully connected layer (softmax -> the Inception Score).
+
+Weights: `load_inception_params(inception_weights_path(None))` reads pytorch-fid's state dict file
+(`pt_inception-2015-12-05-6726825d.pth`) into the Flax variables {'params', 'batch_stats'} without
+unpickling arbitrary objects; `params_sha256` identifies converted weights.
+"""
+
+import collections
+import hashlib
+import os
+import pickle
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax.errors import DataError
+
+__all__ = [
+    "FID_WEIGHTS_SHA256",
+    "FID_WEIGHTS_URL",
+    "InceptionV3",
+    "inception_weights_path",
+    "load_inception_params",
+    "load_torch_state_dict",
+    "params_sha256",
+    "resize_bilinear",
+]
+
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+# The file's name carries the start of its SHA-256 (torch.hub's convention); the full digest and the size
+# (95,628,359 bytes) are as recorded by several independent users of the file, consistent with that prefix.
+FID_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+INPUT_SIZE = 299
+
+
+# ----------------------------------------------------------------------------------------------- resize
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) float32 matrix of 1-D linear interpolation weights, torch's CPU align_corners=False
+    rule in its float32 arithmetic: scale = float32(n_in) / n_out, source coordinate
+    fma(scale, i + 0.5, -0.5) (one rounding, as torch's AVX2/AVX-512 kernels) clamped at 0, neighbours
+    floor and min(floor + 1, n_in - 1), weights 1 - lambda and lambda rounded to float32. Identity when
+    n_in == n_out. No antialiasing when downscaling (as F.interpolate without antialias=True)."""
+    f32 = np.float32
+    if n_in == n_out:
+        return np.eye(n_in, dtype=f32)
+    scale = f32(n_in) / f32(n_out)
+    src = (np.float64(scale) * (np.arange(n_out, dtype=np.float64) + 0.5) - 0.5).astype(f32)  # exact, then rounded
+    src = np.maximum(src, f32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam1 = np.clip(src - i0.astype(f32), f32(0), f32(1))
+    m = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), (f32(1) - lam1).astype(np.float64))
+    np.add.at(m, (rows, i1), lam1.astype(np.float64))
+    return m.astype(f32)
+
+
+def resize_bilinear(images: jax.Array, size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> jax.Array:
+    """Bilinear resize of (N, H, W, C) images to (N, size[0], size[1], C), as
+    `F.interpolate(x, size, mode='bilinear', align_corners=False)` (two interpolation matrices, along H
+    then W, applied in float32 at full precision). A no-op when the size already matches."""
+    _, h, w, _ = images.shape
+    if (h, w) == tuple(size):
+        return images
+    hp = jax.lax.Precision.HIGHEST
+    x = jnp.einsum("oh,nhwc->nowc", jnp.asarray(resize_matrix(h, size[0])), images, precision=hp)
+    return jnp.einsum("pw,nowc->nopc", jnp.asarray(resize_matrix(w, size[1])), x, precision=hp)
+
+
+# ----------------------------------------------------------------------------------------------- network
+def _avg_pool_3x3(x: jax.Array) -> jax.Array:
+    """3x3 stride-1 average pool with padding 1 over (N, H, W, C) that averages only the window's pixels
+    inside the image (count_include_pad=False, as TF and pytorch-fid's FID blocks)."""
+    window, strides, pad = (1, 3, 3, 1), (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+    sums = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
+    counts = jax.lax.reduce_window(jnp.ones((1, *x.shape[1:3], 1), x.dtype), 0.0, jax.lax.add, window, strides, pad)
+    return sums / counts
+
+
+def _max_pool_3x3(x: jax.Array, stride: int, pad: int = 0) -> jax.Array:
+    """3x3 max pool over (N, H, W, C); padding (if any) never wins (-inf), as torch's max_pool2d."""
+    return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
+
+
+class BasicConv(nn.Module):
+    """Conv (no bias) -> BatchNorm (inference, eps 0.001) -> ReLU, torchvision's BasicConv2d."""
+
+    features: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: int = 1
+    padding: tuple[int, int] = (0, 0)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        (ph, pw), s = self.padding, self.stride
+        x = nn.Conv(self.features, self.kernel, (s, s), ((ph, ph), (pw, pw)), use_bias=False, name="conv",
+                    precision=jax.lax.Precision.HIGHEST)(x)
+        x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
+        return nn.relu(x)
+
+
+def _c(features, kernel=(1, 1), stride=1, padding=(0, 0), name=None):
+    return BasicConv(features, tuple(kernel), stride, tuple(padding), name=name)
+
+
+class FIDInceptionA(nn.Module):
+    """Mixed_5b-d: (N, H, W, Cin) -> (N, H, W, 224 + pool_features)."""
+
+    pool_features: int
+
+    @nn.compact
+    def __call__(self, x):
+        b1 = _c(64, name="branch1x1")(x)
+        b5 = _c(64, (5, 5), padding=(2, 2), name="branch5x5_2")(_c(48, name="branch5x5_1")(x))
+        b3 = _c(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(_c(64, name="branch3x3dbl_1")(x))
+        b3 = _c(96, (3, 3), padding=(1, 1), name="branch3x3dbl_3")(b3)
+        bp = _c(self.pool_features, name="branch_pool")(_avg_pool_3x3(x))
+        return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nn.Module):
+    """Mixed_6a: (N, 35, 35, 288) -> (N, 17, 17, 768)."""
+
+    @nn.compact
+    def __call__(self, x):
+        b3 = _c(384, (3, 3), stride=2, name="branch3x3")(x)
+        bd = _c(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(_c(64, name="branch3x3dbl_1")(x))
+        bd = _c(96, (3, 3), stride=2, name="branch3x3dbl_3")(bd)
+        return jnp.concatenate([b3, bd, _max_pool_3x3(x, 2)], axis=-1)
+
+
+class FIDInceptionC(nn.Module):
+    """Mixed_6b-e: (N, 17, 17, 768) -> (N, 17, 17, 768); c7 channels in the factorized 7x7 branches."""
+
+    c7: int
+
+    @nn.compact
+    def __call__(self, x):
+        row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1), padding=(3, 0))
+        b1 = _c(192, name="branch1x1")(x)
+        b7 = _c(self.c7, name="branch7x7_1")(x)
+        b7 = _c(192, **col, name="branch7x7_3")(_c(self.c7, **row, name="branch7x7_2")(b7))
+        bd = _c(self.c7, name="branch7x7dbl_1")(x)
+        bd = _c(self.c7, **row, name="branch7x7dbl_3")(_c(self.c7, **col, name="branch7x7dbl_2")(bd))
+        bd = _c(192, **row, name="branch7x7dbl_5")(_c(self.c7, **col, name="branch7x7dbl_4")(bd))
+        bp = _c(192, name="branch_pool")(_avg_pool_3x3(x))
+        return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nn.Module):
+    """Mixed_7a: (N, 17, 17, 768) -> (N, 8, 8, 1280)."""
+
+    @nn.compact
+    def __call__(self, x):
+        b3 = _c(320, (3, 3), stride=2, name="branch3x3_2")(_c(192, name="branch3x3_1")(x))
+        b7 = _c(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(_c(192, name="branch7x7x3_1")(x))
+        b7 = _c(192, (3, 3), stride=2, name="branch7x7x3_4")(_c(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7))
+        return jnp.concatenate([b3, b7, _max_pool_3x3(x, 2)], axis=-1)
+
+
+class FIDInceptionE(nn.Module):
+    """Mixed_7b (pool 'avg', FIDInceptionE_1) and Mixed_7c (pool 'max', FIDInceptionE_2):
+    (N, 8, 8, Cin) -> (N, 8, 8, 2048)."""
+
+    pool: str = "avg"
+
+    @nn.compact
+    def __call__(self, x):
+        row, col = dict(kernel=(1, 3), padding=(0, 1)), dict(kernel=(3, 1), padding=(1, 0))
+        b1 = _c(320, name="branch1x1")(x)
+        b3 = _c(384, name="branch3x3_1")(x)
+        b3 = jnp.concatenate([_c(384, **row, name="branch3x3_2a")(b3), _c(384, **col, name="branch3x3_2b")(b3)], -1)
+        bd = _c(384, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(_c(448, name="branch3x3dbl_1")(x))
+        bd = jnp.concatenate(
+            [_c(384, **row, name="branch3x3dbl_3a")(bd), _c(384, **col, name="branch3x3dbl_3b")(bd)], -1)
+        pooled = _avg_pool_3x3(x) if self.pool == "avg" else _max_pool_3x3(x, 1, 1)
+        bp = _c(192, name="branch_pool")(pooled)
+        return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class InceptionV3(nn.Module):
+    """pytorch-fid's FID InceptionV3 (`InceptionV3([3], resize_input=True, normalize_input=True)` plus the
+    1008-way fc layer).
+
+    __call__(images) with images (N, H, W, C) float in [0, 1], C in {1, 3}, returns
+    (pool3 (N, 2048) float32, logits (N, 1008) float32). `resize=False` skips the 299x299 resize (the
+    network then needs H, W >= 75). Variables: {'params', 'batch_stats'}, named as torchvision's modules.
+    """
+
+    resize: bool = True
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = jnp.asarray(images, jnp.float32)
+        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+            raise ValueError(f"InceptionV3 takes (N, H, W, 1 or 3) images in [0, 1], got shape {x.shape}")
+        if x.shape[-1] == 1:
+            x = jnp.repeat(x, 3, axis=-1)
+        if self.resize:
+            x = resize_bilinear(x)
+        x = 2.0 * x - 1.0
+        x = _c(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
+        x = _c(32, (3, 3), name="Conv2d_2a_3x3")(x)
+        x = _c(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
+        x = _max_pool_3x3(x, 2)
+        x = _c(80, name="Conv2d_3b_1x1")(x)
+        x = _c(192, (3, 3), name="Conv2d_4a_3x3")(x)
+        x = _max_pool_3x3(x, 2)
+        for name, pool_features in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):
+            x = FIDInceptionA(pool_features, name=name)(x)
+        x = InceptionB(name="Mixed_6a")(x)
+        for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+            x = FIDInceptionC(c7, name=name)(x)
+        x = InceptionD(name="Mixed_7a")(x)
+        x = FIDInceptionE("avg", name="Mixed_7b")(x)
+        x = FIDInceptionE("max", name="Mixed_7c")(x)
+        pool3 = jnp.mean(x, axis=(1, 2))
+        logits = nn.Dense(1008, name="fc", precision=jax.lax.Precision.HIGHEST)(pool3)
+        return pool3, logits
+
+
+# ----------------------------------------------------------------------------------------------- weights
+_STORAGE_DTYPES = {
+    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "LongStorage": "i8", "IntStorage": "i4",
+    "ShortStorage": "i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
+}
+
+
+class _StorageType:
+    def __init__(self, name: str):
+        self.name, self.dtype = name, np.dtype(_STORAGE_DTYPES[name])
+
+
+class _Tensor:
+    """A tensor whose storage may be read after the pickle (legacy format): resolved by `_materialize`."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *_):
+    return _Tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_):
+    return data
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles a torch state dict: the only globals it resolves are OrderedDict, torch's
+    _rebuild_tensor_v2/_rebuild_parameter (replaced by stand-ins) and the typed storage classes."""
+
+    def __init__(self, file, persistent_load=None):
+        super().__init__(file)
+        self._pload = persistent_load
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor_v2
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: not part of a plain tensor state dict")
+
+    def persistent_load(self, pid):
+        if self._pload is None:
+            raise pickle.UnpicklingError("unexpected persistent id")
+        return self._pload(pid)
+
+
+def _materialize(obj, storages: dict, order: str):
+    if isinstance(obj, dict):
+        return {k: _materialize(v, storages, order) for k, v in obj.items()}
+    if isinstance(obj, _Tensor):
+        key, dtype, view_offset = obj.storage
+        flat = storages[key].view(dtype.newbyteorder(order))[view_offset:]
+        item = flat.itemsize
+        arr = np.lib.stride_tricks.as_strided(flat[obj.offset:], obj.size, [s * item for s in obj.stride])
+        return np.array(arr, dtype=dtype.newbyteorder("="))
+    return obj
+
+
+def _load_zip(path: Path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
+        if len(pkl) != 1:
+            raise DataError(f"{path}: a zip file without one data.pkl is not a torch state dict file")
+        prefix = pkl[0][: -len("data.pkl")]
+        names = set(zf.namelist())
+        order = ">" if f"{prefix}byteorder" in names and zf.read(f"{prefix}byteorder").strip() == b"big" else "<"
+        storages = {}
+
+        def pload(pid):
+            kind, stype, key, _location, _numel = pid[:5]
+            if kind != "storage" or not isinstance(stype, _StorageType):
+                raise pickle.UnpicklingError(f"unexpected persistent id {pid[:2]!r}")
+            if key not in storages:
+                storages[key] = np.frombuffer(zf.read(f"{prefix}data/{key}"), np.uint8)
+            return (key, stype.dtype, 0)
+
+        result = _RestrictedUnpickler(zf.open(pkl[0]), pload).load()
+        return _materialize(result, storages, order)
+
+
+def _load_legacy(path: Path) -> dict:
+    """The pre-1.6 torch.save format (pytorch-fid's released file): magic number, protocol, sys_info,
+    the pickled object, the storage keys, then per storage an int64 element count and the raw bytes."""
+    with open(path, "rb") as f:
+        if _RestrictedUnpickler(f).load() != 0x1950A86A20F9469CFC6C:
+            raise DataError(f"{path}: not a torch state dict file (no zip archive, bad magic number)")
+        _RestrictedUnpickler(f).load()  # protocol version
+        sys_info = _RestrictedUnpickler(f).load()
+        order = "<" if sys_info.get("little_endian", True) else ">"
+        meta, views = {}, {}
+
+        def pload(pid):
+            kind, stype, key, _location, numel, view = pid[:6]
+            if kind != "storage" or not isinstance(stype, _StorageType):
+                raise pickle.UnpicklingError(f"unexpected persistent id {pid[:2]!r}")
+            meta[key] = (stype.dtype, numel)
+            if view is not None:
+                view_key, offset, _size = view
+                views[view_key] = (key, stype.dtype, offset)
+                return views[view_key]
+            return (key, stype.dtype, 0)
+
+        result = _RestrictedUnpickler(f, pload).load()
+        keys = _RestrictedUnpickler(f).load()
+        storages = {}
+        for key in keys:
+            dtype, _numel = meta[key]
+            (n,) = struct.unpack(f"{order}q", f.read(8))
+            storages[key] = np.frombuffer(f.read(n * dtype.itemsize), np.uint8)
+    return _materialize(result, storages, order)
+
+
+def load_torch_state_dict(path, use_torch: bool | None = None) -> dict[str, np.ndarray]:
+    """Read a torch.save'd state dict of tensors into {name: numpy array}, never unpickling arbitrary
+    objects: `torch.load(weights_only=True)` when torch is installed (use_torch None or True), else (or with
+    use_torch=False) a restricted zipfile/pickle reader for the zip and the legacy (pre-1.6) formats."""
+    path = Path(path)
+    if use_torch is None:
+        try:
+            import torch  # noqa: F401
+            use_torch = True
+        except ImportError:
+            use_torch = False
+    try:
+        if use_torch:
+            import torch
+
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+            return {k: v.detach().cpu().numpy() for k, v in sd.items()}
+        return _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every reader failure is a bad file
+        raise DataError(f"{path}: cannot read it as a torch state dict ({type(e).__name__}: {e})") from None
+
+
+def _expected_shapes():
+    dummy = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
+    return jax.eval_shape(InceptionV3().init, jax.random.key(0), dummy)
+
+
+def load_inception_params(path) -> dict:
+    """pytorch-fid's state dict file (torchvision Inception3 names) -> Flax variables {'params': ...,
+    'batch_stats': ...} for `InceptionV3` (float32 numpy leaves). Conv weights (O, I, kh, kw) become kernels
+    (kh, kw, I, O), fc.weight (1008, 2048) becomes (2048, 1008); num_batches_tracked is dropped. Raises
+    DataError naming the file and the first missing, unexpected or mis-shaped entry."""
+    sd = load_torch_state_dict(path)
+    variables: dict = {"params": {}, "batch_stats": {}}
+    leaf_map = {("conv", "weight"): ("params", "kernel"), ("bn", "weight"): ("params", "scale"),
+                ("bn", "bias"): ("params", "bias"), ("bn", "running_mean"): ("batch_stats", "mean"),
+                ("bn", "running_var"): ("batch_stats", "var"), ("fc", "weight"): ("params", "kernel"),
+                ("fc", "bias"): ("params", "bias")}
+    for key, value in sd.items():
+        parts = key.split(".")
+        if parts[-1] == "num_batches_tracked":
+            continue
+        if tuple(parts[-2:]) not in leaf_map:
+            raise DataError(f"{path}: unexpected entry {key!r} for pytorch-fid's FID InceptionV3")
+        collection, leaf = leaf_map[tuple(parts[-2:])]
+        value = np.asarray(value, np.float32)
+        if leaf == "kernel":
+            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+        node = variables[collection]
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[leaf] = np.ascontiguousarray(value)
+    expected = _expected_shapes()
+    got = {jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(variables)}
+    want = {jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+    for k in sorted(set(want) | set(got)):
+        if want.get(k) != got.get(k):
+            raise DataError(f"{path}: entry {k} has shape {got.get(k, 'missing')}, InceptionV3 needs "
+                            f"{want.get(k, 'no such entry')}")
+    return variables
+
+
+def params_sha256(variables) -> str:
+    """SHA-256 (hex) identifying converted weights: over every leaf in sorted path order, its path, dtype,
+    shape and little-endian bytes."""
+    h = hashlib.sha256()
+    leaves = sorted((jax.tree_util.keystr(p), np.asarray(v)) for p, v in jax.tree_util.tree_leaves_with_path(variables))
+    for name, v in leaves:
+        h.update(f"{name}|{v.dtype.str.lstrip('<>=|')}|{v.shape}|".encode())
+        h.update(np.ascontiguousarray(v, v.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def inception_weights_path(path: str | None = None, cache_dir: str | None = None) -> Path:
+    """The FID Inception weights file: `path` when given (must exist; not hash-checked, identify it by
+    `params_sha256`), else ~/.cache/gan_jax/pt_inception-2015-12-05-6726825d.pth (or `cache_dir`),
+    downloaded once from pytorch-fid's release and checked against FID_WEIGHTS_SHA256. Raises DataError
+    (one line) when the file is missing, damaged or cannot be downloaded (saying where to put it)."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise DataError(f"inception weights {p}: no such file (pytorch-fid's {FID_WEIGHTS_FILE})")
+        return p
+    target = Path(cache_dir).expanduser() if cache_dir else Path.home() / ".cache" / "gan_jax"
+    target = target / FID_WEIGHTS_FILE
+    if target.is_file():
+        digest = _file_sha256(target)
+        if digest != FID_WEIGHTS_SHA256:
+            raise DataError(f"{target}: sha256 {digest} is not {FID_WEIGHTS_SHA256}; delete it to download again")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=FID_WEIGHTS_FILE + ".", suffix=".part")
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(FID_WEIGHTS_URL, timeout=60) as resp:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                h.update(chunk)
+                out.write(chunk)
+        if h.hexdigest() != FID_WEIGHTS_SHA256:
+            raise DataError(f"{FID_WEIGHTS_URL}: downloaded file has sha256 {h.hexdigest()}, expected "
+                            f"{FID_WEIGHTS_SHA256}; nothing was saved")
+        os.replace(tmp, target)
+        return target
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DataError(f"cannot download the FID Inception weights ({reason}); put {FID_WEIGHTS_URL} "
+                        f"at {target} or pass its path") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
