@@ -29,12 +29,12 @@ def _log_weights(vae: nn.Module, params, x: jnp.ndarray, key: jax.Array, example
                  start: jnp.ndarray, *, likelihood: str, gaussian_std: float, batch_k: int) -> jnp.ndarray:
     """log p(x, z_i) - log q(z_i | x) for samples i = start .. start + batch_k - 1: (batch_k, N) float32."""
     mean, logvar = vae.apply({"params": params}, x, method=vae.encode)  # (N, L) each
-    keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(example_ids)
-
-    def noise(i):  # (N, L): sample i of every example
-        return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), mean.shape[1:], mean.dtype))(keys)
-
-    eps = jax.vmap(noise)(start + jnp.arange(batch_k))  # (batch_k, N, L)
+    n, latent = mean.shape
+    sample = jnp.broadcast_to((start + jnp.arange(batch_k))[:, None], (batch_k, n)).reshape(-1)
+    example = jnp.broadcast_to(example_ids[None, :], (batch_k, n)).reshape(-1)
+    # one flat vmap over (sample, example) pairs compiles faster than nested ones; same values
+    eps = jax.vmap(lambda i, j: jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, j), i), (latent,),
+                                                  mean.dtype))(sample, example).reshape(batch_k, n, latent)
     z = mean + jnp.exp(0.5 * logvar) * eps
     decoded = vae.apply({"params": params}, z.reshape(-1, z.shape[-1]), method=vae.decode)  # (batch_k * N, ...)
     x_rep = jnp.broadcast_to(x, (batch_k, *x.shape)).reshape(decoded.shape)
@@ -73,12 +73,18 @@ def iwae_log_likelihood(vae: nn.Module, params, x: np.ndarray, k: int, key: jax.
 
 def dataset_iwae(vae: nn.Module, params, x: np.ndarray, k: int, seed: int = 0, batch_size: int = 100,
                  batch_k: int = 100, likelihood: str = "bernoulli", gaussian_std: float = 0.1) -> np.ndarray:
-    """`iwae_log_likelihood` of every example of a data set x (N, H, W, C), `batch_size` examples at a time,
-    keyed by (seed, global example index): the same (N,) nats whatever batch_size and batch_k."""
+    """`iwae_log_likelihood` of every example of a data set x (N, H, W, C), `batch_size` examples at a time
+    (the last batch padded, so one compiled shape), keyed by (seed, global example index): the same (N,)
+    nats whatever batch_size and batch_k. Mean of the negation = the test NLL in nats per example."""
     key = jax.random.PRNGKey(seed)
-    out = [iwae_log_likelihood(vae, params, x[i:i + batch_size], k, key, batch_k, likelihood, gaussian_std,
-                               example_ids=np.arange(i, min(i + batch_size, len(x))))
-           for i in range(0, len(x), batch_size)]
+    x = np.asarray(x, np.float32)
+    batch_size = max(1, min(batch_size, len(x)))
+    out = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i:i + batch_size]
+        padded = np.concatenate([batch, np.zeros((batch_size - len(batch), *x.shape[1:]), np.float32)])
+        out.append(iwae_log_likelihood(vae, params, padded, k, key, batch_k, likelihood, gaussian_std,
+                                       example_ids=np.arange(i, i + batch_size))[:len(batch)])
     return np.concatenate(out) if out else np.zeros((0,))
 
 
