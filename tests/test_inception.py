@@ -24,7 +24,8 @@ _SHIM = []
 
 
 def _torch():
-    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[fid-test]')")
+    reason = "torch is not installed (pip install -e '.[fid-test]')"
+    return pytest.importorskip("torch", reason=reason, exc_type=ImportError)
 
 
 def _pytorch_fid():
@@ -259,3 +260,27 @@ def test_weights_path_checks_hash_and_caches(tmp_path, monkeypatch):
     got.write_bytes(b"damaged")
     with pytest.raises(DataError, match="delete it"):
         inc.inception_weights_path(None, cache_dir=str(tmp_path))
+
+
+def test_restricted_reader_refuses_out_of_bounds_tensor(tmp_path):
+    torch = _torch()
+    import zipfile
+
+    marker = object()
+
+    class Tensor:  # pickles as _rebuild_tensor_v2 over a 4-float storage, claiming 1000 elements
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (marker, 0, (1000,), (1,), False, collections.OrderedDict())
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if obj is marker else None
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump({"w": Tensor()})
+    path = tmp_path / "oob.pth"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/data/0", bytes(16))
+    with pytest.raises(DataError, match="exceeds its storage"):
+        inc.load_torch_state_dict(path, use_torch=False)

@@ -35,16 +35,8 @@ import numpy as np
 
 from gan_jax.errors import DataError
 
-__all__ = [
-    "FID_WEIGHTS_SHA256",
-    "FID_WEIGHTS_URL",
-    "InceptionV3",
-    "inception_weights_path",
-    "load_inception_params",
-    "load_torch_state_dict",
-    "params_sha256",
-    "resize_bilinear",
-]
+__all__ = ["FID_WEIGHTS_SHA256", "FID_WEIGHTS_URL", "InceptionV3", "inception_weights_path", "load_inception_params",
+           "load_torch_state_dict", "params_sha256", "resize_bilinear"]
 
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -255,15 +247,12 @@ class _StorageType:
         self.name, self.dtype = name, np.dtype(_STORAGE_DTYPES[name])
 
 
-class _Tensor:
-    """A tensor whose storage may be read after the pickle (legacy format): resolved by `_materialize`."""
-
-    def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+# A tensor whose storage may be read after the pickle (legacy format): made an array by `_materialize`.
+_Tensor = collections.namedtuple("_Tensor", "storage offset size stride")
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *_):
-    return _Tensor(storage, storage_offset, size, stride)
+    return _Tensor(storage, int(storage_offset), tuple(map(int, size)), tuple(map(int, stride)))
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_):
@@ -295,16 +284,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._pload(pid)
 
 
+def _check_pid(pid) -> tuple:
+    """A storage's persistent id ('storage', storage type, key, location, numel[, view]) -> (type, key)."""
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
+    return pid[1], pid[2]
+
+
 def _materialize(obj, storages: dict, order: str):
+    """Replace every _Tensor in a (nested) dict by a numpy array copied out of its storage's bytes, after
+    checking that its offset, sizes and strides stay inside the storage."""
     if isinstance(obj, dict):
         return {k: _materialize(v, storages, order) for k, v in obj.items()}
-    if isinstance(obj, _Tensor):
-        key, dtype, view_offset = obj.storage
-        flat = storages[key].view(dtype.newbyteorder(order))[view_offset:]
-        item = flat.itemsize
-        arr = np.lib.stride_tricks.as_strided(flat[obj.offset:], obj.size, [s * item for s in obj.stride])
-        return np.array(arr, dtype=dtype.newbyteorder("="))
-    return obj
+    if not isinstance(obj, _Tensor):
+        return obj
+    key, dtype, view_offset = obj.storage
+    flat = storages[key].view(dtype.newbyteorder(order))[view_offset:]
+    last = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride, strict=True))
+    if min(obj.size, default=1) > 0 and (obj.offset < 0 or min(obj.stride, default=0) < 0 or last >= flat.size):
+        raise pickle.UnpicklingError(f"tensor {obj.size} at offset {obj.offset} exceeds its storage of {flat.size}")
+    item = flat.itemsize
+    arr = np.lib.stride_tricks.as_strided(flat[obj.offset :], obj.size, [s * item for s in obj.stride])
+    return np.array(arr, dtype=dtype.newbyteorder("="))
 
 
 def _load_zip(path: Path) -> dict:
@@ -318,9 +319,7 @@ def _load_zip(path: Path) -> dict:
         storages = {}
 
         def pload(pid):
-            kind, stype, key, _location, _numel = pid[:5]
-            if kind != "storage" or not isinstance(stype, _StorageType):
-                raise pickle.UnpicklingError(f"unexpected persistent id {pid[:2]!r}")
+            stype, key = _check_pid(pid)
             if key not in storages:
                 storages[key] = np.frombuffer(zf.read(f"{prefix}data/{key}"), np.uint8)
             return (key, stype.dtype, 0)
@@ -341,10 +340,8 @@ def _load_legacy(path: Path) -> dict:
         meta, views = {}, {}
 
         def pload(pid):
-            kind, stype, key, _location, numel, view = pid[:6]
-            if kind != "storage" or not isinstance(stype, _StorageType):
-                raise pickle.UnpicklingError(f"unexpected persistent id {pid[:2]!r}")
-            meta[key] = (stype.dtype, numel)
+            stype, key = _check_pid(pid)
+            meta[key], view = stype.dtype, (pid[5] if len(pid) > 5 else None)
             if view is not None:
                 view_key, offset, _size = view
                 views[view_key] = (key, stype.dtype, offset)
@@ -355,9 +352,8 @@ def _load_legacy(path: Path) -> dict:
         keys = _RestrictedUnpickler(f).load()
         storages = {}
         for key in keys:
-            dtype, _numel = meta[key]
             (n,) = struct.unpack(f"{order}q", f.read(8))
-            storages[key] = np.frombuffer(f.read(n * dtype.itemsize), np.uint8)
+            storages[key] = np.frombuffer(f.read(n * meta[key].itemsize), np.uint8)
     return _materialize(result, storages, order)
 
 
