@@ -10,7 +10,9 @@ Input handling is pytorch-fid's: images (N, H, W, C) NHWC float in [0, 1], C = 3
 channels), resized to 299x299 by bilinear interpolation with torch's `align_corners=False` semantics and
 no antialiasing (`F.interpolate(mode='bilinear')`), then scaled to [-1, 1] by 2x - 1. Outputs: the 2048-d
 pool3 features (the global average of Mixed_7c; FID, KID, precision/recall) and the 1008 logits of the
-final fully connected layer (softmax -> the Inception Score).
+final fully connected layer, pool3 @ W + b (softmax -> the Inception Score). The original Inception Score
+code (improved-gan, as TTUR-era evaluators) multiplies pool3 by W only, without the bias (torch-fidelity's
+'logits_unbiased'): for those numbers use `logits - variables['params']['fc']['bias']`.
 
 Weights: `load_inception_params(inception_weights_path(None))` reads pytorch-fid's state dict file
 (`pt_inception-2015-12-05-6726825d.pth`) into the Flax variables {'params', 'batch_stats'} without
@@ -268,12 +270,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._pload = persistent_load
 
     def find_class(self, module, name):
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
-        if (module, name) == ("torch._utils", "_rebuild_parameter"):
-            return _rebuild_parameter
+        allowed = {("collections", "OrderedDict"): collections.OrderedDict,
+                   ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+                   ("torch._utils", "_rebuild_parameter"): _rebuild_parameter}
+        if (module, name) in allowed:
+            return allowed[module, name]
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: not part of a plain tensor state dict")
@@ -357,17 +358,21 @@ def _load_legacy(path: Path) -> dict:
     return _materialize(result, storages, order)
 
 
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def load_torch_state_dict(path, use_torch: bool | None = None) -> dict[str, np.ndarray]:
     """Read a torch.save'd state dict of tensors into {name: numpy array}, never unpickling arbitrary
     objects: `torch.load(weights_only=True)` when torch is installed (use_torch None or True), else (or with
     use_torch=False) a restricted zipfile/pickle reader for the zip and the legacy (pre-1.6) formats."""
     path = Path(path)
     if use_torch is None:
-        try:
-            import torch  # noqa: F401
-            use_torch = True
-        except ImportError:
-            use_torch = False
+        use_torch = _torch_available()
     try:
         if use_torch:
             import torch
@@ -379,11 +384,6 @@ def load_torch_state_dict(path, use_torch: bool | None = None) -> dict[str, np.n
         raise
     except Exception as e:  # noqa: BLE001 - every reader failure is a bad file
         raise DataError(f"{path}: cannot read it as a torch state dict ({type(e).__name__}: {e})") from None
-
-
-def _expected_shapes():
-    dummy = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
-    return jax.eval_shape(InceptionV3().init, jax.random.key(0), dummy)
 
 
 def load_inception_params(path) -> dict:
@@ -411,7 +411,7 @@ def load_inception_params(path) -> dict:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[leaf] = np.ascontiguousarray(value)
-    expected = _expected_shapes()
+    expected = jax.eval_shape(InceptionV3().init, jax.random.key(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
     got = {jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(variables)}
     want = {jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(expected)}
     for k in sorted(set(want) | set(got)):
@@ -432,14 +432,6 @@ def params_sha256(variables) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def inception_weights_path(path: str | None = None, cache_dir: str | None = None) -> Path:
     """The FID Inception weights file: `path` when given (must exist; not hash-checked, identify it by
     `params_sha256`), else ~/.cache/gan_jax/pt_inception-2015-12-05-6726825d.pth (or `cache_dir`),
@@ -453,13 +445,18 @@ def inception_weights_path(path: str | None = None, cache_dir: str | None = None
     target = Path(cache_dir).expanduser() if cache_dir else Path.home() / ".cache" / "gan_jax"
     target = target / FID_WEIGHTS_FILE
     if target.is_file():
-        digest = _file_sha256(target)
+        h = hashlib.sha256()
+        with open(target, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
         if digest != FID_WEIGHTS_SHA256:
             raise DataError(f"{target}: sha256 {digest} is not {FID_WEIGHTS_SHA256}; delete it to download again")
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=FID_WEIGHTS_FILE + ".", suffix=".part")
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=FID_WEIGHTS_FILE + ".", suffix=".part")
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(FID_WEIGHTS_URL, timeout=60) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
@@ -475,5 +472,5 @@ def inception_weights_path(path: str | None = None, cache_dir: str | None = None
         raise DataError(f"cannot download the FID Inception weights ({reason}); put {FID_WEIGHTS_URL} "
                         f"at {target} or pass its path") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
