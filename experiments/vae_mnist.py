@@ -35,4 +35,6 @@ def get_config(arg=None):
         c.train.log_every = 2
         c.train.sample_every = 2
         c.train.checkpoint_every = 2
+        c.eval.num_examples = 500
+        c.eval.iwae_k = 10
     return c

@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500
+    c.eval.num_examples = ml_collections.FieldReference(None, field_type=int)  # VAE test examples; None: all
+    c.eval.iwae_k = 5000  # importance samples of the VAE's -log p(x) estimate (Burda et al.)
+    c.eval.num_samples = 2500  # generated points for the 2D mixtures' mode metrics (PacGAN)
     return c
 
 
@@ -107,6 +110,9 @@ RANGES = {
     "train.max_rollbacks": (0, None, True, None),
     "checkpoint.max_to_keep": (0, None, False, None),
     "eval.batch_size": (0, None, False, None),
+    "eval.num_examples": (0, None, False, None),
+    "eval.iwae_k": (0, None, False, None),
+    "eval.num_samples": (0, None, False, None),
 }
 
 

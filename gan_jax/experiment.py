@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import checkpoint, data, models, parallel
+from gan_jax import checkpoint, data, keys, models, parallel
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.steps import StepBuilder, TrainState
@@ -18,8 +18,8 @@ from gan_jax.steps import StepBuilder, TrainState
 # Fields that may change between the runs of one workdir (resuming longer, on other devices, ...).
 RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
                     "train.steps_per_call", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
-                    "data.prefetch", "data.dir", "parallel.mode", "parallel.shard_params", "model.conv_impl",
-                    "eval.batch_size")
+                    "data.prefetch", "data.dir", "parallel.mode", "parallel.shard_params", "model.conv_impl")
+RESUMABLE_SECTIONS = ("eval.",)  # how a run is evaluated never changes what it trains
 
 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
@@ -73,7 +73,7 @@ class Experiment:
     # --- sampling ----------------------------------------------------------------------------
     def fixed_latents(self, num: int) -> jnp.ndarray:
         """The same latent batch for every sample grid of a run: (num, latent_dim)."""
-        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2**31 - 2)
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), keys.FIXED_LATENTS)
         return jax.random.normal(key, (num, self.cfg.model.latent_dim))
 
     def sample(self, state: TrainState, num: int, key: jax.Array | None = None) -> np.ndarray:
@@ -109,7 +109,8 @@ def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
     if not os.path.exists(path):
         return False
     old, new = _flatten(_with_defaults(_read_config_json(workdir))), _flatten(json.loads(cfg.to_json()))
-    differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS]
+    differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS
+                 and not k.startswith(RESUMABLE_SECTIONS)]
     if differing:
         k = sorted(differing)[0]
         raise UserError(f"--workdir={workdir!r} holds a run with a different config ({k}: "

@@ -10,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from gan_jax import keys
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import SAMPLE_BATCH, Experiment, load_workdir_config
@@ -90,7 +91,7 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
     shape = (num_samples, *exp.example_shape)
     path = os.path.join(workdir, "samples.npz")
     check_disk_space(path, num_samples, math.prod(exp.example_shape) * np.dtype(dtype).itemsize)
-    key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), 2**31 - 3)
+    key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.SAMPLES)
     base_key = jax.random.fold_in(key, step)
     is_writer = jax.process_index() == 0
     grid_path = os.path.join(workdir, f"samples_step_{step:07d}.png")

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gan_jax import losses
+from gan_jax import keys, losses
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.ops import random
 
@@ -120,7 +120,7 @@ class StepBuilder:
     def init_state(self, seed: int) -> TrainState:
         """Parameters, BatchNorm statistics and optimizer states for the run `seed`."""
         key = jax.random.PRNGKey(seed)
-        init_key = jax.random.fold_in(key, 2**31 - 1)  # disjoint from every step key fold_in(key, N)
+        init_key = jax.random.fold_in(key, keys.INIT)  # disjoint from every step key fold_in(key, N)
         params, stats = {}, {}
         x = jnp.zeros((2, *self.example_shape), jnp.float32)
         rngs = lambda i: {"params": jax.random.fold_in(init_key, i), "dropout": init_key, "latent": init_key}

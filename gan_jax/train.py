@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import memory, parallel, signals
+from gan_jax import keys, memory, parallel, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
@@ -23,8 +23,6 @@ from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
 from gan_jax.lock import LOCK_NAME, WorkdirLock
 from gan_jax.writers import MetricWriter
-
-ROLLBACK_KEY_FOLD = 10_000  # rollback r folds ROLLBACK_KEY_FOLD + r into the base key
 
 
 class TrainingDiverged(RuntimeError):
@@ -268,7 +266,7 @@ def _rollback(exp, ckpt, writer, bad_step: int, bad: list[str], rollbacks: int):
     if restored is None:
         good_step, restored = 0, exp.init_state()
     # A fresh key fold, so the rerun does not draw the noise that diverged.
-    fold = ROLLBACK_KEY_FOLD + rollbacks
+    fold = keys.ROLLBACK + rollbacks
     restored = restored.replace(key=jax.random.fold_in(restored.key, fold))
     state = parallel.pmap_replicate(restored) if exp.pmap else restored
     writer.message(f"non-finite {', '.join(bad)} at step {bad_step}: rolled back to step {good_step} with a fresh "

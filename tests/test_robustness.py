@@ -258,16 +258,16 @@ def test_sampling_without_checkpoints_creates_nothing(trained):
 
 
 def test_a_workdir_from_before_a_new_field_resumes_and_samples(trained):
-    """A config.json written before a field existed (here: eval.batch_size removed from it) stands for
+    """A config.json written before a field existed (here: loss.gaussian_std removed from it) stands for
     that field's default: the run resumes and samples; a non-default value counts as another config."""
     saved = json.loads((trained / "config.json").read_text())
-    del saved["eval"]["batch_size"]
+    del saved["loss"]["gaussian_std"]
     (trained / "config.json").write_text(json.dumps(saved))
     from gan_jax.experiment import check_workdir_config, load_workdir_config
 
     cfg = load_experiment("gan_ring:smoke")
     assert check_workdir_config(str(trained), cfg) is True
-    assert load_workdir_config(str(trained)).eval.batch_size == cfg.eval.batch_size
+    assert load_workdir_config(str(trained)).loss.gaussian_std == cfg.loss.gaussian_std
     cfg.loss.name = "minimax"
     with pytest.raises(Exception, match="holds a run with a different config .loss.name"):
         check_workdir_config(str(trained), cfg)
