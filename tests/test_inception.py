@@ -19,6 +19,7 @@ import pytest
 
 from gan_jax.errors import DataError
 from gan_jax.evaluate import inception as inc
+from gan_jax.evaluate.torch_state_dict import load_torch_state_dict
 
 _SHIM = []
 
@@ -151,7 +152,7 @@ def test_restricted_reader_reads_torch_save(tmp_path, zip_format):
     )
     path = tmp_path / "sd.pth"
     torch.save(sd, path, _use_new_zipfile_serialization=zip_format)
-    got = inc.load_torch_state_dict(path, use_torch=False)
+    got = load_torch_state_dict(path, use_torch=False)
     assert list(got) == list(sd)
     for k, v in sd.items():
         want = v.detach().numpy()
@@ -167,14 +168,14 @@ def test_restricted_reader_refuses_other_globals(tmp_path):
     legacy = tmp_path / "evil_legacy.pth"
     legacy.write_bytes(pickle.dumps(Evil(), protocol=2))
     with pytest.raises(DataError, match="refusing to unpickle"):
-        inc.load_torch_state_dict(legacy, use_torch=False)
+        load_torch_state_dict(legacy, use_torch=False)
     import zipfile
 
     zipped = tmp_path / "evil_zip.pth"
     with zipfile.ZipFile(zipped, "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps({"w": Evil()}, protocol=2))
     with pytest.raises(DataError, match="refusing to unpickle"):
-        inc.load_torch_state_dict(zipped, use_torch=False)
+        load_torch_state_dict(zipped, use_torch=False)
 
 
 def test_converter_without_torch_and_params_sha256(tmp_path):
@@ -283,4 +284,4 @@ def test_restricted_reader_refuses_out_of_bounds_tensor(tmp_path):
         zf.writestr("archive/data.pkl", buf.getvalue())
         zf.writestr("archive/data/0", bytes(16))
     with pytest.raises(DataError, match="exceeds its storage"):
-        inc.load_torch_state_dict(path, use_torch=False)
+        load_torch_state_dict(path, use_torch=False)
