@@ -28,6 +28,7 @@ def get_config(arg=None):
     c.train.log_every = 500
     c.train.sample_every = 5000
     c.train.checkpoint_every = 5000
+    c.eval.every = 5000  # the PacGAN mode metrics (gan_jax/evaluate/evaluators.py: modes)
     if arg == "smoke":
         c.model.generator_width = 16
         c.model.discriminator_width = 8
@@ -36,4 +37,6 @@ def get_config(arg=None):
         c.train.log_every = 2
         c.train.sample_every = 2
         c.train.checkpoint_every = 2
+        c.eval.every = 2
+        c.eval.num_samples = 500
     return c

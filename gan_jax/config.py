@@ -71,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500
+    c.eval.metrics = ""  # evaluators, comma-separated (gan_jax/evaluate/evaluators.py); empty: all that fit
+    c.eval.every = 0  # evaluate during training every N steps (0: only with --mode=eval)
     c.eval.num_examples = ml_collections.FieldReference(None, field_type=int)  # VAE test examples; None: all
     c.eval.iwae_k = 5000  # importance samples of the VAE's -log p(x) estimate (Burda et al.)
     c.eval.num_samples = 2500  # generated points for the 2D mixtures' mode metrics (PacGAN)
@@ -113,6 +115,7 @@ RANGES = {
     "eval.num_examples": (0, None, False, None),
     "eval.iwae_k": (0, None, False, None),
     "eval.num_samples": (0, None, False, None),
+    "eval.every": (0, None, True, None),
 }
 
 

@@ -19,6 +19,7 @@ from gan_jax import keys, memory, parallel, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
+from gan_jax.evaluate import evaluators
 from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
 from gan_jax.lock import LOCK_NAME, WorkdirLock
@@ -121,6 +122,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     with signals.stop_request() as stop:
         _phase(stop, "loading data")
         exp = Experiment(cfg)
+        eval_names = evaluators.selected(exp)
         stop.check()
         with _Workdir(workdir, cfg, is_writer) as run_folder:
             _phase(stop, "compiling the step")
@@ -141,7 +143,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                 os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
                 stop.phase = "training"
                 stop.newest_checkpoint = ckpt.latest_step()
-                return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop)
+                return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names)
             finally:
                 ckpt.close()
 
@@ -169,7 +171,7 @@ def _restore_or_init(exp: Experiment, ckpt, workdir: str, had_run: bool):
     return 0, exp.init_state()
 
 
-def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop) -> dict:
+def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names) -> dict:
     cfg = exp.cfg
     is_writer = jax.process_index() == 0
     writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer)
@@ -244,6 +246,10 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop) -> d
                     save(step, state)
             if step % cfg.train.sample_every < n or step >= cfg.train.steps:
                 write_samples(exp, unreplicated(state), workdir, step, is_writer)
+            if cfg.eval.every and (step % cfg.eval.every < n or step >= cfg.train.steps):
+                stop.phase = f"evaluating step {step}"
+                results = evaluators.run_all(exp, unreplicated(state), step, eval_names)
+                writer.write(step, {"event": "eval", **evaluators.flat(results)})
             if stopping or step >= cfg.train.steps:
                 ckpt.wait()
                 stop.newest_checkpoint = saving

@@ -81,16 +81,21 @@ def test_resume_and_sample(name, tmp_path):
     assert Image.open(workdir / "samples_step_0000004.png").size[0] > 0
     if name == "vae_mnist":
         launch("--mode=eval", "--workdir", str(workdir))
-        result = json.loads((workdir / "eval_step_0000008.json").read_text())
+        result = json.loads((workdir / "eval_step_0000008.json").read_text())["vae_likelihood"]
         assert 0 < result["test_neg_elbo_nats"] < 2000 and result["examples"] == 500 and result["iwae_k"] == 10
         # The importance-weighted bound is the tighter one (in expectation; 500 examples make it sure).
         assert 0 < result["test_nll_iwae_nats"] < result["test_neg_elbo_nats"]
         assert 0 <= result["active_units"] <= result["latent_dim"] == 4
     if name == "gan_ring":
         launch("--mode=eval", "--workdir", str(workdir))
-        result = json.loads((workdir / "eval_step_0000008.json").read_text())
-        assert result["samples"] == 2500 and result["num_modes"] == 8 and 0 <= result["modes_captured"] <= 8
-        assert 0 <= result["high_quality_fraction"] <= 1 and result["reverse_kl"] >= 0
+        result = json.loads((workdir / "eval_step_0000008.json").read_text())["modes"]
+        assert result["samples"] == 500 and result["num_modes"] == 8 and 0 <= result["modes_captured"] <= 8
+        assert 0 <= result["high_quality_fraction"] <= 1
+        assert result["reverse_kl"] >= 0 if result["modes_captured"] else result["reverse_kl"] is None
+        # The same evaluator ran during training (eval.every=2 in the smoke variant), with its step.
+        during = [r for r in metrics(workdir) if r.get("event") == "eval"]
+        assert [r["step"] for r in during] == [2, 4, 6, 8]
+        assert during[-1]["modes/modes_captured"] == result["modes_captured"]  # same key (seed, step)
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -108,6 +113,8 @@ def test_resume_and_sample(name, tmp_path):
     (["--config.optimizer.b2=-0.1"], "optimizer.b2=-0.1 is not accepted; accepted: in [0, 1)"),
     (["--config.loss.beta=-inf"], "loss.beta=-inf is not accepted"),
     (["--config.model.latent_dim=1000000000"], "GiB per device but"),
+    (["--config.eval.metrics=fid9"], "eval.metrics='fid9': 'fid9' is unknown; accepted: modes, vae_likelihood"),
+    (["--config.eval.metrics=modes"], "eval.metrics='modes': 'modes' needs a 2D mixture (ring8, grid25)"),
     (["--config.data.source=files", "--config.data.name=mnist", "--config.data.dir=/nonexistent"], "/nonexistent"),
     (["--config.train.update_rule=simultaneous", "--config.train.n_critic=2"],
      "train.n_critic=2 is not accepted with train.update_rule='simultaneous'"),
