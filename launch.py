@@ -4,8 +4,10 @@
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=eval --workdir runs/vae_mnist
 
-Bad input (config values, data files, workdir) ends with one line on stderr and exit status 2; a run
-that diverges (NaN or inf) ends with one line and exit status 1."""
+Bad input (config values, config files, data files, a workdir in use) ends with one line on stderr and
+exit status 2; a run that diverges (NaN or inf) ends with one line and exit status 1. SIGTERM/SIGINT
+stop a training run cleanly at any moment, start-up included (exit 0; a third signal aborts, exit 130
+or 143): see gan_jax/signals.py and the README's "What happens when..."."""
 
 import ast
 import os

@@ -1,7 +1,8 @@
-"""The training loop: compiles the pure step once, feeds it the deterministic global batches,
-logs every `train.log_every` steps (the only host synchronization), writes sample grids and
-checkpoints, resumes from the newest intact checkpoint, stops cleanly on SIGTERM/SIGINT and
-stops or rolls back on non-finite values."""
+"""The training loop: checks everything and compiles the pure step before the first write, holds
+the workdir's lock, feeds the step the deterministic global batches, logs every `train.log_every`
+steps (the only host synchronization), writes sample grids, evaluations and checkpoints, resumes
+from the newest intact checkpoint, stops cleanly on SIGTERM/SIGINT from start-up on, and stops or
+rolls back on non-finite values."""
 
 import contextlib
 import json
