@@ -8,7 +8,7 @@ import ml_collections
 
 from gan_jax.errors import ConfigError
 
-OBJECTIVES = ("gan", "dcgan", "vae")
+OBJECTIVES = ("gan", "dcgan", "vae", "classifier")
 SCHEDULES = ("constant", "linear", "cosine")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_split = "test"
     c.data.batch_size = 64  # the global batch, over all devices and hosts
     c.data.random_flip = False
+    c.data.random_shift = 0  # classifier: translate each example by up to this many pixels
     c.data.seed = ml_collections.FieldReference(None, field_type=int)  # None: the run's seed
     c.data.prefetch = 2
 
@@ -75,7 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.every = 0  # evaluate during training every N steps (0: only with --mode=eval)
     c.eval.num_examples = ml_collections.FieldReference(None, field_type=int)  # VAE test examples; None: all
     c.eval.iwae_k = 5000  # importance samples of the VAE's -log p(x) estimate (Burda et al.)
-    c.eval.num_samples = 2500  # generated points for the 2D mixtures' mode metrics (PacGAN)
+    c.eval.num_samples = 2500  # generated samples of the sample metrics (mixture modes, classifier space)
+    c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
     return c
 
 
@@ -86,6 +88,10 @@ RANGES = {
     "data.batch_size": (0, None, False, None),
     "data.seed": (0, None, True, None),
     "data.prefetch": (0, None, True, None),
+    "data.random_shift": (0, None, True, None),
+    "model.num_classes": (1, None, False, None),
+    "model.feature_dim": (0, None, False, None),
+    "model.widths": (0, None, False, None),
     "model.latent_dim": (0, None, False, None),
     "model.generator_width": (0, None, False, None),
     "model.discriminator_width": (0, None, False, None),

@@ -2,8 +2,10 @@
 layout of the state, and the checkpoints of a workdir. Everything that can fail on bad input
 fails here, before anything is written."""
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from gan_jax import checkpoint, data, keys, models, parallel
+from gan_jax.classifier_steps import ClassifierSteps
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.steps import StepBuilder, TrainState
@@ -25,6 +28,25 @@ RESUMABLE_SECTIONS = ("eval.",)  # how a run is evaluated never changes what it 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
 
 
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    nets: tuple[str, ...]  # the networks it trains (what the model must build)
+    make_steps: Callable  # (cfg, nets, example_shape, dataset, axis_name) -> its step builder
+    needs_labels: bool = False  # batches are (images, labels)
+    generates: bool = True  # has a sampler (sample grids, --mode=sample)
+
+
+_gan = lambda cfg, nets, shape, dataset, axis: StepBuilder(cfg, nets, shape, dataset.mixture, dataset.binarize, axis)
+OBJECTIVES = {
+    "gan": Objective(("generator", "discriminator"), _gan),
+    "dcgan": Objective(("generator", "discriminator"), _gan),
+    "vae": Objective(("vae",), _gan),
+    "classifier": Objective(("classifier",), lambda cfg, nets, shape, dataset, axis: ClassifierSteps(
+        cfg, nets, shape, axis), needs_labels=True, generates=False),
+}
+
+
 class Experiment:
     def __init__(self, cfg: ml_collections.ConfigDict, load_train_data: bool = True):
         validate(cfg)
@@ -34,20 +56,27 @@ class Experiment:
             self.images = None
             self.example_shape: tuple[int, ...] = (2,)
         else:
-            images, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
+            images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
             self.images = images if load_train_data else None
             self.example_shape = tuple(images.shape[1:])
-        if cfg.objective == "vae" and self.dataset.mixture is not None:
-            raise ConfigError(f"objective='vae' needs image data, got data.name={cfg.data.name!r}")
+        if cfg.objective in ("vae", "classifier") and self.dataset.mixture is not None:
+            raise ConfigError(f"objective={cfg.objective!r} needs image data, got data.name={cfg.data.name!r}")
+        self.objective = OBJECTIVES[cfg.objective]
+        self.labels = None  # (N,) int32 for objectives that train on labels
+        if self.objective.needs_labels:
+            if labels is None:
+                raise ConfigError(f"objective={cfg.objective!r} needs labelled data; data.name={cfg.data.name!r} "
+                                  f"split {cfg.data.split!r} has no labels")
+            self.labels = labels.astype(np.int32) if load_train_data else None
         self.pmap = cfg.parallel.mode == "pmap"
         model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
         model_cfg.axis_name = parallel.PMAP_AXIS if self.pmap else None
         self.nets = models.build(model_cfg, self.example_shape)
-        if ("vae" in self.nets) != (cfg.objective == "vae"):
+        if set(self.nets) != set(self.objective.nets):
             raise ConfigError(f"model.name={cfg.model.name!r} does not build networks for objective={cfg.objective!r}")
         parallel.check_batch(cfg.data.batch_size)
-        self.builder = StepBuilder(cfg, self.nets, self.example_shape, self.dataset.mixture, self.dataset.binarize,
-                                   axis_name=parallel.PMAP_AXIS if self.pmap else None)
+        self.builder = self.objective.make_steps(cfg, self.nets, self.example_shape, self.dataset,
+                                  parallel.PMAP_AXIS if self.pmap else None)
         self.mesh = parallel.make_mesh()
         self.seed = cfg.seed
         self._sample_jit = None
@@ -81,6 +110,9 @@ class Experiment:
         `key`; the same on every process. `state` is laid out as `init_state` places it."""
         # Replicated output: readable on every process even when the mesh spans several, and when
         # the parameters are FSDP-sharded.
+        if not self.objective.generates:
+            raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
+                            + ", ".join(name for name, o in OBJECTIVES.items() if o.generates))
         if self._sample_jit is None:  # one compilation per run, not one per sample grid
             self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
         fn = self._sample_jit

@@ -47,10 +47,23 @@ def compile_step(exp: Experiment, state_shardings, length: int | None = None):
             return state, parallel.pmap_local(metrics)
 
         return step
-    batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
-    in_shardings = (state_shardings, None if exp.images is None else batch_sharding)
+    in_shardings = (state_shardings, batch_shardings(exp))
     return jax.jit(multi_step, in_shardings=in_shardings,
                    out_shardings=(state_shardings, NamedSharding(exp.mesh, P())), donate_argnums=0)
+
+
+def batch_shardings(exp: Experiment):
+    """The shardings of a call's batch (None for synthetic data): images (K, n_critic, B, *example),
+    and labels (K, n_critic, B) for objectives that train on them, split over the batch axis."""
+    if exp.images is None:
+        return None
+    images = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
+    return images if exp.labels is None else (images, parallel.batch_sharding(exp.mesh, 3, batch_axis=2))
+
+
+def train_arrays(exp: Experiment):
+    """What the input pipeline serves: the images, or (images, labels)."""
+    return exp.images if exp.labels is None else (exp.images, exp.labels)
 
 
 def compile_and_check_memory(exp: Experiment, state_shardings):
@@ -64,8 +77,11 @@ def compile_and_check_memory(exp: Experiment, state_shardings):
     cfg = exp.cfg
     batch = None
     if exp.images is not None:
-        shape = (cfg.train.steps_per_call, cfg.train.n_critic, cfg.data.batch_size, *exp.example_shape)
-        batch = jax.ShapeDtypeStruct(shape, np.uint8, sharding=parallel.batch_sharding(exp.mesh, len(shape), 2))
+        leading = (cfg.train.steps_per_call, cfg.train.n_critic, cfg.data.batch_size)
+        arrays = train_arrays(exp)
+        batch = jax.tree.map(lambda a, sharding: jax.ShapeDtypeStruct((*leading, *a.shape[1:]), a.dtype,
+                                                                      sharding=sharding),
+                             arrays, batch_shardings(exp))
     abstract = exp.abstract_state()
     compiled = fn.lower(abstract, batch).compile()
     memory.check_fits(compiled, abstract)
@@ -141,7 +157,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                     return {}
                 if is_writer:
                     write_workdir_config(workdir, cfg)
-                os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                if exp.objective.generates:
+                    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
                 stop.phase = "training"
                 stop.newest_checkpoint = ckpt.latest_step()
                 return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names)
@@ -180,9 +197,9 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
     pipeline = None
     if exp.images is not None:
         data_seed = cfg.seed if cfg.data.seed is None else cfg.data.seed
-        pipeline = InputPipeline(exp.images, cfg.data.batch_size, data_seed, cfg.train.n_critic,
+        pipeline = InputPipeline(train_arrays(exp), cfg.data.batch_size, data_seed, cfg.train.n_critic,
                                  cfg.train.steps_per_call, prefetch=cfg.data.prefetch)
-    batch_sharding = parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2)
+    shardings_of_batch = batch_shardings(exp)
     k = cfg.train.steps_per_call
     step_fns = {k: step_fn}  # the last call of a run whose steps are not a multiple of k runs fewer
 
@@ -192,10 +209,12 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
             step_fns[n] = compile_step(exp, shardings, length=n)
         if pipeline is None:
             return step_fns[n](state, None), n
-        local = pipeline.get(step)[:n]
+        local = jax.tree.map(lambda a: a[:n], pipeline.get(step))
         if exp.pmap:
-            return step_fns[n](state, parallel.pmap_split(local, batch_axis=2)), n
-        return step_fns[n](state, parallel.global_batch_array(local, batch_sharding, batch_axis=2)), n
+            return step_fns[n](state, jax.tree.map(lambda a: parallel.pmap_split(a, batch_axis=2), local)), n
+        batch = jax.tree.map(lambda a, sharding: parallel.global_batch_array(a, sharding, batch_axis=2), local,
+                             shardings_of_batch)
+        return step_fns[n](state, batch), n
 
     if exp.pmap:
         state = parallel.pmap_replicate(state)
@@ -245,7 +264,7 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
                     writer.write(step, summary)
                 if save_now:
                     save(step, state)
-            if step % cfg.train.sample_every < n or step >= cfg.train.steps:
+            if exp.objective.generates and (step % cfg.train.sample_every < n or step >= cfg.train.steps):
                 write_samples(exp, unreplicated(state), workdir, step, is_writer)
             if cfg.eval.every and (step % cfg.eval.every < n or step >= cfg.train.steps):
                 stop.phase = f"evaluating step {step}"

@@ -49,14 +49,18 @@ def global_indices(seed: int, size: int, first_position: int, count: int) -> np.
 class InputPipeline:
     """Host-side batches for `steps_per_call` steps: uint8 (K, n_critic, local_batch, H, W, C),
     this process's slice [process_index * local_batch, (process_index + 1) * local_batch) of each
-    global batch. `get(step)` is `batch(step)` served by a prefetch thread; use `close()` (or `with`)."""
+    global batch. `get(step)` is `batch(step)` served by a prefetch thread; use `close()` (or `with`).
+    `images` may also be a tuple of arrays of one length (e.g. images and labels): batches are then
+    tuples of the arrays' rows, in the same order."""
 
-    def __init__(self, images: np.ndarray, global_batch_size: int, seed: int, n_critic: int = 1,
-                 steps_per_call: int = 1, process_index: int | None = None, process_count: int | None = None,
-                 prefetch: int = 2):
-        if not isinstance(images, np.ndarray) or images.ndim < 2 or len(images) == 0:
-            raise DataError(f"input pipeline: images {getattr(images, 'shape', type(images))}, "
-                            "expected a non-empty array (N, ...)")
+    def __init__(self, images: np.ndarray | tuple[np.ndarray, ...], global_batch_size: int, seed: int,
+                 n_critic: int = 1, steps_per_call: int = 1, process_index: int | None = None,
+                 process_count: int | None = None, prefetch: int = 2):
+        arrays = images if isinstance(images, tuple) else (images,)
+        for a in arrays:
+            if not isinstance(a, np.ndarray) or a.ndim < 1 or len(a) == 0 or len(a) != len(arrays[0]):
+                raise DataError(f"input pipeline: images {getattr(a, 'shape', type(a))}, expected a non-empty "
+                                f"array (N, ...) (of the same N, {len(arrays[0])}, as the others)")
         checks = (("data.batch_size", global_batch_size, 1), ("data.seed", seed, 0),
                   ("train.n_critic", n_critic, 1), ("train.steps_per_call", steps_per_call, 1),
                   ("data.prefetch", prefetch, 0))
@@ -85,13 +89,18 @@ class InputPipeline:
         k, c, b = self.steps_per_call, self.n_critic, self.global_batch_size
         updates = (step + np.arange(k, dtype=np.int64))[:, None] * c + np.arange(c, dtype=np.int64)
         slots = self.process_index * self.local_batch_size + np.arange(self.local_batch_size, dtype=np.int64)
-        return stream_indices(self.seed, len(self.images), updates[..., None] * b + slots)
+        size = len(self.images[0] if isinstance(self.images, tuple) else self.images)
+        return stream_indices(self.seed, size, updates[..., None] * b + slots)
 
-    def batch(self, step: int) -> np.ndarray:
-        """This process's images (K, n_critic, local_batch, H, W, C) uint8 for the call starting at `step`."""
+    def batch(self, step: int) -> np.ndarray | tuple[np.ndarray, ...]:
+        """This process's images (K, n_critic, local_batch, H, W, C) uint8 for the call starting at `step`
+        (a tuple of each array's rows (K, n_critic, local_batch, ...) when given a tuple)."""
         if step < 0:
             raise ValueError(f"step={step} is negative")
-        return self.images[self.indices(step)]
+        indices = self.indices(step)
+        if isinstance(self.images, tuple):
+            return tuple(a[indices] for a in self.images)
+        return self.images[indices]
 
     def _worker(self, step: int, out: queue.Queue, stop: threading.Event) -> None:
         while not stop.is_set():

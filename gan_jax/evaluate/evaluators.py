@@ -17,7 +17,8 @@ import numpy as np
 
 from gan_jax import data, keys
 from gan_jax.errors import ConfigError
-from gan_jax.evaluate import modes, vae_metrics
+from gan_jax.evaluate import classify, modes, vae_metrics
+from gan_jax.evaluate import samples as sample_io
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,24 @@ def flat(results: dict) -> dict:
     return {f"{name}/{k}": v for name, metrics in results.items() for k, v in metrics.items()}
 
 
+def _eval_key(exp, step: int) -> jax.Array:
+    """The key of a step's evaluation samples: the same for every evaluation of that step."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.EVAL_SAMPLES), step)
+
+
+def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
+    """The eval split (eval.num_examples of it): images uint8, labels or None."""
+    cfg = exp.cfg
+    images, labels = data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir)
+    n = cfg.eval.num_examples
+    return (images, labels) if n is None else (images[:n], None if labels is None else labels[:n])
+
+
 @register("modes", fits=lambda exp: exp.dataset.mixture is not None, needs="a 2D mixture (ring8, grid25)")
 def mixture_modes(exp, state, step: int) -> dict:
     """The PacGAN protocol on eval.num_samples samples from a key of (seed, step): modes captured, the
     high-quality fraction (within 3 std of the nearest mode) and the KL of their mode histogram to uniform."""
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.EVAL_SAMPLES), step)
-    points = exp.sample(state, exp.cfg.eval.num_samples, key=key)
+    points = exp.sample(state, exp.cfg.eval.num_samples, key=_eval_key(exp, step))
     metrics = modes.mixture_mode_metrics(points, exp.cfg.data.name)
     if not math.isfinite(metrics["reverse_kl"]):  # no high-quality sample: undefined, and JSON has no inf
         metrics["reverse_kl"] = None
@@ -82,9 +95,7 @@ def vae_likelihood(exp, state, step: int) -> dict:
     one-sample negative ELBO, the IWAE estimate of -log p(x) with eval.iwae_k samples, and the active
     units; nats per example."""
     cfg = exp.cfg
-    images, _ = data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir)
-    if cfg.eval.num_examples is not None:
-        images = images[:cfg.eval.num_examples]
+    images, _ = _test_images(exp)
     x = vae_metrics.binarize_once(images, cfg.seed) if exp.dataset.binarize else images.astype(np.float32) / 255.0
     V, params = exp.nets["vae"], state.params["vae"]
     options = dict(seed=cfg.seed, batch_size=cfg.eval.batch_size, likelihood=cfg.loss.likelihood,
@@ -95,3 +106,53 @@ def vae_likelihood(exp, state, step: int) -> dict:
             "test_nll_iwae_nats": float(-log_px.mean()), "iwae_k": cfg.eval.iwae_k,
             "active_units": vae_metrics.active_units(vae_metrics.posterior_means(V, params, x)),
             "latent_dim": cfg.model.latent_dim}
+
+
+@register("classifier_space", fits=classify.fits,
+          needs="a generating run on data with a classifier of its image shape (eval.classifier)")
+def classifier_space(exp, state, step: int) -> dict:
+    """eval.num_samples samples (a key of (seed, step)) scored by the data's classifier against the eval
+    split: FID, KID, precision/recall, the Inception-Score analogue, the confident fraction, the class
+    histogram (gan_jax/evaluate/classify.py)."""
+    from gan_jax.sample import sample_chunks  # sample imports the experiment, which imports this
+
+    fnet = classify.load_classifier(classify.classifier_for(exp.cfg))
+    chunks = (sample_io.to_uint8(c, exp.cfg.objective)
+              for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
+    reference, _ = _test_images(exp)
+    return {"split": exp.cfg.data.eval_split,
+            **classify.score(fnet, chunks, reference, exp.mesh, exp.cfg.eval.batch_size, exp.seed)}
+
+
+@register("stacked_modes", fits=lambda exp: exp.cfg.data.name == "stacked_mnist" and exp.objective.generates,
+          needs="data.name='stacked_mnist'")
+def stacked_mnist_modes(exp, state, step: int) -> dict:
+    """Stacked MNIST (Metz et al. 2017; PacGAN's protocol with 26,000 samples = eval.num_samples): each
+    channel classified by the shipped mnist classifier; modes captured out of 1,000 and the KL of the
+    mode histogram to uniform."""
+    from gan_jax.sample import sample_chunks
+
+    fnet = classify.load_classifier("mnist")
+    digits = []
+    for chunk in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples):
+        u8 = sample_io.to_uint8(chunk, exp.cfg.objective)
+        per_channel = [classify.embed(fnet, u8[..., c:c + 1], exp.mesh, exp.cfg.eval.batch_size)[1].argmax(1)
+                       for c in range(3)]
+        digits.append(np.stack(per_channel, axis=1))
+    captured, kl = modes.stacked_modes(np.concatenate(digits))
+    return {"samples": exp.cfg.eval.num_samples, "classifier": fnet.name, "classifier_sha256": fnet.sha256,
+            "modes_captured": captured, "modes": 1000, "reverse_kl": kl}
+
+
+@register("classifier_accuracy", fits=lambda exp: "classifier" in exp.nets, needs="objective='classifier'")
+def classifier_accuracy(exp, state, step: int) -> dict:
+    """The run's own classifier on the eval split: accuracy and mean cross-entropy (nats)."""
+    images, labels = _test_images(exp)
+    variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
+    fnet = classify.FeatureNet(exp.cfg.model.name, exp.nets["classifier"], jax.device_get(variables),
+                               tuple(exp.example_shape), classify.params_sha256(jax.device_get(variables)))
+    _, probs = classify.embed(fnet, images, exp.mesh, exp.cfg.eval.batch_size)
+    nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))
+    return {"split": exp.cfg.data.eval_split, "examples": len(labels),
+            "accuracy": float(np.mean(probs.argmax(1) == labels)), "cross_entropy_nats": float(nll.mean()),
+            "params_sha256": fnet.sha256}

@@ -1,6 +1,6 @@
 """Model registry. A model is one builder function, registered by name, that turns
 `config.model` and the data's example shape into the named networks of an objective:
-`{'generator': G, 'discriminator': D}` for GANs, `{'vae': V}` for VAEs."""
+`{'generator': G, 'discriminator': D}` for GANs, `{'vae': V}` for VAEs, `{'classifier': C}`."""
 
 from collections.abc import Callable
 
@@ -31,4 +31,4 @@ def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...
 
 
 # Importing the model files registers them.
-from gan_jax.models import dcgan, mlp_gan, vae  # noqa: E402,F401
+from gan_jax.models import classifier, dcgan, mlp_gan, vae  # noqa: E402,F401

@@ -1,0 +1,40 @@
+"""The MNIST classifier whose features score generated MNIST images (gan_jax/evaluate/classify.py):
+5 epochs of the 60,000 training images, batch 128, Adam 1e-3 with cosine decay, random translations
+(up to 2 pixels). Its trained parameters ship in gan_jax/evaluate/classifiers/."""
+
+from gan_jax.config import base_config
+
+# The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
+VARIANTS = ("smoke",)
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "classifier"
+    c.data.name = "mnist"
+    c.data.batch_size = 128
+    c.data.random_shift = 2
+    c.data.random_flip = False
+    c.model.name = "classifier_cnn"
+    c.model.widths = (32, 64)
+    c.model.feature_dim = 128
+    c.model.num_classes = 10
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.b1 = 0.9
+    c.optimizer.schedule = "cosine"
+    c.train.steps = 2_350
+    c.train.steps_per_call = 1
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.train.sample_every = c.train.steps  # a classifier writes no sample grids
+    c.eval.metrics = "classifier_accuracy"
+    if arg == "smoke":
+        c.data.batch_size = 16
+        c.model.widths = (8, 8)
+        c.model.feature_dim = 16
+        c.train.steps = 4
+        c.train.steps_per_call = 2
+        c.train.log_every = 2
+        c.train.checkpoint_every = 2
+        c.eval.num_examples = 500
+    return c

@@ -1,0 +1,165 @@
+"""Scoring images "in classifier space": our own classifiers (experiments/classifier_<data>.py), whose
+parameters ship in gan_jax/evaluate/classifiers/ so that every user computes the same numbers offline.
+
+Penultimate features give FID, KID and precision/recall against the data's test split; the softmax gives
+the Inception-Score analogue, the class histogram and the fraction of confidently classified samples.
+Every record names the classifier by the SHA-256 of its parameters.
+
+A shipped classifier is a .npz of float32 arrays (read with allow_pickle=False) holding its variables
+under their paths ('params/Conv_0/kernel', ...) and its model config as JSON under '__config__'."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import flax
+import jax
+import numpy as np
+
+from gan_jax import parallel
+from gan_jax.errors import ConfigError, UserError
+from gan_jax.evaluate import metrics
+from gan_jax.evaluate.inception import params_sha256
+from gan_jax.models.classifier import ConvClassifier, classifier_from_config
+
+CLASSIFIER_DIR = Path(__file__).parent / "classifiers"
+# The shipped classifier that scores each data set (its images must have the classifier's shape).
+CLASSIFIER_FOR_DATA = {"mnist": "mnist", "binarized_mnist": "mnist", "quickstart_digits": "mnist",
+                       "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
+CONFIDENCE = 0.9  # a sample is "confidently classified" when its top softmax probability reaches this
+_CONFIG_KEY = "__config__"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNet:
+    name: str
+    net: ConvClassifier
+    variables: dict  # {'params': ..., 'batch_stats': ...}
+    input_shape: tuple[int, ...]  # (H, W, C) of the uint8 images it takes
+    sha256: str  # of `variables` (inception.params_sha256)
+
+
+def classifier_path(name: str) -> Path:
+    return CLASSIFIER_DIR / f"classifier_{name}.npz"
+
+
+def shipped_classifiers() -> list[str]:
+    return sorted(p.stem.removeprefix("classifier_") for p in CLASSIFIER_DIR.glob("classifier_*.npz"))
+
+
+def save_classifier(path: str | os.PathLike, model_config: dict, input_shape: tuple[int, ...], variables) -> str:
+    """Writes a classifier file (atomically); returns the SHA-256 of its variables."""
+    flat = {"/".join(k): np.asarray(v, np.float32) for k, v in flax.traverse_util.flatten_dict(
+        jax.device_get(flax.core.unfreeze(variables))).items()}
+    config = json.dumps({"model": model_config, "input_shape": list(input_shape)}, sort_keys=True)
+    tmp = f"{path}.tmp.{os.getpid()}.npz"
+    np.savez(tmp, **flat, **{_CONFIG_KEY: np.array(config)})
+    os.replace(tmp, path)
+    return params_sha256(flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()}))
+
+
+def load_classifier(name_or_path: str) -> FeatureNet:
+    """A shipped classifier by data-set name ('mnist', 'fashion_mnist', 'cifar10') or a classifier file."""
+    path = Path(name_or_path) if name_or_path.endswith(".npz") else classifier_path(name_or_path)
+    if not path.is_file():
+        raise UserError(f"eval.classifier={name_or_path!r}: no classifier file {path}; accepted: "
+                        f"{', '.join(shipped_classifiers()) or '(none shipped)'} or a .npz written by save_classifier")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        config = json.loads(str(arrays.pop(_CONFIG_KEY)))
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is not a classifier file ({reason})") from None
+    variables = flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in arrays.items()})
+    shape = tuple(config["input_shape"])
+    return FeatureNet(path.stem.removeprefix("classifier_"), classifier_from_config(config["model"], shape),
+                      variables, shape, params_sha256(variables))
+
+
+def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | None = None,
+          batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, feature_dim), softmax probabilities (N, classes)), float32, of uint8 images
+    (N, H, W, C), computed data-parallel over `mesh` (default: every device) in batches."""
+    images_u8 = np.asarray(images_u8)
+    if images_u8.dtype != np.uint8 or tuple(images_u8.shape[1:]) != fnet.input_shape:
+        raise ConfigError(f"eval.classifier={fnet.name!r} takes uint8 images {fnet.input_shape}, got "
+                          f"{images_u8.dtype} {tuple(images_u8.shape[1:])}")
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    devices = mesh.devices.size
+    batch = -(-batch_size // devices) * devices  # a multiple of the device count
+    sharding = parallel.batch_sharding(mesh, 4, batch_axis=0)
+    fn = _embed_fn(fnet.net, sharding, parallel.replicated(mesh))
+    variables = parallel.host_replicated(fnet.variables, mesh)
+    features, probs = [], []
+    for i in range(0, len(images_u8), batch):
+        rows = images_u8[i:i + batch]
+        padded = np.concatenate([rows, np.zeros((batch - len(rows), *rows.shape[1:]), np.uint8)])
+        x = jax.make_array_from_callback(padded.shape, sharding, lambda index, a=padded: a[index])
+        f, p = fn(variables, x)
+        features.append(np.asarray(f)[:len(rows)])
+        probs.append(np.asarray(p)[:len(rows)])
+    return np.concatenate(features), np.concatenate(probs)
+
+
+_EMBED_FNS: dict = {}
+
+
+def _embed_fn(net: ConvClassifier, in_sharding, out_sharding):
+    key = (net, in_sharding, out_sharding)
+    if key not in _EMBED_FNS:
+        def apply(variables, x_u8):
+            x = x_u8.astype(np.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
+            features, logits = net.apply(variables, x, train=False, with_features=True)
+            return features, jax.nn.softmax(logits)
+
+        _EMBED_FNS[key] = jax.jit(apply, in_shardings=(out_sharding, in_sharding), out_shardings=out_sharding)
+    return _EMBED_FNS[key]
+
+
+def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarray,
+          mesh: jax.sharding.Mesh | None = None, batch_size: int = 500, seed: int = 0) -> dict:
+    """Classifier-space metrics of uint8 image chunks (each (n, H, W, C)) against reference images:
+    fid, kid (mean, std over 100 subsets of 1,000), precision/recall (k = 3), the Inception-Score
+    analogue (10 splits), the fraction with top probability >= CONFIDENCE and the class histogram.
+    The generated features' mean and covariance are accumulated on the device (FeatureStats)."""
+    ref_features, _ = embed(fnet, reference_u8, mesh, batch_size)
+    stats, features, probs = metrics.FeatureStats(), [], []
+    for chunk in images:
+        f, p = embed(fnet, chunk, mesh, batch_size)
+        stats.update(f)
+        features.append(f)
+        probs.append(p)
+    features, probs = np.concatenate(features), np.concatenate(probs)
+    kid_mean, kid_std = metrics.kernel_distance(features, ref_features, seed=seed)
+    precision, recall = metrics.precision_recall(ref_features, features)
+    is_mean, is_std = metrics.inception_score(probs)
+    return {"classifier": fnet.name, "classifier_sha256": fnet.sha256, "samples": len(features),
+            "reference_images": len(ref_features),
+            "fid": metrics.frechet_distance(stats, ref_features), "kid": kid_mean, "kid_std": kid_std,
+            "precision": precision, "recall": recall, "is": is_mean, "is_std": is_std,
+            "confident_fraction": float(np.mean(probs.max(axis=1) >= CONFIDENCE)),
+            "class_histogram": np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]).tolist()}
+
+
+def classifier_for(cfg) -> str:
+    """The classifier that scores a run: eval.classifier, or the one shipped for its data set."""
+    name = cfg.eval.classifier or CLASSIFIER_FOR_DATA.get(cfg.data.name, "")
+    if not name:
+        raise ConfigError(f"eval.classifier='' and data.name={cfg.data.name!r} has no shipped classifier; accepted: "
+                          f"a data set among {', '.join(sorted(CLASSIFIER_FOR_DATA))}, or eval.classifier=PATH.npz")
+    return name
+
+
+def fits(exp) -> bool:
+    """Whether a shipped (or named) classifier exists for a generating run's data."""
+    if not exp.objective.generates or exp.dataset.mixture is not None:
+        return False
+    name = exp.cfg.eval.classifier or CLASSIFIER_FOR_DATA.get(exp.cfg.data.name, "")
+    if not name or not (name.endswith(".npz") or classifier_path(name).is_file()):
+        return False
+    return load_classifier(name).input_shape == tuple(exp.example_shape)

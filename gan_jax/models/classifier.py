@@ -1,0 +1,53 @@
+"""The image classifier whose penultimate features and softmax score generated images (FID, KID,
+precision/recall and the Inception-Score analogue "in classifier space", gan_jax/evaluate/classify.py).
+
+A VGG-style network: per entry of `widths`, two 3x3 convolutions with BatchNorm and ReLU, then a 2x2
+max pool; a Dense layer of `feature_dim` units (BatchNorm, ReLU: the features), then the logits."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from gan_jax.errors import ConfigError
+from gan_jax.models import register
+from gan_jax.models.layers import Conv
+
+
+class ConvClassifier(nn.Module):
+    num_classes: int = 10
+    widths: Sequence[int] = (32, 64)
+    feature_dim: int = 128
+    conv_impl: str = "auto"
+    bn_axis_name: str | None = None  # pmap axis: BatchNorm statistics over the global batch
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False, with_features: bool = False):
+        """x (N, H, W, C) in [-1, 1] -> logits (N, num_classes), or (features (N, feature_dim), logits)."""
+        bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)
+        h = x
+        for width in self.widths:
+            for _ in range(2):
+                h = nn.relu(bn()(Conv(width, (3, 3), padding="SAME", use_bias=False, impl=self.conv_impl)(h)))
+            h = nn.max_pool(h, (2, 2), (2, 2))
+        features = nn.relu(bn()(nn.Dense(self.feature_dim, use_bias=False)(h.reshape(h.shape[0], -1))))
+        logits = nn.Dense(self.num_classes)(features)
+        return (features, logits) if with_features else logits
+
+
+def classifier_from_config(cfg: ml_collections.ConfigDict | dict, example_shape: tuple[int, ...]) -> ConvClassifier:
+    """The classifier of `config.model` (also the shipped classifiers' saved model config)."""
+    get = cfg.get
+    widths = tuple(get("widths", (32, 64)))
+    size = example_shape[0]
+    if len(example_shape) != 3 or size % 2 ** len(widths):
+        raise ConfigError(f"model.widths={list(widths)!r}: {len(widths)} 2x2 poolings need images whose size is a "
+                          f"multiple of {2 ** len(widths)}, got data of shape {example_shape}")
+    return ConvClassifier(get("num_classes", 10), widths, get("feature_dim", 128), get("conv_impl", "auto"),
+                          get("axis_name", None))
+
+
+@register("classifier_cnn")
+def build_classifier(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+    return {"classifier": classifier_from_config(cfg, example_shape)}
