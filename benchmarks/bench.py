@@ -2,6 +2,8 @@
 
     python benchmarks/bench.py dcgan_mnist [--batch 256] [--steps 10]
     python benchmarks/bench.py gan_ring --runs 8        # 8 seeds at once (vmapped), like peer --runs 8
+    python benchmarks/bench.py eval_fid_mnist           # classifier-space FID vs generation (eval_fid.py)
+    python benchmarks/bench.py eval_floor_mnist         # the metrics of 10,000 train vs the test images
 
 The step timed is the one training runs (gan_jax.steps.StepBuilder.multi_step, jitted, state
 donated): one D and one G update per step, on random uint8 batches already on the device (the
@@ -44,7 +46,8 @@ def experiment_config(name: str):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=sorted(WORKLOADS) + ["matmul"])
+    p.add_argument("workload", choices=sorted(WORKLOADS) + ["matmul", "eval_fid_mnist", "eval_floor_mnist",
+                                                            "eval_floor_fashion_mnist", "eval_floor_cifar10"])
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: ~20 s of work)")
     p.add_argument("--runs", type=int, default=1, help="independent seeds trained at once (vmap)")
@@ -53,6 +56,14 @@ def main():
     a = p.parse_args()
     if a.workload == "matmul":
         return matmul_rate()
+    if a.workload == "eval_fid_mnist":
+        import eval_fid  # benchmarks/ is on sys.path when this file runs as a script
+
+        return eval_fid.run(experiment_config("dcgan_mnist"))
+    if a.workload.startswith("eval_floor_"):
+        import eval_fid
+
+        return eval_fid.floor(a.workload.removeprefix("eval_floor_"))
 
     experiment, overrides, shape, mixture = WORKLOADS[a.workload]
     cfg = experiment_config(experiment)

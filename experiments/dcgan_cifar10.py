@@ -16,6 +16,7 @@ def get_config(arg=None):
     c.model.generator_width = 64
     c.model.discriminator_width = 64
     c.train.steps = 50_000
+    c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     if arg == "smoke":
         c.data.batch_size = 8
         c.model.generator_width = 8
@@ -24,4 +25,6 @@ def get_config(arg=None):
         c.train.log_every = 2
         c.train.sample_every = 2
         c.train.checkpoint_every = 2
+        c.eval.num_samples = 500
+        c.eval.num_examples = 500
     return c

@@ -20,10 +20,15 @@ def get_config(arg=None):
     c.train.log_every = 50
     c.train.sample_every = 500
     c.train.checkpoint_every = 500
+    c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
+    c.eval.every = 2000
     if arg == "smoke":
         c.data.batch_size = 8
         c.train.steps = 6
         c.train.log_every = 2
         c.train.sample_every = 3
         c.train.checkpoint_every = 3
+        c.eval.num_samples = 500
+        c.eval.num_examples = 500
+        c.eval.every = 0
     return c

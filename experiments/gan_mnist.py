@@ -22,6 +22,7 @@ def get_config(arg=None):
     c.model.dropout_rate = 0.5
     c.train.steps = 30_000
     c.train.log_every = 100
+    c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     if arg == "smoke":
         c.data.batch_size = 8
         c.model.generator_width = 32
@@ -30,4 +31,6 @@ def get_config(arg=None):
         c.train.log_every = 2
         c.train.sample_every = 2
         c.train.checkpoint_every = 2
+        c.eval.num_samples = 500
+        c.eval.num_examples = 500
     return c

@@ -21,10 +21,13 @@ def get_config(arg=None):
     c.train.log_every = 100
     c.train.sample_every = 400
     c.train.checkpoint_every = 800
+    c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the test split
     if arg == "smoke":
         c.data.batch_size = 8
         c.train.steps = 4
         c.train.log_every = 2
         c.train.sample_every = 2
         c.train.checkpoint_every = 2
+        c.eval.num_samples = 500
+        c.eval.num_examples = 500
     return c

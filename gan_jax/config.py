@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.iwae_k = 5000  # importance samples of the VAE's -log p(x) estimate (Burda et al.)
     c.eval.num_samples = 2500  # generated samples of the sample metrics (mixture modes, classifier space)
     c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
+    c.eval.inception_weights = ""  # Inception FID: pytorch-fid's weight file, 'download' (cached), '': off
     return c
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gan_jax import parallel
@@ -34,13 +35,39 @@ CONFIDENCE = 0.9  # a sample is "confidently classified" when its top softmax pr
 _CONFIG_KEY = "__config__"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class FeatureNet:
     name: str
-    net: ConvClassifier
+    apply: Callable  # (variables, uint8 images (N, H, W, C)) -> (features (N, d), probabilities (N, K)); jittable
     variables: dict  # {'params': ..., 'batch_stats': ...}
-    input_shape: tuple[int, ...]  # (H, W, C) of the uint8 images it takes
+    input_shape: tuple[int, ...] | None  # (H, W, C) of the images it takes; None: any size
     sha256: str  # of `variables` (inception.params_sha256)
+
+
+def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple[int, ...]) -> FeatureNet:
+    """A ConvClassifier as a feature network: penultimate features and softmax."""
+    def apply(variables, x_u8):
+        x = x_u8.astype(jnp.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
+        features, logits = net.apply(variables, x, train=False, with_features=True)
+        return features, jax.nn.softmax(logits)
+
+    return FeatureNet(name, apply, variables, tuple(input_shape), params_sha256(variables))
+
+
+def inception_net(weights: str) -> FeatureNet:
+    """The FID InceptionV3 (gan_jax/evaluate/inception.py) as a feature network: 2048-d pool3 features and
+    the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one."""
+    from gan_jax.evaluate import inception
+
+    path = inception.inception_weights_path(None if weights == "download" else weights)
+    variables = inception.load_inception_params(path)
+    net = inception.InceptionV3()
+
+    def apply(variables, x_u8):
+        pool3, logits = net.apply(variables, x_u8.astype(jnp.float32) / 255.0)
+        return pool3, jax.nn.softmax(logits)
+
+    return FeatureNet("inception_v3", apply, variables, None, params_sha256(variables))
 
 
 def classifier_path(name: str) -> Path:
@@ -65,6 +92,16 @@ def save_classifier(path: str | os.PathLike, model_config: dict, input_shape: tu
 def load_classifier(name_or_path: str) -> FeatureNet:
     """A shipped classifier by data-set name ('mnist', 'fashion_mnist', 'cifar10') or a classifier file."""
     path = Path(name_or_path) if name_or_path.endswith(".npz") else classifier_path(name_or_path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns if path.is_file() else None)
+    if key not in _LOADED:  # one FeatureNet per file, so that its compiled embedding is reused
+        _LOADED[key] = _load_classifier(name_or_path, path)
+    return _LOADED[key]
+
+
+_LOADED: dict = {}
+
+
+def _load_classifier(name_or_path: str, path: Path) -> FeatureNet:
     if not path.is_file():
         raise UserError(f"eval.classifier={name_or_path!r}: no classifier file {path}; accepted: "
                         f"{', '.join(shipped_classifiers()) or '(none shipped)'} or a .npz written by save_classifier")
@@ -77,8 +114,8 @@ def load_classifier(name_or_path: str) -> FeatureNet:
         raise UserError(f"{path} is not a classifier file ({reason})") from None
     variables = flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in arrays.items()})
     shape = tuple(config["input_shape"])
-    return FeatureNet(path.stem.removeprefix("classifier_"), classifier_from_config(config["model"], shape),
-                      variables, shape, params_sha256(variables))
+    return classifier_net(path.stem.removeprefix("classifier_"), classifier_from_config(config["model"], shape),
+                          variables, shape)
 
 
 def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | None = None,
@@ -86,14 +123,15 @@ def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | Non
     """(features (N, feature_dim), softmax probabilities (N, classes)), float32, of uint8 images
     (N, H, W, C), computed data-parallel over `mesh` (default: every device) in batches."""
     images_u8 = np.asarray(images_u8)
-    if images_u8.dtype != np.uint8 or tuple(images_u8.shape[1:]) != fnet.input_shape:
-        raise ConfigError(f"eval.classifier={fnet.name!r} takes uint8 images {fnet.input_shape}, got "
-                          f"{images_u8.dtype} {tuple(images_u8.shape[1:])}")
+    if images_u8.dtype != np.uint8 or images_u8.ndim != 4 or (
+            fnet.input_shape is not None and tuple(images_u8.shape[1:]) != fnet.input_shape):
+        raise ConfigError(f"eval.classifier={fnet.name!r} takes uint8 images {fnet.input_shape or '(H, W, C)'}, "
+                          f"got {images_u8.dtype} {tuple(images_u8.shape[1:])}")
     mesh = mesh if mesh is not None else parallel.make_mesh()
     devices = mesh.devices.size
     batch = -(-batch_size // devices) * devices  # a multiple of the device count
     sharding = parallel.batch_sharding(mesh, 4, batch_axis=0)
-    fn = _embed_fn(fnet.net, sharding, parallel.replicated(mesh))
+    fn = _embed_fn(fnet.apply, sharding, parallel.replicated(mesh))
     variables = parallel.host_replicated(fnet.variables, mesh)
     features, probs = [], []
     for i in range(0, len(images_u8), batch):
@@ -109,14 +147,9 @@ def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | Non
 _EMBED_FNS: dict = {}
 
 
-def _embed_fn(net: ConvClassifier, in_sharding, out_sharding):
-    key = (net, in_sharding, out_sharding)
+def _embed_fn(apply: Callable, in_sharding, out_sharding):
+    key = (apply, in_sharding, out_sharding)
     if key not in _EMBED_FNS:
-        def apply(variables, x_u8):
-            x = x_u8.astype(np.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
-            features, logits = net.apply(variables, x, train=False, with_features=True)
-            return features, jax.nn.softmax(logits)
-
         _EMBED_FNS[key] = jax.jit(apply, in_shardings=(out_sharding, in_sharding), out_shardings=out_sharding)
     return _EMBED_FNS[key]
 
@@ -163,3 +196,34 @@ def fits(exp) -> bool:
     if not name or not (name.endswith(".npz") or classifier_path(name).is_file()):
         return False
     return load_classifier(name).input_shape == tuple(exp.example_shape)
+
+
+def export(workdir: str, step: int | None = None, out: str | None = None) -> tuple[str, str]:
+    """Writes the classifier trained in `workdir` (objective='classifier') as a classifier file, by
+    default the shipped one of its data set; returns (path, SHA-256)."""
+    from gan_jax.sample import restore  # sample imports the experiment, which imports the evaluators
+
+    exp, step, state = restore(workdir, step)
+    if "classifier" not in exp.nets:
+        raise UserError(f"--workdir={workdir!r} holds objective={exp.cfg.objective!r}; accepted: a classifier run")
+    model = {k: v for k, v in exp.cfg.model.to_dict().items() if k in ("num_classes", "widths", "feature_dim")}
+    variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
+    path = out or str(classifier_path(exp.cfg.data.name))
+    return path, save_classifier(path, model, tuple(exp.example_shape), variables)
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Writes the classifier trained in WORKDIR as a classifier file "
+                                     "(default: the shipped one of its data set, in gan_jax/evaluate/classifiers/).")
+    parser.add_argument("workdir")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    parser.add_argument("--out", default=None, help="output .npz (default: the shipped file)")
+    args = parser.parse_args()
+    try:
+        written, sha = export(args.workdir, args.step, args.out)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {written} (params sha256 {sha})")

@@ -114,9 +114,13 @@ def classifier_space(exp, state, step: int) -> dict:
     """eval.num_samples samples (a key of (seed, step)) scored by the data's classifier against the eval
     split: FID, KID, precision/recall, the Inception-Score analogue, the confident fraction, the class
     histogram (gan_jax/evaluate/classify.py)."""
+    return _score_samples(exp, state, step, classify.load_classifier(classify.classifier_for(exp.cfg)))
+
+
+def _score_samples(exp, state, step: int, fnet) -> dict:
+    """eval.num_samples samples of the step's key, as uint8, scored by `fnet` against the eval split."""
     from gan_jax.sample import sample_chunks  # sample imports the experiment, which imports this
 
-    fnet = classify.load_classifier(classify.classifier_for(exp.cfg))
     chunks = (sample_io.to_uint8(c, exp.cfg.objective)
               for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
     reference, _ = _test_images(exp)
@@ -149,10 +153,18 @@ def classifier_accuracy(exp, state, step: int) -> dict:
     """The run's own classifier on the eval split: accuracy and mean cross-entropy (nats)."""
     images, labels = _test_images(exp)
     variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
-    fnet = classify.FeatureNet(exp.cfg.model.name, exp.nets["classifier"], jax.device_get(variables),
-                               tuple(exp.example_shape), classify.params_sha256(jax.device_get(variables)))
+    fnet = classify.classifier_net(exp.cfg.model.name, exp.nets["classifier"], jax.device_get(variables),
+                                   tuple(exp.example_shape))
     _, probs = classify.embed(fnet, images, exp.mesh, exp.cfg.eval.batch_size)
     nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))
     return {"split": exp.cfg.data.eval_split, "examples": len(labels),
             "accuracy": float(np.mean(probs.argmax(1) == labels)), "cross_entropy_nats": float(nll.mean()),
             "params_sha256": fnet.sha256}
+
+
+@register("inception", fits=lambda exp: bool(exp.cfg.eval.inception_weights) and exp.objective.generates
+          and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')")
+def inception_space(exp, state, step: int) -> dict:
+    """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299): FID,
+    KID, precision/recall and the Inception Score on 2048-d pool3 features and the 1008-way softmax."""
+    return _score_samples(exp, state, step, classify.inception_net(exp.cfg.eval.inception_weights))
