@@ -55,12 +55,22 @@ def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple
 
 
 def inception_net(weights: str) -> FeatureNet:
+    """Cached per weights file: see _inception_net."""
+    if weights not in _LOADED:
+        _LOADED[weights] = _inception_net(weights)
+    return _LOADED[weights]
+
+
+def _inception_net(weights: str) -> FeatureNet:
     """The FID InceptionV3 (gan_jax/evaluate/inception.py) as a feature network: 2048-d pool3 features and
     the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one."""
     from gan_jax.evaluate import inception
 
-    path = inception.inception_weights_path(None if weights == "download" else weights)
-    variables = inception.load_inception_params(path)
+    try:
+        path = inception.inception_weights_path(None if weights == "download" else weights)
+        variables = inception.load_inception_params(path)
+    except UserError as e:
+        raise UserError(f"eval.inception_weights={weights!r}: {e}") from None
     net = inception.InceptionV3()
 
     def apply(variables, x_u8):

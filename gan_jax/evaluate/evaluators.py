@@ -26,25 +26,36 @@ class Evaluator:
     fn: Callable[..., dict]  # (experiment, state laid out as Experiment.init_state places it, step) -> metrics
     fits: Callable[..., bool]  # (experiment) -> whether the evaluator applies to the run
     needs: str  # said when it does not fit
+    prepare: Callable[..., object] | None = None  # (experiment) -> loads what it needs, raising UserError
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
-def register(name: str, fits: Callable[..., bool], needs: str):
+def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None):
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, fits, needs)
+        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare)
         return fn
 
     return wrap
 
 
 def selected(exp) -> list[str]:
-    """The evaluators of a run: eval.metrics, or every one that fits. Raises ConfigError, naming the
-    field, for an unknown name or one that does not fit the run's data or objective."""
+    """The evaluators of a run: eval.metrics, or every one that fits, with what they need loaded (weights,
+    classifiers), so that a missing file is refused before training starts. Raises ConfigError, naming
+    the field, for an unknown name or one that does not fit the run's data or objective."""
     names = [n.strip() for n in exp.cfg.eval.metrics.split(",") if n.strip()]
     if not names:
-        return [n for n, e in EVALUATORS.items() if e.fits(exp)]
+        names = [n for n, e in EVALUATORS.items() if e.fits(exp)]
+    else:
+        _check_names(exp, names)
+    for n in names:
+        if EVALUATORS[n].prepare is not None:
+            EVALUATORS[n].prepare(exp)
+    return names
+
+
+def _check_names(exp, names: list[str]) -> None:
     for n in names:
         if n not in EVALUATORS:
             raise ConfigError(f"eval.metrics={exp.cfg.eval.metrics!r}: {n!r} is unknown; accepted: "
@@ -52,7 +63,6 @@ def selected(exp) -> list[str]:
         if not EVALUATORS[n].fits(exp):
             raise ConfigError(f"eval.metrics={exp.cfg.eval.metrics!r}: {n!r} needs {EVALUATORS[n].needs}; "
                               f"this run has objective={exp.cfg.objective!r}, data.name={exp.cfg.data.name!r}")
-    return names
 
 
 def run_all(exp, state, step: int, names: list[str]) -> dict:
@@ -109,7 +119,8 @@ def vae_likelihood(exp, state, step: int) -> dict:
 
 
 @register("classifier_space", fits=classify.fits,
-          needs="a generating run on data with a classifier of its image shape (eval.classifier)")
+          needs="a generating run on data with a classifier of its image shape (eval.classifier)",
+          prepare=lambda exp: classify.load_classifier(classify.classifier_for(exp.cfg)))
 def classifier_space(exp, state, step: int) -> dict:
     """eval.num_samples samples (a key of (seed, step)) scored by the data's classifier against the eval
     split: FID, KID, precision/recall, the Inception-Score analogue, the confident fraction, the class
@@ -129,7 +140,7 @@ def _score_samples(exp, state, step: int, fnet) -> dict:
 
 
 @register("stacked_modes", fits=lambda exp: exp.cfg.data.name == "stacked_mnist" and exp.objective.generates,
-          needs="data.name='stacked_mnist'")
+          needs="data.name='stacked_mnist'", prepare=lambda exp: classify.load_classifier("mnist"))
 def stacked_mnist_modes(exp, state, step: int) -> dict:
     """Stacked MNIST (Metz et al. 2017; PacGAN's protocol with 26,000 samples = eval.num_samples): each
     channel classified by the shipped mnist classifier; modes captured out of 1,000 and the KL of the
@@ -163,7 +174,8 @@ def classifier_accuracy(exp, state, step: int) -> dict:
 
 
 @register("inception", fits=lambda exp: bool(exp.cfg.eval.inception_weights) and exp.objective.generates
-          and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')")
+          and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')",
+          prepare=lambda exp: classify.inception_net(exp.cfg.eval.inception_weights))
 def inception_space(exp, state, step: int) -> dict:
     """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299): FID,
     KID, precision/recall and the Inception Score on 2048-d pool3 features and the 1008-way softmax."""
