@@ -2,17 +2,18 @@
 and a fake batch that returns (discriminator_loss, generator_loss); the train step differentiates
 the first w.r.t. D and the second w.r.t. G. A new loss is one decorated function here:
 
-    @register_gan_loss("hinge")
-    def hinge(real_logits, fake_logits):
-        return jnp.mean(nn.relu(1 - real_logits)) + jnp.mean(nn.relu(1 + fake_logits)), -jnp.mean(fake_logits)
+    @register_gan_loss("softplus_hinge")
+    def softplus_hinge(real_logits, fake_logits):
+        return jnp.mean(softplus(1 - real_logits)) + jnp.mean(softplus(1 + fake_logits)), -jnp.mean(fake_logits)
 
-All GAN losses work on logits with softplus forms, so they stay finite at logits of +-100:
+"Logits" are D's raw, unbounded output, whatever the loss: no loss expects a sigmoid inside D. The
+cross-entropy losses use softplus forms, so every loss stays finite at logits of +-100:
 -log D(x) = softplus(-l) and -log(1 - D(x)) = softplus(l), where D(x) = sigmoid(l)."""
 
 from collections.abc import Callable
 
 import jax.numpy as jnp
-from jax.nn import softplus
+from jax.nn import relu, softplus
 
 from gan_jax.errors import ConfigError
 
@@ -47,6 +48,72 @@ def non_saturating(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[
     """Same L_D as minimax; L_G = -E log D(G(z)), whose gradient does not vanish when D wins."""
     d_loss = jnp.mean(softplus(-real_logits)) + jnp.mean(softplus(fake_logits))
     return d_loss, jnp.mean(softplus(-fake_logits))
+
+
+@register_gan_loss("least_squares")
+def least_squares(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """LSGAN, Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017, with the 0-1
+    coding a = 0 (fake), b = 1 (real), c = 1 (what G wants D to say), D the raw logit, no sigmoid.
+    real_logits (N,), fake_logits (M,) -> scalars in squared logit units:
+    L_D = 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2],  L_G = 1/2 E[(D(G(z)) - 1)^2].
+    The optimal D is p_data / (p_data + p_g), 1/2 where the densities agree."""
+    d_loss = 0.5 * jnp.mean(jnp.square(real_logits - 1)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+    return d_loss, 0.5 * jnp.mean(jnp.square(fake_logits - 1))
+
+
+@register_gan_loss("wasserstein")
+def wasserstein(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """WGAN critic losses, Arjovsky et al., "Wasserstein GAN", ICML 2017 (Algorithm 1).
+    real_logits (N,), fake_logits (M,) -> scalars in critic-output units:
+    L_D = E[D(G(z))] - E[D(x)],  L_G = -E[D(G(z))].
+    Alone this is not a WGAN: -L_D estimates the Wasserstein-1 distance only for a 1-Lipschitz
+    critic, which weight clipping (Arjovsky et al.) or a gradient penalty (Gulrajani et al., 2017)
+    enforces. Without either, D's logits grow without bound. The clip constraint is a separate
+    config item, still to come."""
+    return jnp.mean(fake_logits) - jnp.mean(real_logits), -jnp.mean(fake_logits)
+
+
+@register_gan_loss("hinge")
+def hinge(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Hinge loss: Lim & Ye, "Geometric GAN", 2017; Miyato et al., "Spectral Normalization for
+    Generative Adversarial Networks", ICLR 2018 (there written as values to maximize).
+    real_logits (N,), fake_logits (M,) -> scalars in logit units:
+    L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))],  L_G = -E[D(G(z))].
+    D gets no gradient from a real logit >= 1 or a fake logit <= -1."""
+    d_loss = jnp.mean(relu(1 - real_logits)) + jnp.mean(relu(1 + fake_logits))
+    return d_loss, -jnp.mean(fake_logits)
+
+
+def _relativistic_average(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """C_r = D(x) - E[D(G(z))] (N,) and C_f = D(G(z)) - E[D(x)] (M,). The means are over this
+    call's batch (one device's shard under data parallelism) and are differentiated through."""
+    return real_logits - jnp.mean(fake_logits), fake_logits - jnp.mean(real_logits)
+
+
+@register_gan_loss("relativistic_average")
+def relativistic_average(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """RaSGAN, Jolicoeur-Martineau, "The relativistic discriminator: a key element missing from
+    standard GAN", 2018 (ICLR 2019): D~(x) = sigmoid(C_r) is the probability that x is
+    more realistic than the average fake, with C_r = D(x) - E[D(G(z))], C_f = D(G(z)) - E[D(x)].
+    real_logits (N,), fake_logits (M,) -> scalars in nats:
+    L_D = -E log sigmoid(C_r) - E log(1 - sigmoid(C_f)) = E softplus(-C_r) + E softplus(C_f),
+    L_G = -E log sigmoid(C_f) - E log(1 - sigmoid(C_r)) = E softplus(-C_f) + E softplus(C_r):
+    L_G is L_D with real and fake swapped, so G also gets gradient through the real logits' term."""
+    c_r, c_f = _relativistic_average(real_logits, fake_logits)
+    d_loss = jnp.mean(softplus(-c_r)) + jnp.mean(softplus(c_f))
+    return d_loss, jnp.mean(softplus(-c_f)) + jnp.mean(softplus(c_r))
+
+
+@register_gan_loss("relativistic_average_hinge")
+def relativistic_average_hinge(real_logits: jnp.ndarray, fake_logits: jnp.ndarray
+                               ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """RaHingeGAN, Jolicoeur-Martineau 2018 (as relativistic_average):
+    the hinge loss on the relativistic logits C_r = D(x) - E[D(G(z))], C_f = D(G(z)) - E[D(x)].
+    real_logits (N,), fake_logits (M,) -> scalars in logit units:
+    L_D = E relu(1 - C_r) + E relu(1 + C_f),  L_G = E relu(1 - C_f) + E relu(1 + C_r)."""
+    c_r, c_f = _relativistic_average(real_logits, fake_logits)
+    d_loss = jnp.mean(relu(1 - c_r)) + jnp.mean(relu(1 + c_f))
+    return d_loss, jnp.mean(relu(1 - c_f)) + jnp.mean(relu(1 + c_r))
 
 
 # --- VAE -------------------------------------------------------------------------------------
