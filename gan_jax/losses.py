@@ -21,9 +21,16 @@ GanLoss = Callable[[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 GAN_LOSSES: dict[str, GanLoss] = {}
 
 
-def register_gan_loss(name: str) -> Callable[[GanLoss], GanLoss]:
+# Losses whose value couples the examples of a batch (means over the other batch inside the loss):
+# under pmap each device sees only its share of the batch, so these would change with the device count.
+BATCH_COUPLED: set[str] = set()
+
+
+def register_gan_loss(name: str, batch_coupled: bool = False) -> Callable[[GanLoss], GanLoss]:
     def wrap(fn: GanLoss) -> GanLoss:
         GAN_LOSSES[name] = fn
+        if batch_coupled:
+            BATCH_COUPLED.add(name)
         return fn
 
     return wrap
@@ -90,7 +97,7 @@ def _relativistic_average(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) ->
     return real_logits - jnp.mean(fake_logits), fake_logits - jnp.mean(real_logits)
 
 
-@register_gan_loss("relativistic_average")
+@register_gan_loss("relativistic_average", batch_coupled=True)
 def relativistic_average(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """RaSGAN, Jolicoeur-Martineau, "The relativistic discriminator: a key element missing from
     standard GAN", 2018 (ICLR 2019): D~(x) = sigmoid(C_r) is the probability that x is
@@ -104,7 +111,7 @@ def relativistic_average(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> 
     return d_loss, jnp.mean(softplus(-c_f)) + jnp.mean(softplus(c_r))
 
 
-@register_gan_loss("relativistic_average_hinge")
+@register_gan_loss("relativistic_average_hinge", batch_coupled=True)
 def relativistic_average_hinge(real_logits: jnp.ndarray, fake_logits: jnp.ndarray
                                ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """RaHingeGAN, Jolicoeur-Martineau 2018 (as relativistic_average):

@@ -16,6 +16,7 @@ import optax
 
 from gan_jax import keys, losses
 from gan_jax.data.synthetic import sample_mixture
+from gan_jax.errors import ConfigError
 from gan_jax.ops import random
 
 
@@ -115,6 +116,10 @@ class StepBuilder:
             losses.get_likelihood(cfg.loss.likelihood)
         else:
             losses.get_gan_loss(cfg.loss.name)
+            if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
+                raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
+                                  "under parallel.mode='pmap' a loss sees one device's share; accepted: "
+                                  "parallel.mode='jit'")
 
     # --- initialization ----------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:

@@ -99,7 +99,9 @@ def test_resume_and_sample(name, tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--config.objective=wgan"], "objective='wgan' is not accepted; accepted: gan, dcgan, vae"),
+    (["--config.objective=wgan"], "objective='wgan' is not accepted; accepted: gan, dcgan, vae, classifier"),
+    (["--config.loss.name=relativistic_average", "--config.parallel.mode=pmap"],
+     "loss.name='relativistic_average' averages over the whole batch inside the loss"),
     (["--config.model.name=resnet"], "model.name='resnet' is unknown; accepted:"),
     (["--config.loss.name=hinge2"], "loss.name='hinge2' is unknown for a GAN; accepted:"),
     (["--config.data.name=imagenet"], "data.name='imagenet' is unknown"),
