@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.likelihood = "bernoulli"  # VAE: bernoulli | gaussian
     c.loss.beta = 1.0  # VAE: weight of the KL term (1: VAE, else beta-VAE)
     c.loss.gaussian_std = 0.1
+    c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4
@@ -104,6 +105,7 @@ RANGES = {
     "model.dropout_rate": (0, 1, True, False),
     "loss.beta": (0, None, True, None),
     "loss.gaussian_std": (0, None, False, None),
+    "loss.clip": (0, None, True, None),
     "optimizer.learning_rate": (0, None, False, None),
     "optimizer.discriminator_learning_rate": (0, None, False, None),
     "optimizer.b1": (0, 1, True, False),

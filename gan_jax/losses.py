@@ -75,8 +75,8 @@ def wasserstein(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp
     L_D = E[D(G(z))] - E[D(x)],  L_G = -E[D(G(z))].
     Alone this is not a WGAN: -L_D estimates the Wasserstein-1 distance only for a 1-Lipschitz
     critic, which weight clipping (Arjovsky et al.) or a gradient penalty (Gulrajani et al., 2017)
-    enforces. Without either, D's logits grow without bound. The clip constraint is a separate
-    config item, still to come."""
+    enforces. Without either, D's logits grow without bound: set loss.clip (e.g. 0.01, applied after
+    each D update by the step)."""
     return jnp.mean(fake_logits) - jnp.mean(real_logits), -jnp.mean(fake_logits)
 
 

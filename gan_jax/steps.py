@@ -221,6 +221,7 @@ class StepBuilder:
             stats["discriminator"] = _pmean(s, self.axis_name)
             params["discriminator"], opt_state["discriminator"] = _apply_updates(
                 params["discriminator"], opt_state["discriminator"], grads, self.optimizers["discriminator"])
+            params["discriminator"] = self._constrain_critic(params["discriminator"])
             critic_loss, critic_logits = loss, (real_logits, fake_logits)  # the last update's, logged
 
         g_key = jax.random.fold_in(step_key, 1)
@@ -269,10 +270,17 @@ class StepBuilder:
         for name, grads in (("discriminator", d_grads), ("generator", g_grads)):
             params[name], opt_state[name] = _apply_updates(params[name], opt_state[name],
                                                            _pmean(grads, self.axis_name), self.optimizers[name])
+        params["discriminator"] = self._constrain_critic(params["discriminator"])
         stats = {name: _pmean(s, self.axis_name) for name, s in (("generator", stats["generator"]),
                                                                  ("discriminator", d_stats))}
         metrics = _gan_metrics(d_loss, *logits, g_loss, opt_state)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), _pmean(metrics, self.axis_name)
+
+    def _constrain_critic(self, d_params):
+        """WGAN weight clipping (Arjovsky et al. 2017), after each D update: every D parameter into
+        [-loss.clip, loss.clip]; loss.clip = 0 leaves D unconstrained."""
+        c = self.cfg.loss.clip
+        return d_params if not c else jax.tree.map(lambda p: jnp.clip(p, -c, c), d_params)
 
     def _vae_step(self, state: TrainState, batch_u8, step_key):
         V = self.nets["vae"]

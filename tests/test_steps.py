@@ -70,6 +70,21 @@ def test_generator_update_lowers_its_loss():
     assert np.mean([m["g_loss"] for m in h[-5:]]) < 0.8 * np.mean([m["g_loss"] for m in h[:5]])
 
 
+@pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
+def test_weight_clipping_bounds_every_critic_parameter(update_rule):
+    # WGAN: after each D update every D parameter lies in [-clip, clip]; G is left alone.
+    clip = 0.01
+    _, b = _builder(loss__name="wasserstein", loss__clip=clip, train__update_rule=update_rule)
+    init = b.init_state(0)
+    state, _ = _run(b, 3, _fixed_batch())
+    d = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["discriminator"])])
+    assert np.abs(d).max() <= clip + 1e-7
+    assert np.isclose(np.abs(d).max(), clip)  # the initialization exceeds the bound: clipping happened
+    assert max(np.abs(x).max() for x in jax.tree.leaves(init.params["discriminator"])) > clip
+    g = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["generator"])])
+    assert np.abs(g).max() > clip
+
+
 @pytest.mark.parametrize("objective", ["dcgan", "vae"])
 def test_step_compiles_once(objective):
     _, b = _builder(objective)
