@@ -31,6 +31,10 @@ CLASSIFIER_DIR = Path(__file__).parent / "classifiers"
 # The shipped classifier that scores each data set (its images must have the classifier's shape).
 CLASSIFIER_FOR_DATA = {"mnist": "mnist", "binarized_mnist": "mnist", "quickstart_digits": "mnist",
                        "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
+# The SHA-256 of each shipped classifier's parameters (README table): a file that differs is damaged.
+SHIPPED_SHA256 = {
+    "mnist": "e33428027f132d891420f16c87eb095b1b1aec0d99954586a75ed49f93860c23",
+}
 CONFIDENCE = 0.9  # a sample is "confidently classified" when its top softmax probability reaches this
 _CONFIG_KEY = "__config__"
 
@@ -124,6 +128,11 @@ def _load_classifier(name_or_path: str, path: Path) -> FeatureNet:
         raise UserError(f"{path} is not a classifier file ({reason})") from None
     variables = flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in arrays.items()})
     shape = tuple(config["input_shape"])
+    sha = params_sha256(variables)
+    name = path.stem.removeprefix("classifier_")
+    if path.parent == CLASSIFIER_DIR and SHIPPED_SHA256.get(name, sha) != sha:
+        raise UserError(f"{path} has parameters sha256 {sha}, not the shipped {SHIPPED_SHA256[name]}: the file is "
+                        "damaged; reinstall gan-jax (or retrain it: README, Evaluation)")
     return classifier_net(path.stem.removeprefix("classifier_"), classifier_from_config(config["model"], shape),
                           variables, shape)
 
