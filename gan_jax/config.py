@@ -94,6 +94,7 @@ RANGES = {
     "model.num_classes": (1, None, False, None),
     "model.feature_dim": (0, None, False, None),
     "model.widths": (0, None, False, None),
+    "model.convs_per_block": (0, None, False, None),
     "model.latent_dim": (0, None, False, None),
     "model.generator_width": (0, None, False, None),
     "model.discriminator_width": (0, None, False, None),

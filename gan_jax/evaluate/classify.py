@@ -11,8 +11,10 @@ under their paths ('params/Conv_0/kernel', ...) and its model config as JSON und
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -123,7 +125,7 @@ def _load_classifier(name_or_path: str, path: Path) -> FeatureNet:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         config = json.loads(str(arrays.pop(_CONFIG_KEY)))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path} is not a classifier file ({reason})") from None
     variables = flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in arrays.items()})
@@ -173,13 +175,29 @@ def _embed_fn(apply: Callable, in_sharding, out_sharding):
     return _EMBED_FNS[key]
 
 
+_REFERENCE_FEATURES: dict = {}
+
+
+def reference_features(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | None = None,
+                       batch_size: int = 500) -> np.ndarray:
+    """`embed`'s features of reference images, computed once per process for each (network, images):
+    an evaluation every few thousand steps scores against the same test split every time."""
+    images_u8 = np.ascontiguousarray(images_u8)
+    key = (fnet.sha256, images_u8.shape, str(images_u8.dtype), hashlib.blake2b(images_u8.data).hexdigest())
+    if key not in _REFERENCE_FEATURES:
+        if len(_REFERENCE_FEATURES) >= 4:
+            _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
+        _REFERENCE_FEATURES[key] = embed(fnet, images_u8, mesh, batch_size)[0]
+    return _REFERENCE_FEATURES[key]
+
+
 def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarray,
           mesh: jax.sharding.Mesh | None = None, batch_size: int = 500, seed: int = 0) -> dict:
     """Classifier-space metrics of uint8 image chunks (each (n, H, W, C)) against reference images:
     fid, kid (mean, std over 100 subsets of 1,000), precision/recall (k = 3), the Inception-Score
     analogue (10 splits), the fraction with top probability >= CONFIDENCE and the class histogram.
     The generated features' mean and covariance are accumulated on the device (FeatureStats)."""
-    ref_features, _ = embed(fnet, reference_u8, mesh, batch_size)
+    ref_features = reference_features(fnet, reference_u8, mesh, batch_size)
     stats, features, probs = metrics.FeatureStats(), [], []
     for chunk in images:
         f, p = embed(fnet, chunk, mesh, batch_size)
@@ -196,6 +214,22 @@ def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarr
             "precision": precision, "recall": recall, "is": is_mean, "is_std": is_std,
             "confident_fraction": float(np.mean(probs.max(axis=1) >= CONFIDENCE)),
             "class_histogram": np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]).tolist()}
+
+
+def feature_dim(fnet: FeatureNet) -> int:
+    """The dimension d of `fnet`'s features (FID needs more than d samples in each set)."""
+    shape = fnet.input_shape or (299, 299, 3)
+    out = jax.eval_shape(fnet.apply, fnet.variables, jax.ShapeDtypeStruct((1, *shape), jnp.uint8))
+    return int(out[0].shape[1])
+
+
+def check_counts(fnet: FeatureNet, num_samples: int, num_reference: int) -> None:
+    """Refuses sample counts that leave FID's covariances singular (n <= d), before any sampling."""
+    d = feature_dim(fnet)
+    for field, n in (("eval.num_samples", num_samples), ("eval.num_examples (test images)", num_reference)):
+        if n <= d:
+            raise ConfigError(f"{field}={n} is not accepted with the {d}-dimensional features of "
+                              f"{fnet.name!r}: FID needs more samples than dimensions; accepted: > {d}")
 
 
 def classifier_for(cfg) -> str:
@@ -225,7 +259,8 @@ def export(workdir: str, step: int | None = None, out: str | None = None) -> tup
     exp, step, state = restore(workdir, step)
     if "classifier" not in exp.nets:
         raise UserError(f"--workdir={workdir!r} holds objective={exp.cfg.objective!r}; accepted: a classifier run")
-    model = {k: v for k, v in exp.cfg.model.to_dict().items() if k in ("num_classes", "widths", "feature_dim")}
+    model = {k: v for k, v in exp.cfg.model.to_dict().items() if k in ("num_classes", "widths", "feature_dim",
+                                                                             "convs_per_block")}
     variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
     path = out or str(classifier_path(exp.cfg.data.name))
     return path, save_classifier(path, model, tuple(exp.example_shape), variables)

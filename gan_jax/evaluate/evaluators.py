@@ -120,12 +120,16 @@ def vae_likelihood(exp, state, step: int) -> dict:
 
 @register("classifier_space", fits=classify.fits,
           needs="a generating run on data with a classifier of its image shape (eval.classifier)",
-          prepare=lambda exp: classify.load_classifier(classify.classifier_for(exp.cfg)))
+          prepare=lambda exp: _check_counts(exp, classify.load_classifier(classify.classifier_for(exp.cfg))))
 def classifier_space(exp, state, step: int) -> dict:
     """eval.num_samples samples (a key of (seed, step)) scored by the data's classifier against the eval
     split: FID, KID, precision/recall, the Inception-Score analogue, the confident fraction, the class
     histogram (gan_jax/evaluate/classify.py)."""
     return _score_samples(exp, state, step, classify.load_classifier(classify.classifier_for(exp.cfg)))
+
+
+def _check_counts(exp, fnet) -> None:
+    classify.check_counts(fnet, exp.cfg.eval.num_samples, len(_test_images(exp)[0]))
 
 
 def _score_samples(exp, state, step: int, fnet) -> dict:
@@ -175,7 +179,7 @@ def classifier_accuracy(exp, state, step: int) -> dict:
 
 @register("inception", fits=lambda exp: bool(exp.cfg.eval.inception_weights) and exp.objective.generates
           and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')",
-          prepare=lambda exp: classify.inception_net(exp.cfg.eval.inception_weights))
+          prepare=lambda exp: _check_counts(exp, classify.inception_net(exp.cfg.eval.inception_weights)))
 def inception_space(exp, state, step: int) -> dict:
     """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299): FID,
     KID, precision/recall and the Inception Score on 2048-d pool3 features and the 1008-way softmax."""

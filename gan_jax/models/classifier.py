@@ -1,8 +1,8 @@
 """The image classifier whose penultimate features and softmax score generated images (FID, KID,
 precision/recall and the Inception-Score analogue "in classifier space", gan_jax/evaluate/classify.py).
 
-A VGG-style network: per entry of `widths`, two 3x3 convolutions with BatchNorm and ReLU, then a 2x2
-max pool; a Dense layer of `feature_dim` units (BatchNorm, ReLU: the features), then the logits."""
+A VGG-style network: per entry of `widths`, `convs_per_block` 3x3 convolutions with BatchNorm and ReLU,
+then a 2x2 max pool; a Dense layer of `feature_dim` units (BatchNorm, ReLU: the features), then the logits."""
 
 from collections.abc import Sequence
 
@@ -19,6 +19,7 @@ class ConvClassifier(nn.Module):
     num_classes: int = 10
     widths: Sequence[int] = (32, 64)
     feature_dim: int = 128
+    convs_per_block: int = 2
     conv_impl: str = "auto"
     bn_axis_name: str | None = None  # pmap axis: BatchNorm statistics over the global batch
 
@@ -28,7 +29,7 @@ class ConvClassifier(nn.Module):
         bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)
         h = x
         for width in self.widths:
-            for _ in range(2):
+            for _ in range(self.convs_per_block):
                 h = nn.relu(bn()(Conv(width, (3, 3), padding="SAME", use_bias=False, impl=self.conv_impl)(h)))
             h = nn.max_pool(h, (2, 2), (2, 2))
         features = nn.relu(bn()(nn.Dense(self.feature_dim, use_bias=False)(h.reshape(h.shape[0], -1))))
@@ -44,8 +45,8 @@ def classifier_from_config(cfg: ml_collections.ConfigDict | dict, example_shape:
     if len(example_shape) != 3 or size % 2 ** len(widths):
         raise ConfigError(f"model.widths={list(widths)!r}: {len(widths)} 2x2 poolings need images whose size is a "
                           f"multiple of {2 ** len(widths)}, got data of shape {example_shape}")
-    return ConvClassifier(get("num_classes", 10), widths, get("feature_dim", 128), get("conv_impl", "auto"),
-                          get("axis_name", None))
+    return ConvClassifier(get("num_classes", 10), widths, get("feature_dim", 128), get("convs_per_block", 2),
+                          get("conv_impl", "auto"), get("axis_name", None))
 
 
 @register("classifier_cnn")
