@@ -9,16 +9,29 @@ from gan_jax.errors import ConfigError
 from gan_jax.evaluate import evaluators
 
 
-def run(objective="gan", mixture=None, metrics=""):
-    cfg = types.SimpleNamespace(objective=objective, eval=types.SimpleNamespace(metrics=metrics),
-                                data=types.SimpleNamespace(name=mixture or "mnist"))
-    return types.SimpleNamespace(cfg=cfg, dataset=types.SimpleNamespace(mixture=mixture))
+def run(objective="gan", mixture=None, metrics="", data="faces", shape=(28, 28, 1)):
+    cfg = types.SimpleNamespace(objective=objective, eval=types.SimpleNamespace(metrics=metrics, classifier="",
+                                                                                inception_weights=""),
+                                data=types.SimpleNamespace(name=mixture or data))
+    nets = {"vae": ["vae"], "classifier": ["classifier"]}.get(objective, ["generator", "discriminator"])
+    return types.SimpleNamespace(cfg=cfg, dataset=types.SimpleNamespace(mixture=mixture), nets=nets,
+                                 objective=types.SimpleNamespace(generates=objective != "classifier"),
+                                 example_shape=(2,) if mixture else shape)
 
 
 def test_default_is_every_evaluator_that_fits():
     assert evaluators.selected(run(mixture="ring8")) == ["modes"]
     assert evaluators.selected(run(objective="vae")) == ["vae_likelihood"]
-    assert evaluators.selected(run()) == []
+    assert evaluators.selected(run()) == []  # no classifier of these images ships
+
+
+def test_classifier_space_fits_generated_images_of_its_classifiers_shape():
+    fits = evaluators.EVALUATORS["classifier_space"].fits
+    assert fits(run(data="mnist")) and fits(run(objective="vae", data="binarized_mnist"))
+    assert not fits(run(data="mnist", shape=(32, 32, 3)))  # the mnist classifier takes 28x28x1
+    assert not fits(run(objective="classifier", data="mnist"))  # generates nothing
+    assert not fits(run(mixture="ring8"))
+    assert evaluators.EVALUATORS["classifier_accuracy"].fits(run(objective="classifier"))
 
 
 def test_a_new_evaluator_is_one_registered_function(monkeypatch):
@@ -36,5 +49,6 @@ def test_a_new_evaluator_is_one_registered_function(monkeypatch):
 
 
 def test_unknown_name_lists_the_accepted_ones():
-    with pytest.raises(ConfigError, match=r"'nope' is unknown; accepted: modes, vae_likelihood$"):
+    accepted = "classifier_accuracy, classifier_space, inception, modes, stacked_modes, vae_likelihood"
+    with pytest.raises(ConfigError, match=rf"'nope' is unknown; accepted: {accepted}$"):
         evaluators.selected(run(mixture="ring8", metrics="modes, nope"))
