@@ -130,8 +130,8 @@ def runs(tmp_path_factory, data_dir):
            for i in range(2)]
     one_device = launch_process([*config_flags(), "--workdir", str(root / "one_device")], devices=1,
                                 log_compiles=True)
-    others = {n: launch_process([*config_flags(), "--workdir", str(root / f"{n}_devices")], devices=n)
-              for n in (2, 4)}
+    # 4 devices: a count between 1 and 8 (2 devices add little and cost ~25 s of this 2-core machine).
+    others = {n: launch_process([*config_flags(), "--workdir", str(root / f"{n}_devices")], devices=n) for n in (4,)}
     compiles = {"jit": train_in_process(smoke_config("jit"), root / "jit"),
                 "pmap": train_in_process(smoke_config("pmap"), root / "pmap")}
     logs = [finish(p) for p in two]
@@ -152,8 +152,8 @@ def test_jit_on_8_devices_matches_1_device(runs):
     assert diff < TOLERANCE
 
 
-@pytest.mark.parametrize("devices", [2, 4])
-def test_jit_on_2_and_4_devices_matches_1_device(runs, devices):
+@pytest.mark.parametrize("devices", [4])
+def test_jit_on_4_devices_matches_1_device(runs, devices):
     root, _, _ = runs
     diff = relative_difference(final_state(root / "one_device"), final_state(root / f"{devices}_devices"))
     print(f"\n1 vs {devices} devices (jit): relative difference {diff:.2e}")
