@@ -1,0 +1,219 @@
+"""Discriminator penalties, registered by name. A penalty is one pure function of the critic and a
+real and a fake batch that returns a scalar the step adds, times its weight, to D's loss:
+
+    @register_penalty("r1")
+    def r1(critic, real, fake, key, example_ids, *, axis_name=None):
+        ...
+
+    critic       x (N, *shape) -> logits (N,): D with its current parameters closed over, so that
+                 the gradient of the penalty w.r.t. those parameters (double backprop) is D's.
+                 Its examples must be independent of each other (no batch statistics such as
+                 train-mode BatchNorm or a minibatch-stddev layer): the input gradient of example i
+                 is taken as d sum_j critic(x)_j / d x_i, which is d critic(x)_i / d x_i only then.
+    real, fake   (N, *shape) float batches in model range; no gradient flows back into either (the
+                 generator gets none from a penalty).
+    key          a PRNG key for this penalty in this update.
+    example_ids  (N,) int32 global example indices: every random draw of example i comes from
+                 fold_in(key, example_ids[i]), so a batch split over devices draws the same numbers
+                 as the whole batch on one device.
+    axis_name    the pmap axis, or None; accepted by every penalty so that the step calls them all
+                 alike, used only by those that couple the examples of a batch (BATCH_COUPLED).
+
+Gradient norms are L2 over all non-batch axes; values are in squared (logit per input unit) units.
+`parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1")."""
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gan_jax.errors import ConfigError
+from gan_jax.ops import random
+
+Critic = Callable[[jax.Array], jax.Array]
+Penalty = Callable[..., jax.Array]
+PENALTIES: dict[str, Penalty] = {}
+
+# Penalties whose value couples the examples of a batch (a statistic over the batch inside): under
+# pmap without axis_name each device would use its own shard's statistic.
+BATCH_COUPLED: set[str] = set()
+
+
+def register_penalty(name: str, batch_coupled: bool = False) -> Callable[[Penalty], Penalty]:
+    def wrap(fn: Penalty) -> Penalty:
+        PENALTIES[name] = fn
+        if batch_coupled:
+            BATCH_COUPLED.add(name)
+        return fn
+
+    return wrap
+
+
+def get_penalty(name: str, spec: str | None = None) -> Penalty:
+    """The penalty registered as `name`; `spec` is the whole loss.penalties string, for the message."""
+    if name not in PENALTIES:
+        field = "loss.penalties" if spec is None else f"loss.penalties={spec!r}"
+        raise ConfigError(f"{field}: {name!r} is unknown; accepted: {', '.join(sorted(PENALTIES))}")
+    return PENALTIES[name]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _input_grads(critic: Critic, x: jax.Array) -> jax.Array:
+    """(N, *shape) -> (N, *shape): row i is d critic(x)_i / d x_i (examples independent)."""
+    return jax.grad(lambda x: jnp.sum(critic(x)))(x)
+
+
+def _squared_norms(g: jax.Array) -> jax.Array:
+    """(N, *shape) -> (N,): ||g_i||_2^2 over all non-batch axes."""
+    return jnp.sum(jnp.square(g), axis=tuple(range(1, g.ndim)))
+
+
+def _norms(g: jax.Array) -> jax.Array:
+    """(N, *shape) -> (N,): ||g_i||_2, with gradient 0 (not NaN) where g_i = 0."""
+    sq = _squared_norms(g)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def _per_example(x: jax.Array, v: jax.Array) -> jax.Array:
+    """(N,) -> (N, 1, ..., 1), broadcastable against x (N, *shape)."""
+    return v.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+
+
+def _example_keys(key: jax.Array, example_ids: jax.Array) -> jax.Array:
+    """One key per example: fold_in(key, example_ids[i])."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
+
+
+def _interpolation_weights(keys: jax.Array) -> jax.Array:
+    """(N,) float32 in [0, 1): one U[0, 1) draw per example key."""
+    return jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)
+
+
+# --- penalties -------------------------------------------------------------------------------
+
+@register_penalty("wgan_gp")
+def wgan_gp(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+            axis_name: str | None = None) -> jax.Array:
+    """Gradient penalty of WGAN-GP: Gulrajani et al., "Improved Training of Wasserstein GANs",
+    NeurIPS 2017, eq. (3) and Algorithm 1 (lambda = 10 there):
+        x_hat_i = eps_i * real_i + (1 - eps_i) * fake_i,  eps_i ~ U[0, 1), ONE per example,
+        penalty = mean_i (||grad_x critic(x_hat_i)||_2 - 1)^2.
+    eps_i = uniform(fold_in(key, example_ids[i])). The official code (igul222/improved_wgan_training)
+    writes real + eps * (fake - real), the mirror image: the same distribution of x_hat.
+    fake is stop_gradient'ed: the generator gets no gradient from this term; D does. A zero input
+    gradient has norm 0 with gradient 0 (penalty 1), not NaN. axis_name is unused."""
+    real, fake = lax.stop_gradient(real), lax.stop_gradient(fake)
+    eps = _per_example(real, _interpolation_weights(_example_keys(key, example_ids)))
+    x_hat = eps * real + (1 - eps) * fake
+    return jnp.mean(jnp.square(_norms(_input_grads(critic, x_hat)) - 1))
+
+
+def _half_mean_squared_gradient(critic: Critic, x: jax.Array) -> jax.Array:
+    return 0.5 * jnp.mean(_squared_norms(_input_grads(critic, lax.stop_gradient(x))))
+
+
+@register_penalty("r1")
+def r1(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+       axis_name: str | None = None) -> jax.Array:
+    """R1: Mescheder et al., "Which Training Methods for GANs do actually Converge?", ICML 2018:
+    R1 = gamma/2 * E_real ||grad_x D(x)||^2. Here penalty = 1/2 * mean_i ||grad_x critic(real_i)||_2^2,
+    so the weight in loss.penalties IS gamma (the paper's gamma = 10 is "r1:10"; StyleGAN2's r1_gamma
+    is the same number). The official code (LMescheder/GAN_stability, train.py) multiplies the full
+    mean squared norm by reg_param, without the 1/2: its reg_param = 10 is "r1:20" here.
+    Deterministic: key, example_ids and axis_name are unused."""
+    return _half_mean_squared_gradient(critic, real)
+
+
+@register_penalty("r2")
+def r2(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+       axis_name: str | None = None) -> jax.Array:
+    """R2: Mescheder et al. 2018 (as r1): R2 = gamma/2 * E_fake ||grad_x D(x)||^2.
+    penalty = 1/2 * mean_i ||grad_x critic(fake_i)||_2^2 (weight = gamma); fake is stop_gradient'ed,
+    so the generator gets no gradient from it. Deterministic: key, example_ids, axis_name unused."""
+    return _half_mean_squared_gradient(critic, fake)
+
+
+@register_penalty("dragan", batch_coupled=True)
+def dragan(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+           axis_name: str | None = None) -> jax.Array:
+    """DRAGAN: Kodali et al., "On Convergence and Stability of GANs", arXiv:1705.07215 (2017), in
+    the variant of their official code (kodalinaveen3/DRAGAN, DRAGAN.ipynb; lambda = 10 there), not
+    the paper's. The paper penalizes (||grad D(x + delta)|| - 1)^2 with delta ~ N(0, cI); the code:
+        perturbed_i = real_i + 0.5 * std * u_i,       u_i ~ U[0, 1) per pixel (one-sided noise),
+        x_hat_i = alpha_i * real_i + (1 - alpha_i) * perturbed_i,  alpha_i ~ U[0, 1) per example,
+        penalty = mean_i (||grad_x critic(x_hat_i)||_2 - 1)^2.
+    (The code writes real + alpha * (perturbed - real): the same distribution of x_hat.)
+    alpha_i and u_i come from the two halves of split(fold_in(key, example_ids[i])).
+    std is the population standard deviation (ddof = 0, numpy's `minibatch.std()` in their code) of
+    all N * prod(shape) values of `real`, one number for the batch, held constant (stop_gradient;
+    their code computes it in numpy). fake is unused.
+    Limitation: std couples the examples of the batch. Under jit over a sharded global batch it is
+    the global std; under pmap each device would use its own shard's std unless axis_name is given,
+    in which case the mean and the mean squared deviation are lax.pmean'd over that axis (the global
+    std when every device holds the same number of examples)."""
+    real = lax.stop_gradient(real)
+    mean = jnp.mean(real)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)
+    var = jnp.mean(jnp.square(real - mean))
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)
+    std = lax.stop_gradient(jnp.sqrt(var))
+
+    keys = jax.vmap(jax.random.split)(_example_keys(key, example_ids))  # (N, 2) keys
+    alpha = _per_example(real, _interpolation_weights(keys[:, 0]))
+    noise = jax.vmap(lambda k: random.uniform(k, real.shape[1:]))(keys[:, 1]).astype(real.dtype)
+    perturbed = real + 0.5 * std * noise
+    x_hat = alpha * real + (1 - alpha) * perturbed
+    return jnp.mean(jnp.square(_norms(_input_grads(critic, x_hat)) - 1))
+
+
+# --- config ----------------------------------------------------------------------------------
+
+def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
+    """loss.penalties -> [(name, weight, every)]: comma-separated name:weight[:every], e.g.
+    "wgan_gp:10" or "r1:10:16,r2:1"; "" (or only spaces) means no penalty. weight is a finite
+    number > 0, every an integer >= 1 (default 1), each name at most once.
+
+    every = k is the lazy-regularization interval of StyleGAN2 (Karras et al., "Analyzing and
+    Improving the Image Quality of StyleGAN", CVPR 2020, sec. 3.1 "Lazy regularization"): the caller
+    adds the penalty only on every k-th D update, with weight * k, so that its average weight per
+    update is unchanged. (StyleGAN2 runs it as a separate optimizer step and so also scales Adam's
+    learning rate and betas by k / (k + 1); added into an existing D update, it adds no optimizer step
+    and that scaling does not apply.) The schedule is the caller's: this function only parses."""
+    names = ", ".join(sorted(PENALTIES))
+    accepted = (f"accepted: comma-separated name:weight[:every] with name one of {names}, weight a finite "
+                "number > 0, every an integer >= 1 (e.g. 'r1:10:16,r2:1')")
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"loss.penalties={spec!r}: {why}; {accepted}")
+
+    if not spec.strip():
+        return []
+    out: list[tuple[str, float, int]] = []
+    for item in spec.split(","):
+        parts = [p.strip() for p in item.split(":")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise bad(f"{item.strip()!r} is not name:weight[:every]")
+        name = parts[0]
+        if name not in PENALTIES:
+            raise bad(f"{name!r} is unknown")
+        if any(name == seen for seen, _, _ in out):
+            raise bad(f"{name!r} is given twice")
+        try:
+            weight = float(parts[1])
+        except ValueError:
+            raise bad(f"weight {parts[1]!r} of {name!r} is not a number") from None
+        if not (math.isfinite(weight) and weight > 0):
+            raise bad(f"weight {parts[1]!r} of {name!r} is not a finite number > 0")
+        every = 1
+        if len(parts) == 3:
+            if not (parts[2].isascii() and parts[2].isdigit()) or int(parts[2]) < 1:
+                raise bad(f"every {parts[2]!r} of {name!r} is not an integer >= 1")
+            every = int(parts[2])
+        out.append((name, weight, every))
+    return out
