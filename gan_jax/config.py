@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.likelihood = "bernoulli"  # VAE: bernoulli | gaussian
     c.loss.beta = 1.0  # VAE: weight of the KL term (1: VAE, else beta-VAE)
     c.loss.gaussian_std = 0.1
+    c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
 
     c.optimizer = ml_collections.ConfigDict()
