@@ -84,3 +84,25 @@ def test_penalties_that_cannot_be_served_are_refused(overrides, expected):
     with pytest.raises(ConfigError, match=expected) as e:
         StepBuilder(c, models.build(c.model, shape), shape, "ring8" if shape == (2,) else None, False)
     assert str(e.value).startswith("loss.penalties='r1:10'") and "\n" not in str(e.value)
+
+
+def test_a_loss_and_a_penalty_defined_outside_the_package_train(monkeypatch):
+    """The README's extension examples: one function each, registered by name, then a config value."""
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(losses, "GAN_LOSSES", dict(losses.GAN_LOSSES))
+    monkeypatch.setattr(penalties, "PENALTIES", dict(penalties.PENALTIES))
+
+    @losses.register_gan_loss("softplus_hinge")
+    def softplus_hinge(real_logits, fake_logits):
+        d_loss = jnp.mean(jax.nn.softplus(1 - real_logits)) + jnp.mean(jax.nn.softplus(1 + fake_logits))
+        return d_loss, -jnp.mean(fake_logits)
+
+    @penalties.register_penalty("r1_plus")
+    def r1_plus(critic, real, fake, key, example_ids, *, axis_name=None):
+        both = jnp.concatenate([real, fake])
+        grads = jax.grad(lambda x: critic(x).sum())(both)
+        return 0.5 * jnp.mean(jnp.sum(jnp.square(grads).reshape(len(both), -1), axis=1))
+
+    _, metrics = _train(_ring_builder("softplus_hinge", "r1_plus:10", steps_per_call=20), 1)
+    assert metrics["finite"].all() and metrics["penalty_r1_plus"].min() > 0
