@@ -117,17 +117,26 @@ class StepBuilder:
             losses.get_likelihood(cfg.loss.likelihood)
         else:
             self.penalties = penalties.parse_penalties(cfg.loss.penalties)
-            self._check_penalties(cfg)
+            self._check_packing_and_penalties(cfg)
             losses.get_gan_loss(cfg.loss.name)
             if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
                 raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
                                   "under parallel.mode='pmap' a loss sees one device's share; accepted: "
                                   "parallel.mode='jit'")
 
-    def _check_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+    def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+        pack = cfg.model.get("pack", 1)
+        local_batch = self.global_batch // jax.device_count()
+        if pack > 1 and local_batch % pack:
+            raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
+                              f"data.batch_size {self.global_batch} / {jax.device_count()} devices); accepted: "
+                              "a divisor of it")
         if not self.penalties:
             return
         field = f"loss.penalties={cfg.loss.penalties!r}"
+        if pack > 1:
+            raise ConfigError(f"{field} with model.pack={pack}: a penalty's gradient norm is per sample, D's input "
+                              "a group of samples; accepted: model.pack=1 with penalties")
         if cfg.train.update_rule == "simultaneous":
             raise ConfigError(f"{field} needs D as a function of its input, which the simultaneous rule's "
                               "logit-space step does not keep; accepted: train.update_rule='alternating'")
