@@ -36,12 +36,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.name = "dcgan_tutorial"
     c.model.latent_dim = 100
     c.model.conv_impl = "auto"  # auto | lax | cpu_fast | dft (gan_jax/ops/conv.py)
+    c.model.pack = 1  # GANs: D judges this many samples at once (PacGAN); 1: unpacked
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "non_saturating"  # GANs: see losses.GAN_LOSSES; VAEs: 'elbo'
     c.loss.likelihood = "bernoulli"  # VAE: bernoulli | gaussian
     c.loss.beta = 1.0  # VAE: weight of the KL term (1: VAE, else beta-VAE)
     c.loss.gaussian_std = 0.1
+    c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
 
     c.optimizer = ml_collections.ConfigDict()
@@ -96,6 +98,7 @@ RANGES = {
     "model.widths": (0, None, False, None),
     "model.convs_per_block": (0, None, False, None),
     "model.latent_dim": (0, None, False, None),
+    "model.pack": (1, None, True, None),
     "model.generator_width": (0, None, False, None),
     "model.discriminator_width": (0, None, False, None),
     "model.generator_depth": (0, None, True, None),

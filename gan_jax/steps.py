@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gan_jax import keys, losses
+from gan_jax import keys, losses, penalties
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import ConfigError
 from gan_jax.ops import random
@@ -112,14 +112,40 @@ class StepBuilder:
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
+        self.penalties = []
         if "vae" in nets:
             losses.get_likelihood(cfg.loss.likelihood)
         else:
+            self.penalties = penalties.parse_penalties(cfg.loss.penalties)
+            self._check_packing_and_penalties(cfg)
             losses.get_gan_loss(cfg.loss.name)
             if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
                 raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
                                   "under parallel.mode='pmap' a loss sees one device's share; accepted: "
                                   "parallel.mode='jit'")
+
+    def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+        pack = cfg.model.get("pack", 1)
+        local_batch = self.global_batch // jax.device_count()
+        if pack > 1 and local_batch % pack:
+            raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
+                              f"data.batch_size {self.global_batch} / {jax.device_count()} devices); accepted: "
+                              "a divisor of it")
+        if not self.penalties:
+            return
+        field = f"loss.penalties={cfg.loss.penalties!r}"
+        if pack > 1:
+            raise ConfigError(f"{field} with model.pack={pack}: a penalty's gradient norm is per sample, D's input "
+                              "a group of samples; accepted: model.pack=1 with penalties")
+        if cfg.train.update_rule == "simultaneous":
+            raise ConfigError(f"{field} needs D as a function of its input, which the simultaneous rule's "
+                              "logit-space step does not keep; accepted: train.update_rule='alternating'")
+        x = jax.ShapeDtypeStruct((2, *self.example_shape), jnp.float32)
+        variables = jax.eval_shape(lambda x: self.nets["discriminator"].init(jax.random.PRNGKey(0), x, train=False), x)
+        if variables.get("batch_stats"):
+            raise ConfigError(f"{field} needs a discriminator whose examples are independent, and model.name="
+                              f"{cfg.model.name!r} has BatchNorm in D; accepted: a model without it (dcgan_tutorial, "
+                              "mlp_gan without discriminator batch norm)")
 
     # --- initialization ----------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:
@@ -209,14 +235,20 @@ class StepBuilder:
                 fake, g_stats = generate(params["generator"], jax.random.fold_in(key, 1))
             stats["generator"] = g_stats
 
-            def d_loss(p_d, real, fake, key):
+            def d_loss(p_d, real, fake, key, update_index):
                 real_logits, s = discriminate(p_d, stats["discriminator"], real, jax.random.fold_in(key, 2))
                 fake_logits, s = discriminate(p_d, s, fake, jax.random.fold_in(key, 3))
                 loss, _ = loss_fn(real_logits, fake_logits)
-                return loss, (s, real_logits, fake_logits)
+                # The critic of the penalties: D's logits with these parameters, its dropout keyed apart.
+                critic = lambda x: discriminate(p_d, stats["discriminator"], x, jax.random.fold_in(key, 4))[0]
+                term, penalty_metrics = penalties.weighted_sum(
+                    self.penalties, critic, real, fake, jax.random.fold_in(key, 5),
+                    _example_ids(real.shape[0], self.axis_name), update_index, axis_name=self.axis_name)
+                return loss + term, (s, real_logits, fake_logits, loss, penalty_metrics)
 
-            (loss, (s, real_logits, fake_logits)), grads = jax.value_and_grad(d_loss, has_aux=True)(
-                params["discriminator"], real, jax.lax.stop_gradient(fake), key)
+            (_, (s, real_logits, fake_logits, loss, penalty_metrics)), grads = jax.value_and_grad(
+                d_loss, has_aux=True)(params["discriminator"], real, jax.lax.stop_gradient(fake), key,
+                                      state.step * n_critic + i)
             grads = _pmean(grads, self.axis_name)
             stats["discriminator"] = _pmean(s, self.axis_name)
             params["discriminator"], opt_state["discriminator"] = _apply_updates(
@@ -240,7 +272,7 @@ class StepBuilder:
         stats["generator"] = _pmean(stats["generator"], self.axis_name)
         params["generator"], opt_state["generator"] = _apply_updates(
             params["generator"], opt_state["generator"], grads, self.optimizers["generator"])
-        metrics = _gan_metrics(critic_loss, *critic_logits, loss, opt_state)
+        metrics = {**_gan_metrics(critic_loss, *critic_logits, loss, opt_state), **penalty_metrics}
         metrics = _pmean(metrics, self.axis_name)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), metrics
 

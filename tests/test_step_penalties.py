@@ -1,0 +1,108 @@
+"""Losses and penalties inside the GAN step: every loss and penalty trains the ring GAN without a
+non-finite value, a penalty's weight reaches D's gradient, lazy penalties run on every k-th D update,
+and configurations the penalties cannot serve are refused in one line."""
+
+import jax
+import numpy as np
+import pytest
+
+from gan_jax import losses, models, penalties
+from gan_jax.config import base_config
+from gan_jax.errors import ConfigError
+from gan_jax.steps import StepBuilder
+
+
+def _ring_builder(loss="non_saturating", penalty="", steps_per_call=100, n_critic=1):
+    c = base_config()
+    c.objective, c.data.name, c.data.source, c.data.batch_size = "gan", "ring8", "synthetic", 64
+    c.model.name, c.model.latent_dim = "mlp_gan", 2
+    c.model.generator_width, c.model.discriminator_width, c.model.maxout_pieces = 32, 16, 3
+    c.loss.name, c.loss.penalties = loss, penalty
+    if loss == "wasserstein":
+        c.loss.clip = 0.05
+    c.optimizer.learning_rate = 1e-3
+    c.train.steps_per_call, c.train.n_critic = steps_per_call, n_critic
+    return StepBuilder(c, models.build(c.model, (2,)), (2,), "ring8", False)
+
+
+def _train(builder, calls):
+    state, step = builder.init_state(0), jax.jit(builder.multi_step)
+    history = []
+    for _ in range(calls):
+        state, metrics = step(state, None)
+        history.append(jax.device_get(metrics))
+    return state, {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+
+
+CASES = [(name, "") for name in sorted(losses.GAN_LOSSES)] + \
+        [("non_saturating", f"{name}:10") for name in sorted(penalties.PENALTIES)]
+
+
+@pytest.mark.parametrize("loss,penalty", CASES)
+def test_every_loss_and_penalty_trains_the_ring_gan_for_200_steps(loss, penalty):
+    state, metrics = _train(_ring_builder(loss, penalty), 2)
+    assert metrics["finite"].all(), {k: v[~metrics["finite"]][:3] for k, v in metrics.items()}
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    if penalty:
+        name = penalty.split(":")[0]
+        assert np.all(metrics[f"penalty_{name}"] >= 0) and metrics[f"penalty_{name}"].max() > 0
+
+
+def test_a_lazy_penalty_runs_on_every_kth_critic_update():
+    # r1:10:3 with n_critic = 2: D updates 0, 1 | 2, 3 | 4, 5 ...; the logged value is the last update's
+    # of each step (index 2s + 1), non-zero exactly when 3 divides it.
+    builder = _ring_builder(penalty="r1:10:3", steps_per_call=12, n_critic=2)
+    _, metrics = _train(builder, 1)
+    active = metrics["penalty_r1"] > 0
+    np.testing.assert_array_equal(active, (2 * np.arange(12) + 1) % 3 == 0)
+
+
+def test_the_penalty_weight_reaches_the_critic_gradient():
+    # A vanishing weight leaves the step as without the penalty; weight 100 changes D's update.
+    plain, _ = _train(_ring_builder(steps_per_call=1), 1)
+    tiny, _ = _train(_ring_builder(penalty="wgan_gp:1e-9", steps_per_call=1), 1)
+    large, _ = _train(_ring_builder(penalty="wgan_gp:100", steps_per_call=1), 1)
+    d = lambda s: np.concatenate([np.ravel(x) for x in jax.tree.leaves(s.params["discriminator"])])
+    np.testing.assert_allclose(d(tiny), d(plain), rtol=0, atol=1e-6)
+    assert np.abs(d(large) - d(plain)).max() > 1e-4
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({"update_rule": "simultaneous"}, "accepted: train.update_rule='alternating'"),
+    ({"bn": True}, "has BatchNorm in D"),
+])
+def test_penalties_that_cannot_be_served_are_refused(overrides, expected):
+    c = base_config()
+    c.objective, c.model.name, c.loss.penalties = "gan", "mlp_gan", "r1:10"
+    c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = 2, 8, 8
+    if overrides.get("update_rule"):
+        c.train.update_rule = overrides["update_rule"]
+    if overrides.get("bn"):
+        c.objective, c.model.name = "dcgan", "dcgan"
+        c.model.generator_width = c.model.discriminator_width = 4
+    shape = (2,) if c.model.name == "mlp_gan" else (16, 16, 1)  # 16x16: a second D layer, with BatchNorm
+    with pytest.raises(ConfigError, match=expected) as e:
+        StepBuilder(c, models.build(c.model, shape), shape, "ring8" if shape == (2,) else None, False)
+    assert str(e.value).startswith("loss.penalties='r1:10'") and "\n" not in str(e.value)
+
+
+def test_a_loss_and_a_penalty_defined_outside_the_package_train(monkeypatch):
+    """The README's extension examples: one function each, registered by name, then a config value."""
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(losses, "GAN_LOSSES", dict(losses.GAN_LOSSES))
+    monkeypatch.setattr(penalties, "PENALTIES", dict(penalties.PENALTIES))
+
+    @losses.register_gan_loss("softplus_hinge")
+    def softplus_hinge(real_logits, fake_logits):
+        d_loss = jnp.mean(jax.nn.softplus(1 - real_logits)) + jnp.mean(jax.nn.softplus(1 + fake_logits))
+        return d_loss, -jnp.mean(fake_logits)
+
+    @penalties.register_penalty("r1_plus")
+    def r1_plus(critic, real, fake, key, example_ids, *, axis_name=None):
+        both = jnp.concatenate([real, fake])
+        grads = jax.grad(lambda x: critic(x).sum())(both)
+        return 0.5 * jnp.mean(jnp.sum(jnp.square(grads).reshape(len(both), -1), axis=1))
+
+    _, metrics = _train(_ring_builder("softplus_hinge", "r1_plus:10", steps_per_call=20), 1)
+    assert metrics["finite"].all() and metrics["penalty_r1_plus"].min() > 0
