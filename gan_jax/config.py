@@ -65,6 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 1000
     c.train.on_nonfinite = "stop"  # stop | rollback
     c.train.max_rollbacks = 3
+    c.train.ema_decay = 0.0  # GANs: samples and evaluations from G's moving average with this decay; 0: off
+    c.train.ema_start = 0  # G updates before the average starts (until then it is a copy of G)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.max_to_keep = 3
@@ -123,6 +125,8 @@ RANGES = {
     "train.sample_every": (0, None, False, None),
     "train.checkpoint_every": (0, None, False, None),
     "train.max_rollbacks": (0, None, True, None),
+    "train.ema_decay": (0, 1, True, False),
+    "train.ema_start": (0, None, True, None),
     "checkpoint.max_to_keep": (0, None, False, None),
     "eval.batch_size": (0, None, False, None),
     "eval.num_examples": (0, None, False, None),

@@ -19,12 +19,14 @@ from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import ConfigError
 from gan_jax.ops import random
 
+EMA = "generator_ema"  # params entry of the generator's moving average (train.ema_decay > 0); not trained
+
 
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array  # int32 scalar: generator (or VAE) updates done
     key: jax.Array  # uint32 (2,): the run's base key (raw key data, so it checkpoints as an array)
-    params: dict  # network name -> parameters
+    params: dict  # network name -> parameters (and EMA -> G's moving average)
     batch_stats: dict  # network name -> BatchNorm statistics ({} where none)
     opt_state: dict  # network name -> optax state
 
@@ -111,6 +113,7 @@ class StepBuilder:
         self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
+        self.ema_decay = 0.0 if "vae" in nets else cfg.train.ema_decay
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
         self.penalties = []
         if "vae" in nets:
@@ -164,6 +167,8 @@ class StepBuilder:
                 variables = self.nets[name].init(rngs(i), arg, train=False)
                 params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
         opt_state = {name: self.optimizers[name].init(p) for name, p in params.items()}
+        if self.ema_decay:
+            params[EMA] = params["generator"]
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
 
     # --- one update --------------------------------------------------------------------------
@@ -196,6 +201,8 @@ class StepBuilder:
             state, metrics = self._vae_step(state, batch_u8, step_key)
         else:
             state, metrics = self._gan_step(state, batch_u8, step_key)
+            if self.ema_decay:
+                state = state.replace(params=self._update_ema(state.params, state.step + 1))
         finite = _all_finite(state.params) & _all_finite({k: v for k, v in metrics.items()})
         return state.replace(step=state.step + 1), {**metrics, "finite": finite}
 
@@ -308,6 +315,14 @@ class StepBuilder:
         metrics = _gan_metrics(d_loss, *logits, g_loss, opt_state)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), _pmean(metrics, self.axis_name)
 
+    def _update_ema(self, params: dict, updates_done: jnp.ndarray) -> dict:
+        """The generator's exponential moving average after `updates_done` updates: a copy of G until
+        train.ema_start, then ema <- decay * ema + (1 - decay) * G."""
+        d = self.ema_decay
+        averaging = updates_done > self.cfg.train.ema_start
+        ema = jax.tree.map(lambda e, g: jnp.where(averaging, d * e + (1 - d) * g, g), params[EMA], params["generator"])
+        return {**params, EMA: ema}
+
     def _constrain_critic(self, d_params):
         """WGAN weight clipping (Arjovsky et al. 2017), after each D update: every D parameter into
         [-loss.clip, loss.clip]; loss.clip = 0 leaves D unconstrained."""
@@ -351,5 +366,7 @@ class StepBuilder:
                 if self.cfg.loss.likelihood == "bernoulli" else \
                 jnp.clip(V.apply({"params": state.params["vae"]}, z, method=V.decode), 0, 1)
         G = self.nets["generator"]
-        return lambda state, z: G.apply({"params": state.params["generator"],
+        # With train.ema_decay the samples come from the averaged parameters (BatchNorm: G's statistics).
+        name = EMA if self.ema_decay else "generator"
+        return lambda state, z: G.apply({"params": state.params[name],
                                          "batch_stats": state.batch_stats["generator"]}, z, train=False)
