@@ -24,13 +24,19 @@ GAN_LOSSES: dict[str, GanLoss] = {}
 # Losses whose value couples the examples of a batch (means over the other batch inside the loss):
 # under pmap each device sees only its share of the batch, so these would change with the device count.
 BATCH_COUPLED: set[str] = set()
+# Losses whose D output is a logit of the probability that the input is real (sigmoid(l) = D(x)): the
+# step logs mean D(x) and D(G(z)) as probabilities (d_real, d_fake) for these, raw outputs otherwise.
+PROBABILISTIC: set[str] = set()
 
 
-def register_gan_loss(name: str, batch_coupled: bool = False) -> Callable[[GanLoss], GanLoss]:
+def register_gan_loss(name: str, batch_coupled: bool = False,
+                      probabilistic: bool = False) -> Callable[[GanLoss], GanLoss]:
     def wrap(fn: GanLoss) -> GanLoss:
         GAN_LOSSES[name] = fn
         if batch_coupled:
             BATCH_COUPLED.add(name)
+        if probabilistic:
+            PROBABILISTIC.add(name)
         return fn
 
     return wrap
@@ -42,7 +48,7 @@ def get_gan_loss(name: str) -> GanLoss:
     return GAN_LOSSES[name]
 
 
-@register_gan_loss("minimax")
+@register_gan_loss("minimax", probabilistic=True)
 def minimax(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Goodfellow et al.'s value function. real_logits (N,), fake_logits (M,) -> scalars in nats:
     L_D = -E log D(x) - E log(1 - D(G(z))),  L_G = E log(1 - D(G(z)))."""
@@ -50,7 +56,7 @@ def minimax(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.nda
     return d_loss, -jnp.mean(softplus(fake_logits))
 
 
-@register_gan_loss("non_saturating")
+@register_gan_loss("non_saturating", probabilistic=True)
 def non_saturating(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Same L_D as minimax; L_G = -E log D(G(z)), whose gradient does not vanish when D wins."""
     d_loss = jnp.mean(softplus(-real_logits)) + jnp.mean(softplus(fake_logits))

@@ -95,10 +95,14 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _gan_metrics(d_loss, real_logits, fake_logits, g_loss, opt_state) -> dict:
-    """The scalars a GAN step logs: losses, mean D(x) and D(G(z)), the learning rates used."""
-    return {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "g_loss": g_loss,
+def _gan_metrics(loss_name: str, d_loss, real_logits, fake_logits, g_loss, opt_state) -> dict:
+    """The scalars a GAN step logs: losses, mean D(x) and D(G(z)) (probabilities for losses in
+    losses.PROBABILISTIC, else the raw outputs as d_real_output/d_fake_output), the learning rates."""
+    if loss_name in losses.PROBABILISTIC:
+        d = {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    else:
+        d = {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits)}
+    return {"d_loss": d_loss, **d, "g_loss": g_loss,
             "lr_generator": opt_state["generator"].hyperparams["learning_rate"],
             "lr_discriminator": opt_state["discriminator"].hyperparams["learning_rate"]}
 
@@ -279,7 +283,8 @@ class StepBuilder:
         stats["generator"] = _pmean(stats["generator"], self.axis_name)
         params["generator"], opt_state["generator"] = _apply_updates(
             params["generator"], opt_state["generator"], grads, self.optimizers["generator"])
-        metrics = {**_gan_metrics(critic_loss, *critic_logits, loss, opt_state), **penalty_metrics}
+        metrics = {**_gan_metrics(self.cfg.loss.name, critic_loss, *critic_logits, loss, opt_state),
+                   **penalty_metrics}
         metrics = _pmean(metrics, self.axis_name)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), metrics
 
@@ -312,7 +317,7 @@ class StepBuilder:
         params["discriminator"] = self._constrain_critic(params["discriminator"])
         stats = {name: _pmean(s, self.axis_name) for name, s in (("generator", stats["generator"]),
                                                                  ("discriminator", d_stats))}
-        metrics = _gan_metrics(d_loss, *logits, g_loss, opt_state)
+        metrics = _gan_metrics(self.cfg.loss.name, d_loss, *logits, g_loss, opt_state)
         return state.replace(params=params, batch_stats=stats, opt_state=opt_state), _pmean(metrics, self.axis_name)
 
     def _update_ema(self, params: dict, updates_done: jnp.ndarray) -> dict:

@@ -43,6 +43,10 @@ def test_every_loss_and_penalty_trains_the_ring_gan_for_200_steps(loss, penalty)
     state, metrics = _train(_ring_builder(loss, penalty), 2)
     assert metrics["finite"].all(), {k: v[~metrics["finite"]][:3] for k, v in metrics.items()}
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    # D(x) and D(G(z)) are logged as probabilities only where the loss reads D's output as a logit.
+    probabilistic = loss in losses.PROBABILISTIC
+    assert ("d_real" in metrics and "d_fake" in metrics) == probabilistic
+    assert ("d_real_output" in metrics and "d_fake_output" in metrics) == (not probabilistic)
     if penalty:
         name = penalty.split(":")[0]
         assert np.all(metrics[f"penalty_{name}"] >= 0) and metrics[f"penalty_{name}"].max() > 0
