@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_split = "test"
     c.data.batch_size = 64  # the global batch, over all devices and hosts
     c.data.random_flip = False
+    c.data.diff_augment = ""  # GANs: DiffAugment before every D forward, e.g. 'translation,cutout,color'
     c.data.random_shift = 0  # classifier: translate each example by up to this many pixels
     c.data.seed = ml_collections.FieldReference(None, field_type=int)  # None: the run's seed
     c.data.prefetch = 2

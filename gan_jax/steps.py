@@ -18,6 +18,7 @@ from gan_jax import keys, losses, penalties
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import ConfigError
 from gan_jax.ops import random
+from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 EMA = "generator_ema"  # params entry of the generator's moving average (train.ema_decay > 0); not trained
 
@@ -118,6 +119,10 @@ class StepBuilder:
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
         self.ema_decay = 0.0 if "vae" in nets else cfg.train.ema_decay
+        self.augment_policy = () if "vae" in nets else parse_policy(cfg.data.diff_augment)
+        if self.augment_policy and len(example_shape) != 3:
+            raise ConfigError(f"data.diff_augment={cfg.data.diff_augment!r} transforms images, and this data has "
+                              f"examples of shape {example_shape}; accepted: '' for non-image data")
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
         self.penalties = []
         if "vae" in nets:
@@ -226,6 +231,9 @@ class StepBuilder:
             return fake, new.get("batch_stats", {})
 
         def discriminate(p_d, d_stats, x, key):
+            if self.augment_policy:  # DiffAugment: every D forward, real and generated alike
+                x = diff_augment(x, jax.random.fold_in(key, 1), _example_ids(x.shape[0], self.axis_name),
+                                 self.augment_policy)
             logits, new = D.apply({"params": p_d, "batch_stats": d_stats}, x, train=True,
                                   rngs={"dropout": key}, mutable=["batch_stats"])
             return logits, new.get("batch_stats", d_stats)
