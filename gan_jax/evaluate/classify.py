@@ -36,6 +36,7 @@ CLASSIFIER_FOR_DATA = {"mnist": "mnist", "binarized_mnist": "mnist", "quickstart
 # The SHA-256 of each shipped classifier's parameters (README table): a file that differs is damaged.
 SHIPPED_SHA256 = {
     "mnist": "47c033ce9b5197113294f083355cfe4e759007673be6d7c01145626064b7b799",
+    "fashion_mnist": "6767c0c9a54d6706c9b8e83263994e603a376137a173045e6b75f42c3bef8b05",
 }
 CONFIDENCE = 0.9  # a sample is "confidently classified" when its top softmax probability reaches this
 _CONFIG_KEY = "__config__"
