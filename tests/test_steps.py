@@ -183,3 +183,30 @@ def test_simultaneous_update_under_pmap_equals_one_device():
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(sp.params), strict=True):
         np.testing.assert_allclose(np.asarray(b)[0], a, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(mp["g_loss"])[0], m1["g_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("penalty", ["wgan_gp:10", "dragan:10"])
+def test_several_critic_updates_with_a_penalty_under_pmap_equal_one_device(penalty):
+    """n_critic = 2, WGAN loss with a penalty: per-example draws keyed by global example ids (and DRAGAN's
+    batch std averaged over devices) make 8 devices x 2 examples the 16-example single-device step."""
+    import ml_collections
+
+    from gan_jax import parallel
+
+    # eps 1e-3: Adam's first updates, lr * g / (|g| + eps), turn the rounding of near-zero gradients
+    # (summed in another order over devices) into whole steps: 20% apart with eps 1e-8 even without a
+    # penalty, 4e-6 with 1e-3.
+    c, single = _builder(train__n_critic=2, loss__name="wasserstein", loss__penalties=penalty, optimizer__eps=1e-3)
+    model_cfg = ml_collections.ConfigDict(c.model.to_dict())
+    model_cfg.axis_name = parallel.PMAP_AXIS
+    multi = StepBuilder(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
+    s0 = single.init_state(0)
+    batch = np.concatenate([_fixed_batch(), _fixed_batch()[:, ::-1]])  # (n_critic, 16, 8, 8, 1)
+    s1, m1 = jax.jit(single.train_step)(s0, batch)
+    sp, mp = jax.pmap(multi.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
+                                                                       parallel.pmap_split(batch, 1))
+    name = penalty.split(":")[0]
+    assert float(m1[f"penalty_{name}"]) > 0
+    np.testing.assert_allclose(np.asarray(mp[f"penalty_{name}"])[0], m1[f"penalty_{name}"], rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(sp.params), strict=True):
+        np.testing.assert_allclose(np.asarray(b)[0], a, rtol=1e-4, atol=1e-6)
