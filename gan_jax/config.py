@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.name = "dcgan_tutorial"
     c.model.latent_dim = 100
     c.model.conv_impl = "auto"  # auto | lax | cpu_fast | dft (gan_jax/ops/conv.py)
+    c.model.spectral_norm = False  # GANs: D's kernels divided by their spectral norms (Miyato et al. 2018)
     c.model.pack = 1  # GANs: D judges this many samples at once (PacGAN); 1: unpacked
 
     c.loss = ml_collections.ConfigDict()

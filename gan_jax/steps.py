@@ -17,9 +17,10 @@ import optax
 from gan_jax import keys, losses, penalties
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import ConfigError
-from gan_jax.ops import random
+from gan_jax.ops import random, spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
+SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
 EMA = "generator_ema"  # params entry of the generator's moving average (train.ema_decay > 0); not trained
 
 
@@ -119,6 +120,7 @@ class StepBuilder:
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
         self.ema_decay = 0.0 if "vae" in nets else cfg.train.ema_decay
+        self.spectral_norm = "vae" not in nets and cfg.model.spectral_norm
         self.augment_policy = () if "vae" in nets else parse_policy(cfg.data.diff_augment)
         if self.augment_policy and len(example_shape) != 3:
             raise ConfigError(f"data.diff_augment={cfg.data.diff_augment!r} transforms images, and this data has "
@@ -178,6 +180,8 @@ class StepBuilder:
         opt_state = {name: self.optimizers[name].init(p) for name, p in params.items()}
         if self.ema_decay:
             params[EMA] = params["generator"]
+        if self.spectral_norm:
+            stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], jax.random.fold_in(init_key, 3))
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
 
     # --- one update --------------------------------------------------------------------------
@@ -230,7 +234,17 @@ class StepBuilder:
                                 mutable=["batch_stats"])
             return fake, new.get("batch_stats", {})
 
+        # Spectral normalization: D's kernels divided by their estimated norms in every forward; the
+        # estimates' vectors advance one power iteration per D update.
+        sn = {"u": stats.pop(SPECTRAL_NORM, None)}
+
+        def advance_spectral_norm():
+            if sn["u"] is not None:
+                sn["u"] = spectral_norm.power_iteration(params["discriminator"], sn["u"])
+
         def discriminate(p_d, d_stats, x, key):
+            if sn["u"] is not None:
+                p_d = spectral_norm.normalize(p_d, sn["u"])
             if self.augment_policy:  # DiffAugment: every D forward, real and generated alike
                 x = diff_augment(x, jax.random.fold_in(key, 1), _example_ids(x.shape[0], self.axis_name),
                                  self.augment_policy)
@@ -238,10 +252,16 @@ class StepBuilder:
                                   rngs={"dropout": key}, mutable=["batch_stats"])
             return logits, new.get("batch_stats", d_stats)
 
+        with_sn = (lambda st: st.replace(batch_stats={**st.batch_stats, SPECTRAL_NORM: sn["u"]})) \
+            if sn["u"] is not None else (lambda st: st)
         if self.cfg.train.update_rule == "simultaneous":
-            return self._simultaneous_gan_step(state, batch_u8, step_key, generate, discriminate, loss_fn)
+            advance_spectral_norm()
+            state, metrics = self._simultaneous_gan_step(state.replace(batch_stats=stats), batch_u8, step_key,
+                                                         generate, discriminate, loss_fn)
+            return with_sn(state), metrics
 
         for i in range(n_critic):
+            advance_spectral_norm()
             key = jax.random.fold_in(step_key, 10 + i)
             real = self.real_examples(jax.random.fold_in(key, 0),
                                       None if batch_u8 is None else batch_u8[i])
@@ -294,7 +314,7 @@ class StepBuilder:
         metrics = {**_gan_metrics(self.cfg.loss.name, critic_loss, *critic_logits, loss, opt_state),
                    **penalty_metrics}
         metrics = _pmean(metrics, self.axis_name)
-        return state.replace(params=params, batch_stats=stats, opt_state=opt_state), metrics
+        return with_sn(state.replace(params=params, batch_stats=stats, opt_state=opt_state)), metrics
 
     def _simultaneous_gan_step(self, state: TrainState, batch_u8, step_key, generate, discriminate, loss_fn):
         """Both networks step from the same parameters, their gradients taken from one generator and
