@@ -28,22 +28,22 @@ RESUMABLE_SECTIONS = ("eval.",)  # how a run is evaluated never changes what it 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Objective:
     nets: tuple[str, ...]  # the networks it trains (what the model must build)
     make_steps: Callable  # (cfg, nets, example_shape, dataset, axis_name) -> its step builder
     needs_labels: bool = False  # batches are (images, labels)
     generates: bool = True  # has a sampler (sample grids, --mode=sample)
+    needs_images: bool = False  # trains on image data only (not on the 2D mixtures)
 
 
 _gan = lambda cfg, nets, shape, dataset, axis: StepBuilder(cfg, nets, shape, dataset.mixture, dataset.binarize, axis)
 OBJECTIVES = {
     "gan": Objective(("generator", "discriminator"), _gan),
     "dcgan": Objective(("generator", "discriminator"), _gan),
-    "vae": Objective(("vae",), _gan),
+    "vae": Objective(("vae",), _gan, needs_images=True),
     "classifier": Objective(("classifier",), lambda cfg, nets, shape, dataset, axis: ClassifierSteps(
-        cfg, nets, shape, axis), needs_labels=True, generates=False),
+        cfg, nets, shape, axis), needs_labels=True, generates=False, needs_images=True),
 }
 
 
@@ -59,9 +59,9 @@ class Experiment:
             images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
             self.images = images if load_train_data else None
             self.example_shape = tuple(images.shape[1:])
-        if cfg.objective in ("vae", "classifier") and self.dataset.mixture is not None:
-            raise ConfigError(f"objective={cfg.objective!r} needs image data, got data.name={cfg.data.name!r}")
         self.objective = OBJECTIVES[cfg.objective]
+        if self.objective.needs_images and self.dataset.mixture is not None:
+            raise ConfigError(f"objective={cfg.objective!r} needs image data, got data.name={cfg.data.name!r}")
         self.labels = None  # (N,) int32 for objectives that train on labels
         if self.objective.needs_labels:
             if labels is None:
@@ -76,7 +76,7 @@ class Experiment:
             raise ConfigError(f"model.name={cfg.model.name!r} does not build networks for objective={cfg.objective!r}")
         parallel.check_batch(cfg.data.batch_size)
         self.builder = self.objective.make_steps(cfg, self.nets, self.example_shape, self.dataset,
-                                  parallel.PMAP_AXIS if self.pmap else None)
+                                                 parallel.PMAP_AXIS if self.pmap else None)
         self.mesh = parallel.make_mesh()
         self.seed = cfg.seed
         self._sample_jit = None

@@ -52,3 +52,17 @@ def test_unknown_name_lists_the_accepted_ones():
     accepted = "classifier_accuracy, classifier_space, inception, modes, stacked_modes, vae_likelihood"
     with pytest.raises(ConfigError, match=rf"'nope' is unknown; accepted: {accepted}$"):
         evaluators.selected(run(mixture="ring8", metrics="modes, nope"))
+
+
+@pytest.mark.parametrize("objective,model", [("vae", "vae"), ("classifier", "classifier_cnn")])
+def test_image_objectives_refuse_the_2d_mixtures(objective, model):
+    from conftest import load_experiment
+
+    from gan_jax.experiment import Experiment
+
+    cfg = load_experiment("gan_ring:smoke")
+    cfg.objective, cfg.model.name = objective, model
+    if objective == "vae":
+        cfg.loss.name = "elbo"
+    with pytest.raises(ConfigError, match=rf"objective='{objective}' needs image data, got data.name='ring8'"):
+        Experiment(cfg)

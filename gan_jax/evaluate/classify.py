@@ -51,14 +51,22 @@ class FeatureNet:
     sha256: str  # of `variables` (inception.params_sha256)
 
 
-def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple[int, ...]) -> FeatureNet:
-    """A ConvClassifier as a feature network: penultimate features and softmax."""
-    def apply(variables, x_u8):
-        x = x_u8.astype(jnp.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
-        features, logits = net.apply(variables, x, train=False, with_features=True)
-        return features, jax.nn.softmax(logits)
+def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple[int, ...],
+                   sha256: str | None = None) -> FeatureNet:
+    """A ConvClassifier as a feature network: penultimate features and softmax. One apply function per
+    architecture (modules compare by value), so that every FeatureNet of it shares one compilation."""
+    if net not in _CLASSIFIER_APPLY:
+        def apply(variables, x_u8):
+            x = x_u8.astype(jnp.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
+            features, logits = net.apply(variables, x, train=False, with_features=True)
+            return features, jax.nn.softmax(logits)
 
-    return FeatureNet(name, apply, variables, tuple(input_shape), params_sha256(variables))
+        _CLASSIFIER_APPLY[net] = apply
+    return FeatureNet(name, _CLASSIFIER_APPLY[net], variables, tuple(input_shape),
+                      sha256 or params_sha256(variables))
+
+
+_CLASSIFIER_APPLY: dict = {}
 
 
 def inception_net(weights: str) -> FeatureNet:
@@ -136,8 +144,7 @@ def _load_classifier(name_or_path: str, path: Path) -> FeatureNet:
     if path.parent == CLASSIFIER_DIR and SHIPPED_SHA256.get(name, sha) != sha:
         raise UserError(f"{path} has parameters sha256 {sha}, not the shipped {SHIPPED_SHA256[name]}: the file is "
                         "damaged; reinstall gan-jax (or retrain it: README, Evaluation)")
-    return classifier_net(path.stem.removeprefix("classifier_"), classifier_from_config(config["model"], shape),
-                          variables, shape)
+    return classifier_net(name, classifier_from_config(config["model"], shape), variables, shape, sha)
 
 
 def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | None = None,
