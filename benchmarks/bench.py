@@ -5,7 +5,7 @@
     python benchmarks/bench.py eval_fid_mnist           # classifier-space FID vs generation (eval_fid.py)
     python benchmarks/bench.py eval_floor_mnist         # the metrics of 10,000 train vs the test images
 
-The step timed is the one training runs (gan_jax.steps.StepBuilder.multi_step, jitted, state
+The step timed is the one training runs (gan_jax.objectives' Steps.multi_step, jitted, state
 donated): one D and one G update per step, on random uint8 batches already on the device (the
 peers time random batches too). Compilation is excluded from ms_per_step and printed as compile_s.
 The last line is KEY=VALUE: ms_per_step, images_per_s, run_steps_per_s, compile_s."""
@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from gan_jax import cpu_runtime, models
-from gan_jax.steps import StepBuilder
+from gan_jax.objectives import build_steps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def main():
         cfg.train.steps_per_call = a.steps_per_call
     cfg.model.conv_impl = a.conv_impl
     k, batch = cfg.train.steps_per_call, cfg.data.batch_size
-    builder = StepBuilder(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
+    builder = build_steps(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
 
     def init(seed):
         return builder.init_state(seed)

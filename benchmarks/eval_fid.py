@@ -31,7 +31,7 @@ def run(cfg, num_samples: int = 10_000, rounds: int = 3) -> None:
     key = jax.random.PRNGKey(0)
 
     def generate():
-        return [sample_io.to_uint8(c, cfg.objective) for c in sample_chunks(exp, state, key, num_samples)]
+        return [sample_io.to_uint8(c, exp.unit_range) for c in sample_chunks(exp, state, key, num_samples)]
 
     def generate_and_fid():
         stats = metrics.FeatureStats()

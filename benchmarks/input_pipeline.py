@@ -6,7 +6,7 @@ For each image data set: `load_s` is the first `load_arrays` in this process (in
 cleared; stacked_mnist includes loading MNIST); `host_images_per_s` is `InputPipeline.get(step)`
 in step order (the prefetch thread's rate once its queue is drained); `device_images_per_s` adds
 what training does next: `parallel.global_batch_array` onto the mesh of all devices, and for
-binarized_mnist the on-device Bernoulli draw of `StepBuilder.real_examples`, waited for. ring8 and
+binarized_mnist the on-device Bernoulli draw of `Steps.real_examples`, waited for. ring8 and
 grid25 are sampled on the device by a jitted `synthetic.sample_mixture` from the step key.
 The last line is KEY=VALUE: min_images_per_s (the slowest device_images_per_s) and the load times."""
 
@@ -24,7 +24,7 @@ from gan_jax.config import base_config
 from gan_jax.data import files, synthetic
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import UserError
-from gan_jax.steps import StepBuilder
+from gan_jax.objectives import build_steps
 
 # name -> source
 IMAGE_SETS = {"mnist": "files", "fashion_mnist": "files", "cifar10": "files", "celeba64": "files",
@@ -58,7 +58,7 @@ def bench_images(name: str, source: str, batch: int, seconds: float, data_dir: s
     if data.get_dataset(name, source).binarize:
         cfg = base_config()
         cfg.objective, cfg.data.batch_size = "vae", batch
-        builder = StepBuilder(cfg, {}, images.shape[1:], None, binarize=True)
+        builder = build_steps(cfg, {}, images.shape[1:], None, binarize=True)
         preprocess = jax.jit(lambda key, x: builder.real_examples(key, x[0, 0]))
         try:
             probe = images[: batch * jax.process_count()][None, None]

@@ -8,7 +8,6 @@ import ml_collections
 
 from gan_jax.errors import ConfigError
 
-OBJECTIVES = ("gan", "dcgan", "vae", "classifier")
 SCHEDULES = ("constant", "linear", "cosine")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
@@ -45,6 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.likelihood = "bernoulli"  # VAE: bernoulli | gaussian
     c.loss.beta = 1.0  # VAE: weight of the KL term (1: VAE, else beta-VAE)
     c.loss.gaussian_std = 0.1
+    c.loss.feature_reconstruction_weight = 1e-2  # VAE-GAN: gamma, the decoder's weight of D-feature reconstruction
+    c.loss.iwae_k = 1  # VAE: importance samples of the training bound (Burda et al. 2015); 1: the ELBO
     c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
 
@@ -113,6 +114,8 @@ RANGES = {
     "model.dropout_rate": (0, 1, True, False),
     "loss.beta": (0, None, True, None),
     "loss.gaussian_std": (0, None, False, None),
+    "loss.iwae_k": (1, None, True, None),
+    "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
     "optimizer.learning_rate": (0, None, False, None),
     "optimizer.discriminator_learning_rate": (0, None, False, None),
@@ -179,7 +182,9 @@ def _leaves(c, prefix: str = ""):
 def validate(c: ml_collections.ConfigDict) -> None:
     """Checks every field before anything is written: choices, numeric ranges (RANGES) and that no
     number is NaN or inf. Names, registries and shapes are checked where they are used."""
-    _choice("objective", c.objective, OBJECTIVES)
+    from gan_jax import objectives  # the registry imports the step code: not at config import time
+
+    _choice("objective", c.objective, tuple(objectives.OBJECTIVES))
     _choice("optimizer.schedule", c.optimizer.schedule, SCHEDULES)
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
@@ -190,5 +195,3 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.train.update_rule == "simultaneous" and c.train.n_critic != 1:
         raise ConfigError(f"train.n_critic={c.train.n_critic!r} is not accepted with "
                           "train.update_rule='simultaneous' (both networks step from one forward); accepted: 1")
-    if c.objective == "vae" and c.loss.name != "elbo":
-        raise ConfigError(f"loss.name={c.loss.name!r} is not accepted for objective='vae'; accepted: elbo")

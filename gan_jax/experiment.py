@@ -2,21 +2,18 @@
 layout of the state, and the checkpoints of a workdir. Everything that can fail on bad input
 fails here, before anything is written."""
 
-import dataclasses
 import json
 import os
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import checkpoint, data, keys, models, parallel
-from gan_jax.classifier_steps import ClassifierSteps
+from gan_jax import checkpoint, data, keys, models, objectives, parallel
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
-from gan_jax.steps import StepBuilder, TrainState
+from gan_jax.objectives.base import TrainState
 
 # Fields that may change between the runs of one workdir (resuming longer, on other devices, ...).
 RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
@@ -26,25 +23,6 @@ RESUMABLE_SECTIONS = ("eval.",)  # how a run is evaluated never changes what it 
 
 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    nets: tuple[str, ...]  # the networks it trains (what the model must build)
-    make_steps: Callable  # (cfg, nets, example_shape, dataset, axis_name) -> its step builder
-    needs_labels: bool = False  # batches are (images, labels)
-    generates: bool = True  # has a sampler (sample grids, --mode=sample)
-    needs_images: bool = False  # trains on image data only (not on the 2D mixtures)
-
-
-_gan = lambda cfg, nets, shape, dataset, axis: StepBuilder(cfg, nets, shape, dataset.mixture, dataset.binarize, axis)
-OBJECTIVES = {
-    "gan": Objective(("generator", "discriminator"), _gan),
-    "dcgan": Objective(("generator", "discriminator"), _gan),
-    "vae": Objective(("vae",), _gan, needs_images=True),
-    "classifier": Objective(("classifier",), lambda cfg, nets, shape, dataset, axis: ClassifierSteps(
-        cfg, nets, shape, axis), needs_labels=True, generates=False, needs_images=True),
-}
 
 
 class Experiment:
@@ -59,7 +37,7 @@ class Experiment:
             images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
             self.images = images if load_train_data else None
             self.example_shape = tuple(images.shape[1:])
-        self.objective = OBJECTIVES[cfg.objective]
+        self.objective = objectives.get(cfg.objective)
         if self.objective.needs_images and self.dataset.mixture is not None:
             raise ConfigError(f"objective={cfg.objective!r} needs image data, got data.name={cfg.data.name!r}")
         self.labels = None  # (N,) int32 for objectives that train on labels
@@ -75,8 +53,9 @@ class Experiment:
         if set(self.nets) != set(self.objective.nets):
             raise ConfigError(f"model.name={cfg.model.name!r} does not build networks for objective={cfg.objective!r}")
         parallel.check_batch(cfg.data.batch_size)
-        self.builder = self.objective.make_steps(cfg, self.nets, self.example_shape, self.dataset,
-                                                 parallel.PMAP_AXIS if self.pmap else None)
+        self.builder = self.objective.steps(cfg, self.nets, self.example_shape, self.dataset.mixture,
+                                            self.dataset.binarize, parallel.PMAP_AXIS if self.pmap else None)
+        self.unit_range = self.builder.unit_range  # samples in [0, 1], not [-1, 1]
         self.mesh = parallel.make_mesh()
         self.seed = cfg.seed
         self._sample_jit = None
@@ -112,7 +91,7 @@ class Experiment:
         # the parameters are FSDP-sharded.
         if not self.objective.generates:
             raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
-                            + ", ".join(name for name, o in OBJECTIVES.items() if o.generates))
+                            + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
         if self._sample_jit is None:  # one compilation per run, not one per sample grid
             self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
         fn = self._sample_jit

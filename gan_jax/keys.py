@@ -7,3 +7,19 @@ FIXED_LATENTS = 2**31 - 2  # the latent batch of every sample grid of a run
 SAMPLES = 2**31 - 3  # --mode=sample, then folded with the step
 EVAL_SAMPLES = 2**31 - 4  # --mode=eval's samples, then folded with the step
 ROLLBACK = 10_000  # rollback r folds ROLLBACK + r into the state's key (not the base key's step range)
+
+# Folds of step N's key fold_in(base, N): each update of a step draws from its own.
+GENERATOR_UPDATE = 1  # the GAN generator's update
+CRITIC_UPDATE = 10  # critic update i of a step: CRITIC_UPDATE + i (i < n_critic)
+# Folds of an update's key (a VAE step's key is its one update's key).
+REAL = 0  # the real batch (mixture draw; binarization folds in the example index)
+LATENT = 1  # the generator's latents, the VAE's reparameterization noise
+D_REAL = 2  # D's forward on the real batch (dropout; DiffAugment folds AUGMENT)
+D_FAKE = 3  # D's forward on the generated batch
+D_PENALTY = 4  # the penalties' D forwards
+PENALTIES = 5  # the penalties' own draws (penalty j folds in j)
+D_PRIOR = 6  # VAE-GAN: D's forward on the decoded prior samples
+PRIOR = 7  # VAE-GAN: the prior latents
+# Folds of the real batch's key and of a D forward's key.
+FLIP = 1  # random horizontal flips
+AUGMENT = 1  # DiffAugment's draws in a D forward

@@ -10,8 +10,10 @@ the first w.r.t. D and the second w.r.t. G. A new loss is one decorated function
 cross-entropy losses use softplus forms, so every loss stays finite at logits of +-100:
 -log D(x) = softplus(-l) and -log(1 - D(x)) = softplus(l), where D(x) = sigmoid(l)."""
 
+import math
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from jax.nn import relu, softplus
 
@@ -179,3 +181,22 @@ def negative_elbo(x: jnp.ndarray, decoded: jnp.ndarray, mean: jnp.ndarray, logva
     loss = jnp.mean(reconstruction + beta * kl)
     return loss, {"reconstruction": jnp.mean(reconstruction), "kl": jnp.mean(kl),
                   "neg_elbo": jnp.mean(reconstruction + kl)}
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def log_importance_weights(x: jnp.ndarray, decoded: jnp.ndarray, z: jnp.ndarray, eps: jnp.ndarray,
+                           logvar: jnp.ndarray, likelihood: str = "bernoulli", std: float = 0.1) -> jnp.ndarray:
+    """log p(x | z) + log N(z; 0, I) - log q(z | x) per row, nats: x and decoded (M, ...), z = mean +
+    exp(logvar / 2) * eps, eps and logvar (M, L) -> (M,). log q(z | x) = log N(eps; 0, I) - logvar / 2."""
+    log_px_z = -get_likelihood(likelihood)(x, decoded, std=std)
+    log_pz = jnp.sum(-0.5 * z * z - _HALF_LOG_2PI, axis=-1)
+    log_qz = jnp.sum(-0.5 * eps * eps - 0.5 * logvar - _HALF_LOG_2PI, axis=-1)
+    return log_px_z + log_pz - log_qz
+
+
+def iwae_bound(log_weights: jnp.ndarray) -> jnp.ndarray:
+    """The importance-weighted bound log (1/k) sum_i w_i over the last axis (N, k) -> (N,), stable."""
+    k = log_weights.shape[-1]
+    return jax.nn.logsumexp(log_weights, axis=-1) - math.log(k)

@@ -221,10 +221,12 @@ def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
 
 def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.Array, fake: jax.Array,
                  key: jax.Array, example_ids: jax.Array, update_index: jax.Array, *,
-                 axis_name: str | None = None) -> tuple[jax.Array, dict]:
+                 weights: dict[str, jax.Array] | None = None, axis_name: str | None = None) -> tuple[jax.Array, dict]:
     """The penalty term of one D update: sum of weight * penalty over `specs` (parse_penalties), a lazy
-    one (every = k > 1) only on updates whose index is a multiple of k, with weight * k. Returns (term,
-    {'penalty_NAME': value}), a skipped lazy penalty's value 0. Penalty j draws from fold_in(key, j)."""
+    one (every = k > 1) only on updates whose index is a multiple of k, with weight * k. `weights`
+    (name -> scalar array) replaces the specs' weights (the step passes them as hyperparameter arrays).
+    Returns (term, {'penalty_NAME': value}), a skipped lazy penalty's value 0. Penalty j draws from
+    fold_in(key, j)."""
     total, metrics = jnp.zeros((), jnp.float32), {}
     for j, (name, weight, every) in enumerate(specs):
         fn = get_penalty(name)
@@ -234,6 +236,7 @@ def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.
             return fn(critic, real, fake, k, example_ids, axis_name=axis_name).astype(jnp.float32)
 
         v = value() if every == 1 else lax.cond(update_index % every == 0, value, lambda: jnp.zeros((), jnp.float32))
+        weight = weight if weights is None else weights[name]
         total = total + weight * every * v
         metrics[f"penalty_{name}"] = v
     return total, metrics

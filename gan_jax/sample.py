@@ -102,7 +102,7 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
         for generated in sample_chunks(exp, state, base_key, num_samples):
             if not is_writer:
                 continue
-            chunk = generated.astype(np.float32) if points else sample_io.to_uint8(generated, exp.cfg.objective)
+            chunk = generated.astype(np.float32) if points else sample_io.to_uint8(generated, exp.unit_range)
             writer.write(chunk)
             if sum(map(len, shown)) < shown_count:
                 shown.append(chunk[:shown_count - sum(map(len, shown))])

@@ -31,25 +31,39 @@ class TrainingDiverged(RuntimeError):
     """A loss or a parameter became NaN or inf."""
 
 
+def _multi_step(exp: Experiment, length: int | None):
+    def multi_step(state, batches, hp):  # named: tests count "Compiling jit(multi_step)" in the log
+        return exp.builder.multi_step(state, batches, hp, length)
+
+    return multi_step
+
+
 def compile_step(exp: Experiment, state_shardings, length: int | None = None):
     """The jitted (or pmapped) multi-step of `length` updates (default train.steps_per_call):
-    (state, batches) -> (state, stacked metrics); state donated. Under pmap the metrics come back as
-    the first local device's copy, (1, K), so that every process can read them (the full
-    (devices, K) output spans other processes' devices)."""
-    def multi_step(state, batches):  # named: tests count "Compiling jit(multi_step)" in the log
-        return exp.builder.multi_step(state, batches, length)
-
+    (state, batches) -> (state, stacked metrics); state donated. The objective's hyperparameters go in
+    as arrays (one compilation whatever their values). Under pmap the metrics come back as the first
+    local device's copy, (1, K), so that every process can read them (the full (devices, K) output
+    spans other processes' devices)."""
+    multi_step = _multi_step(exp, length)
     if exp.pmap:
-        pmapped = jax.pmap(multi_step, axis_name=parallel.PMAP_AXIS, donate_argnums=0)
+        hp = exp.builder.hyperparameters()
+        pmapped = jax.pmap(multi_step, axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0)
 
         def step(state, batches):
-            state, metrics = pmapped(state, batches)
+            state, metrics = pmapped(state, batches, hp)
             return state, parallel.pmap_local(metrics)
 
         return step
-    in_shardings = (state_shardings, batch_shardings(exp))
-    return jax.jit(multi_step, in_shardings=in_shardings,
-                   out_shardings=(state_shardings, NamedSharding(exp.mesh, P())), donate_argnums=0)
+    jitted, hp = _jit_step(exp, state_shardings, multi_step)
+    return lambda state, batches: jitted(state, batches, hp)
+
+
+def _jit_step(exp: Experiment, state_shardings, multi_step):
+    """The jitted (state, batches, hp) step and the hyperparameters, replicated over the mesh."""
+    in_shardings = (state_shardings, batch_shardings(exp), parallel.replicated(exp.mesh))
+    jitted = jax.jit(multi_step, in_shardings=in_shardings,
+                     out_shardings=(state_shardings, NamedSharding(exp.mesh, P())), donate_argnums=0)
+    return jitted, parallel.host_replicated(exp.builder.hyperparameters(), exp.mesh)
 
 
 def batch_shardings(exp: Experiment):
@@ -70,10 +84,9 @@ def compile_and_check_memory(exp: Experiment, state_shardings):
     """The step of train.steps_per_call updates, compiled ahead of time and refused with
     InsufficientMemory if it does not fit on a device (pmap: compiled at the first call, so only
     its state is checked)."""
-    fn = compile_step(exp, state_shardings)
     if exp.pmap:
         memory.check_fits(None, jax.eval_shape(exp.builder.init_state, exp.seed))
-        return fn
+        return compile_step(exp, state_shardings)
     cfg = exp.cfg
     batch = None
     if exp.images is not None:
@@ -83,9 +96,10 @@ def compile_and_check_memory(exp: Experiment, state_shardings):
                                                                       sharding=sharding),
                              arrays, batch_shardings(exp))
     abstract = exp.abstract_state()
-    compiled = fn.lower(abstract, batch).compile()
+    jitted, hp = _jit_step(exp, state_shardings, _multi_step(exp, None))
+    compiled = jitted.lower(abstract, batch, hp).compile()
     memory.check_fits(compiled, abstract)
-    return compiled
+    return lambda state, batches: compiled(state, batches, hp)
 
 
 class _Workdir(contextlib.ExitStack):
@@ -328,4 +342,4 @@ def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bo
         real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
         sample_io.save_scatter(path, generated, real)
     else:
-        sample_io.save_grid(path, sample_io.to_uint8(generated, exp.cfg.objective))
+        sample_io.save_grid(path, sample_io.to_uint8(generated, exp.unit_range))

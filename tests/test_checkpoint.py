@@ -19,7 +19,8 @@ import pytest
 
 from gan_jax.checkpoint import Checkpointer, CheckpointError
 from gan_jax.experiment import Experiment
-from gan_jax.steps import StepBuilder, TrainState
+from gan_jax.objectives.base import TrainState
+from gan_jax.objectives.gan import GanSteps
 from gan_jax.train import TrainingDiverged, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ import jax, jax.numpy as jnp, optax
 sys.path.insert(0, {tests!r})
 from test_checkpoint import abstract, damage
 from gan_jax.checkpoint import Checkpointer
-from gan_jax.steps import TrainState
+from gan_jax.objectives.base import TrainState
 
 def state(value):  # many arrays: many reads still under way when the first one fails
     params = {{f"w{{i}}": jnp.full((128, 128), value + i, jnp.float32) for i in range(20)}}
@@ -273,16 +274,16 @@ def test_full_disk_is_one_line_and_earlier_checkpoints_stay(small_disk, asynchro
 def poison_params_at(monkeypatch, bad_state_step: int, seed: int = 0):
     """Makes the update at state.step == bad_state_step (0-based) leave NaN parameters, but only
     under the run's original key: a rollback's fresh key fold goes through."""
-    original = StepBuilder.train_step
+    original = GanSteps.train_step
     key = jax.random.PRNGKey(seed)
 
-    def poisoned(self, state, batch):
-        new, metrics = original(self, state, batch)
+    def poisoned(self, state, batch, hp=None):
+        new, metrics = original(self, state, batch, hp)
         hit = (state.step == bad_state_step) & jnp.all(state.key == key)
         params = jax.tree.map(lambda p: jnp.where(hit, jnp.nan, p), new.params)
         return new.replace(params=params), {**metrics, "finite": metrics["finite"] & ~hit}
 
-    monkeypatch.setattr(StepBuilder, "train_step", poisoned)
+    monkeypatch.setattr(GanSteps, "train_step", poisoned)
 
 
 def records(workdir):
@@ -341,9 +342,10 @@ def launch(env, *args, prelude=None):
 
 
 def test_diverged_run_exits_1_with_the_message_last(jax_cache, tmp_path):
-    prelude = ("import jax, jax.numpy as jnp\nfrom gan_jax.steps import StepBuilder\no = StepBuilder.train_step\n"
-               "def p(self, s, b):\n    n, m = o(self, s, b)\n    return n, {**m, 'g_loss': jnp.where(s.step == 2, "
-               "jnp.nan, m['g_loss']), 'finite': m['finite'] & (s.step != 2)}\nStepBuilder.train_step = p")
+    prelude = ("import jax, jax.numpy as jnp\nfrom gan_jax.objectives.gan import GanSteps\no = GanSteps.train_step\n"
+               "def p(self, s, b, hp=None):\n    n, m = o(self, s, b, hp)\n"
+               "    return n, {**m, 'g_loss': jnp.where(s.step == 2, jnp.nan, m['g_loss']),\n"
+               "               'finite': m['finite'] & (s.step != 2)}\nGanSteps.train_step = p")
     out = launch(launch_env(jax_cache), "--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
                  prelude=prelude)
     assert out.returncode == 1, out.stderr[-2000:]

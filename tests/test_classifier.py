@@ -17,13 +17,13 @@ import pytest
 from conftest import load_experiment
 
 from gan_jax import data, parallel
-from gan_jax.classifier_steps import ClassifierSteps, random_shift
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.evaluate import classify
 from gan_jax.evaluate.inception import params_sha256
 from gan_jax.models.classifier import ConvClassifier
-from gan_jax.steps import TrainState
+from gan_jax.objectives.base import TrainState
+from gan_jax.objectives.classifier import ClassifierSteps, random_shift
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -299,7 +299,7 @@ def toy_steps():
     steps = ClassifierSteps(cfg, {"classifier": net}, (8, 8, 1))
     params, stats = {"classifier": variables["params"]}, {"classifier": variables["batch_stats"]}
     state = TrainState(jnp.zeros((), jnp.int32), jax.random.PRNGKey(0), params, stats,
-                       {"classifier": jax.jit(steps.optimizer.init)(variables["params"])})
+                       {"classifier": jax.jit(steps.optimizers["classifier"].init)(variables["params"])})
     return net, jax.jit(steps.train_step), state
 
 

@@ -27,7 +27,8 @@ from gan_jax.config import base_config
 from gan_jax.data import synthetic
 from gan_jax.data.pipeline import InputPipeline, epoch_permutation
 from gan_jax.errors import ConfigError, DataError
-from gan_jax.steps import StepBuilder, to_model_range
+from gan_jax.objectives import build_steps
+from gan_jax.objectives.base import to_model_range
 
 # name -> (source, split, images shape, number of label classes or None)
 EXPECTED = {
@@ -332,9 +333,9 @@ def test_global_array_same_on_8_devices_as_on_1() -> None:
 # --- on-device preprocessing ---------------------------------------------------------------------
 def test_to_model_range() -> None:
     x = jnp.asarray([0, 128, 255], jnp.uint8)
-    np.testing.assert_allclose(to_model_range(x, "dcgan"), [-1.0, 2 * 128 / 255 - 1, 1.0], atol=1e-6)
-    np.testing.assert_allclose(to_model_range(x, "vae"), [0.0, 128 / 255, 1.0], atol=1e-6)
-    assert to_model_range(x, "dcgan").dtype == jnp.float32
+    np.testing.assert_allclose(to_model_range(x), [-1.0, 2 * 128 / 255 - 1, 1.0], atol=1e-6)
+    np.testing.assert_allclose(to_model_range(x, unit_range=True), [0.0, 128 / 255, 1.0], atol=1e-6)
+    assert to_model_range(x).dtype == jnp.float32
 
 
 @pytest.mark.parametrize("objective, flip, binarize, mixture", [
@@ -346,17 +347,18 @@ def test_real_examples_are_keyed_per_example(objective: str, flip: bool, binariz
     """The full batch on one device equals its two halves on two devices (pmap, example offsets)."""
     cfg = base_config()
     cfg.objective, cfg.data.random_flip, cfg.data.batch_size = objective, flip, 16
+    cfg.loss.name = "elbo" if objective == "vae" else cfg.loss.name
     shape = (2,) if mixture else (6, 6, 1)
     batch = np.random.default_rng(1).integers(0, 256, (16, *shape), dtype=np.uint8)
     key = jax.random.key(7)
-    full_builder = StepBuilder(cfg, {}, shape, mixture, binarize)
+    full_builder = build_steps(cfg, {}, shape, mixture, binarize)
     full = np.asarray(jax.jit(full_builder.real_examples)(key, None if mixture else batch))
-    split_builder = StepBuilder(cfg, {}, shape, mixture, binarize, axis_name=parallel.PMAP_AXIS)
+    split_builder = build_steps(cfg, {}, shape, mixture, binarize, axis_name=parallel.PMAP_AXIS)
     halves = jax.pmap(split_builder.real_examples, axis_name=parallel.PMAP_AXIS, in_axes=(None, 0),
                       devices=jax.devices()[:2])(key, batch.reshape(2, 8, *shape))
     np.testing.assert_array_equal(np.asarray(halves).reshape(full.shape), full)
     if flip and not binarize:
-        x = np.asarray(to_model_range(batch, objective))
+        x = np.asarray(to_model_range(batch, unit_range=objective == "vae"))
         # allclose: jit may fuse the scaling differently from the eager reference (1 ulp).
         flipped = [np.allclose(full[i], x[i, :, ::-1], atol=1e-6) for i in range(16)]
         assert all(f or np.allclose(full[i], x[i], atol=1e-6) for i, f in enumerate(flipped))
@@ -369,8 +371,8 @@ def test_real_examples_are_keyed_per_example(objective: str, flip: bool, binariz
 def test_real_examples_on_the_sharded_training_batch(binarize: bool) -> None:
     """What train.py feeds the step: `global_batch_array` on the mesh, jitted with its sharding."""
     cfg = base_config()
-    cfg.objective, cfg.data.random_flip, cfg.data.batch_size = "vae", True, 16
-    builder = StepBuilder(cfg, {}, (6, 6, 1), None, binarize)
+    cfg.objective, cfg.data.random_flip, cfg.data.batch_size, cfg.loss.name = "vae", True, 16, "elbo"
+    builder = build_steps(cfg, {}, (6, 6, 1), None, binarize)
     batch = np.random.default_rng(2).integers(0, 256, (16, 6, 6, 1), dtype=np.uint8)
     sharding = parallel.batch_sharding(parallel.make_mesh(), 4, batch_axis=0)
     key = jax.random.key(11)

@@ -9,8 +9,8 @@ import pytest
 from gan_jax import models
 from gan_jax.config import base_config
 from gan_jax.errors import ConfigError
+from gan_jax.objectives import build_steps
 from gan_jax.ops import diff_augment as da
-from gan_jax.steps import StepBuilder
 
 N, H, W, C = 5, 8, 8, 3
 X = np.random.RandomState(0).uniform(-1, 1, (N, H, W, C)).astype(np.float32)
@@ -80,7 +80,7 @@ def test_unknown_transformations_and_non_image_data_are_refused():
     c.objective, c.model.name, c.data.diff_augment = "gan", "mlp_gan", "color"
     c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = 2, 8, 8
     with pytest.raises(ConfigError, match="transforms images"):
-        StepBuilder(c, models.build(c.model, (2,)), (2,), "ring8", False)
+        build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
 def test_the_gan_step_augments_every_discriminator_forward():
@@ -90,7 +90,7 @@ def test_the_gan_step_augments_every_discriminator_forward():
         c = base_config()
         c.objective, c.data.batch_size, c.data.diff_augment = "dcgan", 8, policy
         c.model.name, c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = "mlp_gan", 4, 16, 8
-        return StepBuilder(c, models.build(c.model, (8, 8, 1)), (8, 8, 1), None, False)
+        return build_steps(c, models.build(c.model, (8, 8, 1)), (8, 8, 1), None, False)
 
     batch = (np.random.RandomState(1).rand(1, 8, 8, 8, 1) * 255).astype(np.uint8)
     plain, augmented = builder(""), builder("translation,cutout,color")

@@ -6,7 +6,8 @@ import numpy as np
 
 from gan_jax import models
 from gan_jax.config import base_config
-from gan_jax.steps import EMA, StepBuilder
+from gan_jax.objectives import build_steps
+from gan_jax.objectives.gan import EMA
 
 
 def _builder(decay, start=0):
@@ -16,7 +17,7 @@ def _builder(decay, start=0):
     c.model.generator_width, c.model.discriminator_width, c.model.maxout_pieces = 16, 8, 2
     c.optimizer.learning_rate = 1e-2  # large steps, so that the average visibly lags
     c.train.ema_decay, c.train.ema_start = decay, start
-    return StepBuilder(c, models.build(c.model, (2,)), (2,), "ring8", False)
+    return build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
 def _flat(tree):

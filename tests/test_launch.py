@@ -12,7 +12,7 @@ import pytest
 from conftest import load_experiment, require_data
 from PIL import Image
 
-from gan_jax.experiment import OBJECTIVES
+from gan_jax.objectives import OBJECTIVES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))

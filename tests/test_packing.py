@@ -11,7 +11,7 @@ from gan_jax import models
 from gan_jax.config import base_config
 from gan_jax.errors import ConfigError
 from gan_jax.models import Packed
-from gan_jax.steps import StepBuilder
+from gan_jax.objectives import build_steps
 
 
 class _Flatten(nn.Module):
@@ -64,7 +64,7 @@ def _ring_builder(pack, batch=64, penalties=""):
     c.model.update(_cfg("mlp_gan", pack=pack, latent_dim=2))
     c.loss.penalties = penalties
     c.train.steps_per_call = 50
-    return StepBuilder(c, models.build(c.model, (2,)), (2,), "ring8", False)
+    return build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
 def test_a_packed_gan_trains_and_logs_d_on_groups():

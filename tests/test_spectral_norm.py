@@ -9,8 +9,9 @@ import pytest
 
 from gan_jax import models
 from gan_jax.config import base_config
+from gan_jax.objectives import build_steps
+from gan_jax.objectives.gan import SPECTRAL_NORM
 from gan_jax.ops import spectral_norm as sn
-from gan_jax.steps import SPECTRAL_NORM, StepBuilder
 
 
 def _top_singular_value(w) -> float:
@@ -57,7 +58,7 @@ def _ring_builder(spectral, update_rule="alternating"):
     c.model.name, c.model.latent_dim, c.model.spectral_norm = "mlp_gan", 2, spectral
     c.model.generator_width, c.model.discriminator_width, c.model.maxout_pieces = 32, 16, 3
     c.optimizer.learning_rate, c.train.steps_per_call = 1e-3, 100
-    return StepBuilder(c, models.build(c.model, (2,)), (2,), "ring8", False)
+    return build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
 @pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])

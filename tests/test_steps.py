@@ -8,7 +8,7 @@ import pytest
 from gan_jax import models
 from gan_jax.config import base_config
 from gan_jax.data.synthetic import sample_mixture
-from gan_jax.steps import StepBuilder
+from gan_jax.objectives import build_steps
 
 
 def _builder(objective="dcgan", **overrides):
@@ -30,7 +30,7 @@ def _builder(objective="dcgan", **overrides):
         c[section][name] = v
     shape = (8, 8, 1)
     nets = models.build(c.model, shape)
-    return c, StepBuilder(c, nets, shape, None, False)
+    return c, build_steps(c, nets, shape, None, False)
 
 
 def _fixed_batch(n=16):
@@ -123,7 +123,7 @@ def test_ring_gan_step_on_synthetic_data():
     c.objective, c.data.batch_size, c.model.name, c.model.latent_dim = "gan", 64, "mlp_gan", 2
     c.model.generator_width, c.model.discriminator_width, c.model.maxout_pieces = 16, 8, 3
     nets = models.build(c.model, (2,))
-    b = StepBuilder(c, nets, (2,), "ring8", False)
+    b = build_steps(c, nets, (2,), "ring8", False)
     state, metrics = jax.jit(b.train_step)(b.init_state(0), None)
     assert int(state.step) == 1 and bool(metrics["finite"])
     points = np.asarray(sample_mixture("ring8", jax.random.PRNGKey(0), 1000))
@@ -174,7 +174,7 @@ def test_simultaneous_update_under_pmap_equals_one_device():
     c, single = _builder(train__update_rule="simultaneous")
     model_cfg = ml_collections.ConfigDict(c.model.to_dict())
     model_cfg.axis_name = parallel.PMAP_AXIS
-    multi = StepBuilder(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
+    multi = build_steps(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
     s0, batch = single.init_state(0), _fixed_batch()
     s1, m1 = jax.jit(single.train_step)(s0, batch)
     # 8 devices, 2 examples each: (8, n_critic, 2, 8, 8, 1).
@@ -199,7 +199,7 @@ def test_several_critic_updates_with_a_penalty_under_pmap_equal_one_device(penal
     c, single = _builder(train__n_critic=2, loss__name="wasserstein", loss__penalties=penalty, optimizer__eps=1e-3)
     model_cfg = ml_collections.ConfigDict(c.model.to_dict())
     model_cfg.axis_name = parallel.PMAP_AXIS
-    multi = StepBuilder(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
+    multi = build_steps(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
     s0 = single.init_state(0)
     batch = np.concatenate([_fixed_batch(), _fixed_batch()[:, ::-1]])  # (n_critic, 16, 8, 8, 1)
     s1, m1 = jax.jit(single.train_step)(s0, batch)

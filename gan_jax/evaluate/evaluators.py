@@ -136,7 +136,7 @@ def _score_samples(exp, state, step: int, fnet) -> dict:
     """eval.num_samples samples of the step's key, as uint8, scored by `fnet` against the eval split."""
     from gan_jax.sample import sample_chunks  # sample imports the experiment, which imports this
 
-    chunks = (sample_io.to_uint8(c, exp.cfg.objective)
+    chunks = (sample_io.to_uint8(c, exp.unit_range)
               for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
     reference, _ = _test_images(exp)
     return {"split": exp.cfg.data.eval_split,
@@ -154,7 +154,7 @@ def stacked_mnist_modes(exp, state, step: int) -> dict:
     fnet = classify.load_classifier("mnist")
     digits = []
     for chunk in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples):
-        u8 = sample_io.to_uint8(chunk, exp.cfg.objective)
+        u8 = sample_io.to_uint8(chunk, exp.unit_range)
         per_channel = [classify.embed(fnet, u8[..., c:c + 1], exp.mesh, exp.cfg.eval.batch_size)[1].argmax(1)
                        for c in range(3)]
         digits.append(np.stack(per_channel, axis=1))

@@ -10,10 +10,11 @@ from numpy.lib import format as npy_format
 from PIL import Image, ImageDraw
 
 
-def to_uint8(images: np.ndarray, objective: str) -> np.ndarray:
-    """Model-range images ([-1, 1] for GANs, [0, 1] for VAEs), (N, H, W, C) -> uint8 (N, H, W, C)."""
+def to_uint8(images: np.ndarray, unit_range: bool = False) -> np.ndarray:
+    """Model-range images ([-1, 1], or [0, 1] with unit_range: Experiment.unit_range), (N, H, W, C) ->
+    uint8 (N, H, W, C)."""
     x = np.asarray(images, np.float32)
-    if objective != "vae":
+    if not unit_range:
         x = (x + 1.0) / 2.0
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 

@@ -21,8 +21,6 @@ import numpy as np
 
 from gan_jax import losses
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
 
 @functools.partial(jax.jit, static_argnames=("vae", "likelihood", "gaussian_std", "batch_k"))
 def _log_weights(vae: nn.Module, params, x: jnp.ndarray, key: jax.Array, example_ids: jnp.ndarray,
@@ -38,10 +36,10 @@ def _log_weights(vae: nn.Module, params, x: jnp.ndarray, key: jax.Array, example
     z = mean + jnp.exp(0.5 * logvar) * eps
     decoded = vae.apply({"params": params}, z.reshape(-1, z.shape[-1]), method=vae.decode)  # (batch_k * N, ...)
     x_rep = jnp.broadcast_to(x, (batch_k, *x.shape)).reshape(decoded.shape)
-    log_px_z = -losses.get_likelihood(likelihood)(x_rep, decoded, std=gaussian_std).reshape(batch_k, -1)
-    log_pz = jnp.sum(-0.5 * z * z - _HALF_LOG_2PI, axis=-1)
-    log_qz = jnp.sum(-0.5 * eps * eps - 0.5 * logvar - _HALF_LOG_2PI, axis=-1)
-    return log_px_z + log_pz - log_qz
+    rows = lambda a: a.reshape(-1, latent)
+    logvar_rep = jnp.broadcast_to(logvar, (batch_k, n, latent))
+    return losses.log_importance_weights(x_rep, decoded, rows(z), rows(eps), rows(logvar_rep), likelihood,
+                                         gaussian_std).reshape(batch_k, n)
 
 
 def iwae_log_likelihood(vae: nn.Module, params, x: np.ndarray, k: int, key: jax.Array, batch_k: int = 100,

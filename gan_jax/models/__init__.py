@@ -1,6 +1,7 @@
 """Model registry. A model is one builder function, registered by name, that turns
 `config.model` and the data's example shape into the named networks of an objective:
-`{'generator': G, 'discriminator': D}` for GANs, `{'vae': V}` for VAEs, `{'classifier': C}`."""
+`{'generator': G, 'discriminator': D}` for GANs, `{'vae': V}` for VAEs, `{'encoder': E, 'generator': G,
+'discriminator': D}` for VAE-GANs, `{'classifier': C}`."""
 
 from collections.abc import Callable
 
@@ -59,4 +60,4 @@ class Packed(nn.Module):
 
 
 # Importing the model files registers them.
-from gan_jax.models import classifier, dcgan, mlp_gan, vae  # noqa: E402,F401
+from gan_jax.models import classifier, dcgan, mlp_gan, vae, vaegan  # noqa: E402,F401

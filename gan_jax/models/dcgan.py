@@ -57,6 +57,9 @@ class TutorialGenerator(nn.Module):
                                       impl=self.conv_impl)(h))
 
 
+FEATURES = "features"  # the 'intermediates' entry a discriminator sows: its last hidden layer (N, ...)
+
+
 class TutorialDiscriminator(nn.Module):
     """The TF tutorial's discriminator: images (N, 28, 28, C) -> logits (N,)."""
 
@@ -70,6 +73,8 @@ class TutorialDiscriminator(nn.Module):
         h = x
         for features in (self.width, 2 * self.width):
             h = nn.leaky_relu(Conv(features, (5, 5), (2, 2), "SAME", impl=self.conv_impl)(h), 0.3)
+            if features == 2 * self.width:
+                self.sow("intermediates", FEATURES, h)  # VAE-GAN's reconstruction layer (before dropout)
             h = ExampleDropout(self.dropout_rate, self.dropout_axis_name)(h, deterministic=not train)
         return nn.Dense(1)(h.reshape(h.shape[0], -1))[:, 0]
 
@@ -125,6 +130,7 @@ class RadfordDiscriminator(nn.Module):
             if not first:
                 h = _bn(train, self.bn_axis_name)(h)
             h, features, first = nn.leaky_relu(h, 0.2), features * 2, False
+        self.sow("intermediates", FEATURES, h)  # VAE-GAN's reconstruction layer
         return nn.Dense(1, kernel_init=_init)(h.reshape(h.shape[0], -1))[:, 0]
 
 

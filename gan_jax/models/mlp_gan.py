@@ -62,7 +62,7 @@ class MLPDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        from gan_jax.models.dcgan import ExampleDropout
+        from gan_jax.models.dcgan import FEATURES, ExampleDropout
 
         h = x.reshape(x.shape[0], -1)
         for _ in range(self.depth):
@@ -72,6 +72,7 @@ class MLPDiscriminator(nn.Module):
                 h = nn.leaky_relu(nn.Dense(self.width)(h), 0.2)
             if self.dropout_rate:
                 h = ExampleDropout(self.dropout_rate, self.axis_name)(h, deterministic=not train)
+        self.sow("intermediates", FEATURES, h)  # the last hidden layer, for objectives that read D's features
         return nn.Dense(1)(h)[:, 0]
 
 

@@ -1,0 +1,40 @@
+"""VAE-GAN (Larsen et al. 2016) on MNIST 28x28: the TF tutorial's DCGAN generator as the decoder and its
+discriminator, whose last hidden layer measures the reconstruction error; a 2-convolution encoder.
+Adam 2e-4 b1 0.5 for all three networks (the paper used RMSProp), batch 64, latent 32."""
+
+from gan_jax.config import base_config
+
+# The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
+VARIANTS = ("smoke",)
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "vaegan"
+    c.data.name = "mnist"
+    c.data.batch_size = 64
+    c.model.name = "vaegan_tutorial"
+    c.model.latent_dim = 32
+    c.model.hidden = 512
+    c.loss.name = "non_saturating"
+    c.loss.beta = 1.0
+    c.loss.feature_reconstruction_weight = 1e-2
+    c.optimizer.learning_rate = 2e-4
+    c.train.steps = 10_000
+    c.train.log_every = 100
+    c.train.sample_every = 1000
+    c.train.checkpoint_every = 1000
+    c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
+    c.eval.every = 5000
+    if arg == "smoke":
+        c.data.batch_size = 8
+        c.model.latent_dim = 4
+        c.model.hidden = 16
+        c.model.generator_width = c.model.discriminator_width = 8
+        c.train.steps = 4
+        c.train.log_every = 2
+        c.train.sample_every = 2
+        c.train.checkpoint_every = 2
+        c.eval.num_samples = 500
+        c.eval.every = 0
+    return c

@@ -1,0 +1,180 @@
+"""What every objective's pure step shares: the train state, the optimizers, the hyperparameters that
+reach the step as arrays, the input preprocessing and the per-example keying.
+
+All randomness of step N comes from fold_in(state.key, N) (the sub-folds are named in gan_jax/keys.py),
+so what step N draws does not depend on how the run was split into calls, devices or processes. Noise,
+dropout and flips are keyed per example over the global batch. With `axis_name` (pmap) each device
+runs the same step on its slice of the global batch and gradients are averaged with `lax.pmean`."""
+
+from collections.abc import Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gan_jax import keys
+from gan_jax.data.synthetic import sample_mixture
+from gan_jax.ops import random
+
+Hyperparameters = dict[str, jax.Array]  # name -> float32 scalar (vmappable: a sweep stacks them)
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: generator (or VAE) updates done
+    key: jax.Array  # uint32 (2,): the run's base key (raw key data, so it checkpoints as an array)
+    params: dict  # network name -> parameters (and gan.EMA -> G's moving average)
+    batch_stats: dict  # network name -> BatchNorm statistics ({} where none)
+    opt_state: dict  # network name -> optax state
+
+
+def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedule:
+    """Per-update learning rate from `peak` (a float or a traced array): linear warmup over
+    optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps."""
+    warmup, total = cfg.optimizer.warmup_steps, cfg.train.steps
+    decay_steps = max(total - warmup, 1)
+    decay = {"constant": lambda: optax.constant_schedule(peak),
+             "linear": lambda: optax.linear_schedule(peak, 0.0, decay_steps),
+             "cosine": lambda: optax.cosine_decay_schedule(peak, decay_steps)}[cfg.optimizer.schedule]()
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def make_optimizers(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> dict[str, optax.GradientTransformation]:
+    """Adam per network. Its learning rate is a hyperparameter of its state that `apply_updates` sets
+    from the schedule and the peak array before each update (so the peak can be vmapped)."""
+    o = cfg.optimizer
+    return {name: optax.inject_hyperparams(optax.adam)(learning_rate=0.0, b1=o.b1, b2=o.b2, eps=o.eps)
+            for name in names}
+
+
+def peak_learning_rates(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> Hyperparameters:
+    """{'lr_NAME': peak} per network; the discriminator may have its own (TTUR)."""
+    out = {}
+    for name in names:
+        peak = cfg.optimizer.learning_rate
+        if name == "discriminator" and cfg.optimizer.discriminator_learning_rate is not None:
+            peak = cfg.optimizer.discriminator_learning_rate
+        out[f"lr_{name}"] = np.float32(peak)
+    return out
+
+
+def apply_updates(params, opt_state, grads, optimizer: optax.GradientTransformation, schedule: optax.Schedule):
+    """One optimizer update at the learning rate schedule(updates done); the state keeps that rate
+    (optax.inject_hyperparams evaluates a schedule at the same count: the same arithmetic)."""
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": schedule(opt_state.count)})
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def learning_rate(opt_state) -> jax.Array:
+    """The learning rate the last update used (for logging)."""
+    return opt_state.hyperparams["learning_rate"]
+
+
+def to_model_range(images_u8: jnp.ndarray, unit_range: bool = False) -> jnp.ndarray:
+    """uint8 -> float32 in [-1, 1] (tanh outputs) or, with unit_range, [0, 1] (Bernoulli means)."""
+    x = images_u8.astype(jnp.float32) / 255.0
+    return x if unit_range else 2.0 * x - 1.0
+
+
+def example_ids(local_batch: int, axis_name: str | None) -> jnp.ndarray:
+    """Global indices of this device's examples (keys are folded with them)."""
+    ids = jnp.arange(local_batch)
+    return ids if axis_name is None else ids + jax.lax.axis_index(axis_name) * local_batch
+
+
+def global_normal(key: jax.Array, global_batch: int, dim: int, local_batch: int, axis_name: str | None):
+    """Rows of an (global_batch, dim) N(0, I) draw that belong to this device."""
+    z = jax.random.normal(key, (global_batch, dim))
+    if axis_name is None:
+        return z
+    return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * local_batch, local_batch)
+
+
+def random_flip(key: jax.Array, x: jnp.ndarray, axis_name: str | None) -> jnp.ndarray:
+    ids = example_ids(x.shape[0], axis_name)
+    flip = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i)))(ids)
+    return jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+
+
+def pmean(tree, axis_name):
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def all_finite(tree) -> jnp.ndarray:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+class Steps:
+    """Base of an objective's step builder: what its pure steps close over (networks, optimizers,
+    static config). Subclasses define `init_state`, `train_step(state, batch, hp)`, `sample_fn` and
+    extend `hyperparameters`."""
+
+    unit_range = False  # model range [0, 1] instead of [-1, 1]
+
+    def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
+                 mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
+        self.cfg, self.nets, self.example_shape = cfg, nets, example_shape
+        self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
+        self.optimizers = make_optimizers(cfg, tuple(nets))
+        self.global_batch = cfg.data.batch_size
+
+    def hyperparameters(self) -> Hyperparameters:
+        """The values the step reads as arrays (not compiled in): peak learning rates, loss weights."""
+        return peak_learning_rates(self.cfg, tuple(self.nets))
+
+    def update(self, name: str, params: dict, opt_state: dict, grads, hp: Hyperparameters) -> None:
+        """Applies network `name`'s gradients (averaged over devices) in place in params/opt_state."""
+        schedule = learning_rate_schedule(hp[f"lr_{name}"], self.cfg)
+        params[name], opt_state[name] = apply_updates(params[name], opt_state[name], pmean(grads, self.axis_name),
+                                                      self.optimizers[name], schedule)
+
+    def real_examples(self, key: jax.Array, batch_u8: jnp.ndarray | None) -> jnp.ndarray:
+        """The model-range real batch (local_batch, *example_shape) of one update."""
+        if self.mixture is not None:
+            points = sample_mixture(self.mixture, key, self.global_batch)
+            if self.axis_name is None:
+                return points
+            local_batch = self.global_batch // jax.lax.psum(1, self.axis_name)
+            return jax.lax.dynamic_slice_in_dim(points, jax.lax.axis_index(self.axis_name) * local_batch,
+                                                local_batch)
+        x = to_model_range(batch_u8, self.unit_range)
+        if self.cfg.data.random_flip:
+            x = random_flip(jax.random.fold_in(key, keys.FLIP), x, self.axis_name)
+        if self.binarize:
+            ids = example_ids(x.shape[0], self.axis_name)
+            # bernoulli(p) is uniform < p; vmapping only over the ids keeps x's sharding out of the vmap.
+            u = jax.vmap(lambda i: random.uniform(jax.random.fold_in(key, i), x.shape[1:]))(ids)
+            x = (u < x).astype(jnp.float32)
+        return x
+
+    def local_batch(self, batch_u8: jnp.ndarray | None) -> int:
+        if batch_u8 is not None:
+            return batch_u8.shape[1]
+        return self.global_batch if self.axis_name is None else self.global_batch // jax.lax.psum(1, self.axis_name)
+
+    def train_step(self, state: TrainState, batch, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
+        raise NotImplementedError
+
+    def multi_step(self, state: TrainState, batches, hp: Hyperparameters | None = None,
+                   length: int | None = None) -> tuple[TrainState, dict]:
+        """K = `length` (default `train.steps_per_call`) updates in one dispatch: batches with a leading
+        (K,) axis, or None for synthetic data; hp from `hyperparameters()` (default: its values,
+        compiled in). Metrics come back stacked (K,)."""
+        hp = self.hyperparameters() if hp is None else hp
+        k = self.cfg.train.steps_per_call if length is None else length
+        if k == 1:  # no scan: XLA:CPU runs a step's convolutions far slower inside a loop
+            state, metrics = self.train_step(state, None if batches is None else jax.tree.map(lambda a: a[0], batches),
+                                             hp)
+            return state, jax.tree.map(lambda m: m[None], metrics)
+        return jax.lax.scan(lambda s, b: self.train_step(s, b, hp), state, batches, length=k)
+
+    def sample_fn(self) -> Callable[[TrainState, jnp.ndarray], jnp.ndarray] | None:
+        """(state, z (N, latent_dim)) -> samples in model range, networks in inference mode; None if the
+        objective generates nothing."""
+        return None

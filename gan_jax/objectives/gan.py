@@ -1,0 +1,283 @@
+"""The GAN objective (and `dcgan`, the same with the DCGAN models): a generator G and a discriminator D
+trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
+
+One discriminator objective and one generator objective serve both update rules: `alternating`
+(n_critic D updates, then G against the updated D) and `simultaneous` (both from the same parameters).
+Without penalties the simultaneous rule takes a fast path in logit space: one D forward on the real and
+one on the generated batch give both networks' gradients. D's forward (spectral normalization,
+DiffAugment, BatchNorm state) is written once, in `discriminate`."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gan_jax import keys, losses, penalties
+from gan_jax.errors import ConfigError
+from gan_jax.models.dcgan import FEATURES
+from gan_jax.objectives import register
+from gan_jax.objectives.base import (
+    Hyperparameters,
+    Steps,
+    TrainState,
+    all_finite,
+    example_ids,
+    global_normal,
+    learning_rate,
+    pmean,
+)
+from gan_jax.ops import spectral_norm
+from gan_jax.ops.diff_augment import diff_augment, parse_policy
+
+SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
+EMA = "generator_ema"  # params entry of the generator's moving average (train.ema_decay > 0); not trained
+
+fold = jax.random.fold_in
+
+
+@register("gan", nets=("generator", "discriminator"))
+@register("dcgan", nets=("generator", "discriminator"))
+class GanSteps(Steps):
+    """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
+                 mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
+        super().__init__(cfg, nets, example_shape, mixture, binarize, axis_name)
+        self.ema = cfg.train.ema_decay > 0
+        self.spectral_norm = cfg.model.spectral_norm
+        self.augment_policy = parse_policy(cfg.data.diff_augment)
+        if self.augment_policy and len(example_shape) != 3:
+            raise ConfigError(f"data.diff_augment={cfg.data.diff_augment!r} transforms images, and this data has "
+                              f"examples of shape {example_shape}; accepted: '' for non-image data")
+        # Refuse unknown names now, before a workdir is touched, not at the first trace.
+        self.loss_fn = losses.get_gan_loss(cfg.loss.name)
+        self.penalties = penalties.parse_penalties(cfg.loss.penalties)
+        self.logit_fast_path = not self.penalties  # the simultaneous rule's shortcut (tests turn it off)
+        self._check_packing_and_penalties(cfg)
+        if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
+            raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
+                              "under parallel.mode='pmap' a loss sees one device's share; accepted: "
+                              "parallel.mode='jit'")
+
+    def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+        pack = cfg.model.get("pack", 1)
+        local_batch = self.global_batch // jax.device_count()
+        if pack > 1 and local_batch % pack:
+            raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
+                              f"data.batch_size {self.global_batch} / {jax.device_count()} devices); accepted: "
+                              "a divisor of it")
+        if not self.penalties:
+            return
+        field = f"loss.penalties={cfg.loss.penalties!r}"
+        if pack > 1:
+            raise ConfigError(f"{field} with model.pack={pack}: a penalty's gradient norm is per sample, D's input "
+                              "a group of samples; accepted: model.pack=1 with penalties")
+        x = jax.ShapeDtypeStruct((2, *self.example_shape), jnp.float32)
+        variables = jax.eval_shape(lambda x: self.nets["discriminator"].init(jax.random.PRNGKey(0), x, train=False), x)
+        if variables.get("batch_stats"):
+            raise ConfigError(f"{field} needs a discriminator whose examples are independent, and model.name="
+                              f"{cfg.model.name!r} has BatchNorm in D; accepted: a model without it (dcgan_tutorial, "
+                              "mlp_gan without discriminator batch norm)")
+
+    def hyperparameters(self) -> Hyperparameters:
+        hp = super().hyperparameters()
+        hp.update({f"penalty_{name}": np.float32(weight) for name, weight, _ in self.penalties})
+        if self.ema:
+            hp["ema_decay"] = np.float32(self.cfg.train.ema_decay)
+        return hp
+
+    # --- initialization ----------------------------------------------------------------------
+    def init_state(self, seed: int) -> TrainState:
+        """Parameters, BatchNorm statistics and optimizer states for the run `seed`."""
+        key = jax.random.PRNGKey(seed)
+        init_key = fold(key, keys.INIT)  # disjoint from every step key fold_in(key, N)
+        params, stats = {}, {}
+        z = jnp.zeros((2, self.cfg.model.latent_dim), jnp.float32)
+        x = jnp.zeros((2, *self.example_shape), jnp.float32)
+        for i, (name, arg) in enumerate((("generator", z), ("discriminator", x))):
+            rngs = {"params": fold(init_key, i), "dropout": init_key}
+            variables = self.nets[name].init(rngs, arg, train=False)
+            params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
+        opt_state = {name: self.optimizers[name].init(p) for name, p in params.items()}
+        if self.ema:
+            params[EMA] = params["generator"]
+        if self.spectral_norm:
+            stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], fold(init_key, 3))
+        return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
+
+    # --- the two networks' forwards ----------------------------------------------------------
+    def decode(self, p_g, g_stats, z: jax.Array):
+        """G on latents z (N, latent_dim) in training mode: (images (N, ...), G's new stats)."""
+        fake, new = self.nets["generator"].apply({"params": p_g, "batch_stats": g_stats}, z, train=True,
+                                                 mutable=["batch_stats"])
+        return fake, new.get("batch_stats", {})
+
+    def generate(self, p_g, g_stats, key: jax.Array, local_batch: int):
+        """G on this device's rows of the global latent draw: (fake (local_batch, ...), G's new stats)."""
+        z = global_normal(key, self.global_batch, self.cfg.model.latent_dim, local_batch, self.axis_name)
+        return self.decode(p_g, g_stats, z)
+
+    def discriminate(self, p_d, d_stats, sn_vectors, x, key: jax.Array, features: bool = False):
+        """D's logits on x in training mode: spectrally normalized kernels (if on), DiffAugment (if on),
+        dropout keyed by `key`. Returns (logits, D's new BatchNorm statistics), and with `features` the
+        last hidden layer that D sows (models/dcgan.py FEATURES) as a third value."""
+        if sn_vectors is not None:
+            p_d = spectral_norm.normalize(p_d, sn_vectors)
+        if self.augment_policy:  # every D forward, real and generated alike
+            x = diff_augment(x, fold(key, keys.AUGMENT), example_ids(x.shape[0], self.axis_name), self.augment_policy)
+        mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
+        logits, new = self.nets["discriminator"].apply({"params": p_d, "batch_stats": d_stats}, x, train=True,
+                                                       rngs={"dropout": key}, mutable=mutable)
+        out = (logits, new.get("batch_stats", d_stats))
+        return (*out, new["intermediates"][FEATURES][0]) if features else out
+
+    # --- the two objectives ------------------------------------------------------------------
+    def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp):
+        """Adversarial D loss + weighted penalties, as a function of D's parameters. Returns (total,
+        (D's new stats, real logits, fake logits, adversarial loss, penalty metrics))."""
+        real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
+        fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE))
+        loss, _ = self.loss_fn(real_logits, fake_logits)
+        # The penalties' critic: D's logits with these parameters, its dropout keyed apart.
+        critic = lambda x: self.discriminate(p_d, d_stats, sn_vectors, x, fold(key, keys.D_PENALTY))[0]
+        weights = {name: hp[f"penalty_{name}"] for name, _, _ in self.penalties}
+        term, penalty_metrics = penalties.weighted_sum(
+            self.penalties, critic, real, fake, fold(key, keys.PENALTIES), example_ids(real.shape[0], self.axis_name),
+            update_index, weights=weights, axis_name=self.axis_name)
+        return loss + term, (s, real_logits, fake_logits, loss, penalty_metrics)
+
+    def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key):
+        """The adversarial G loss as a function of the generated batch (D's statistics from these
+        forwards are not kept: only D's own update moves them)."""
+        real_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))  # dead unless read
+        fake_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE))
+        return self.loss_fn(real_logits, fake_logits)[1]
+
+    # --- one update --------------------------------------------------------------------------
+    def train_step(self, state: TrainState, batch_u8, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
+        """One generator update (after n_critic D updates, or with one, simultaneously). batch_u8:
+        (n_critic, local_batch, H, W, C) uint8, or None for synthetic data. Returns the new state and
+        scalar metrics."""
+        hp = self.hyperparameters() if hp is None else hp
+        step_key = fold(state.key, state.step)
+        params, stats, opt_state = dict(state.params), dict(state.batch_stats), dict(state.opt_state)
+        sn_vectors = stats.pop(SPECTRAL_NORM, None)
+        rule = self._simultaneous if self.cfg.train.update_rule == "simultaneous" else self._alternating
+        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp)
+        if sn_vectors is not None:
+            stats[SPECTRAL_NORM] = sn_vectors
+        if self.ema:
+            params[EMA] = self._updated_ema(params, state.step + 1, hp["ema_decay"])
+        metrics = pmean(metrics, self.axis_name)
+        metrics["finite"] = all_finite(params) & all_finite(metrics)
+        return TrainState(state.step + 1, state.key, params, stats, opt_state), metrics
+
+    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp):
+        """One D update in place; returns the logged (adversarial loss, logits, penalty metrics)."""
+        (_, (s, real_logits, fake_logits, loss, penalty_metrics)), grads = jax.value_and_grad(
+            self.discriminator_objective, has_aux=True)(params["discriminator"], stats["discriminator"], sn_vectors,
+                                                        real, jax.lax.stop_gradient(fake), key, update_index, hp)
+        stats["discriminator"] = pmean(s, self.axis_name)
+        self.update("discriminator", params, opt_state, grads, hp)
+        params["discriminator"] = self._constrain_critic(params["discriminator"])
+        return loss, real_logits, fake_logits, penalty_metrics
+
+    def _alternating(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp):
+        n_critic, local_batch = self.cfg.train.n_critic, self.local_batch(batch_u8)
+        for i in range(n_critic):
+            if sn_vectors is not None:  # one power iteration per D update
+                sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
+            key = fold(step_key, keys.CRITIC_UPDATE + i)
+            real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i])
+            generate = lambda p, k=key: self.generate(p, stats["generator"], fold(k, keys.LATENT), local_batch)
+            if i == n_critic - 1:
+                # The last critic update's fake batch is reused for the generator update (one G
+                # forward per step, as in the PyTorch DCGAN): keep its VJP.
+                fake, g_vjp, g_stats = jax.vjp(generate, params["generator"], has_aux=True)
+            else:
+                fake, g_stats = generate(params["generator"])
+            stats["generator"] = g_stats
+            logged = self._critic_update(params, stats, opt_state, sn_vectors, real, fake, key,
+                                         step * n_critic + i, hp)
+        g_loss, fake_grad = jax.value_and_grad(self.generator_objective)(
+            fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
+            fold(step_key, keys.GENERATOR_UPDATE))
+        (g_grads,) = g_vjp(fake_grad)
+        stats["generator"] = pmean(stats["generator"], self.axis_name)
+        self.update("generator", params, opt_state, g_grads, hp)
+        return sn_vectors, self._metrics(*logged, g_loss, opt_state, hp)
+
+    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp):
+        """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
+        the keys of the alternating rule's (only) critic update. n_critic is 1 (checked by the config)."""
+        if sn_vectors is not None:
+            sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
+        key = fold(step_key, keys.CRITIC_UPDATE)
+        real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0])
+        fake, g_vjp, stats["generator"] = jax.vjp(
+            lambda p: self.generate(p, stats["generator"], fold(key, keys.LATENT), self.local_batch(batch_u8)),
+            params["generator"], has_aux=True)
+        p_d, d_stats = params["discriminator"], stats["discriminator"]
+        if self.logit_fast_path:
+            d_loss, real_logits, fake_logits, d_grads, fake_grad, d_stats = self._logit_space_grads(
+                p_d, d_stats, sn_vectors, real, fake, key)
+            penalty_metrics = {}
+        else:
+            (_, (d_stats, real_logits, fake_logits, d_loss, penalty_metrics)), d_grads = jax.value_and_grad(
+                self.discriminator_objective, has_aux=True)(p_d, d_stats, sn_vectors, real,
+                                                            jax.lax.stop_gradient(fake), key, step, hp)
+            fake_grad = jax.grad(self.generator_objective)(fake, p_d, d_stats, sn_vectors, real, key)
+        (g_grads,) = g_vjp(fake_grad)
+        self.update("discriminator", params, opt_state, d_grads, hp)
+        params["discriminator"] = self._constrain_critic(params["discriminator"])
+        self.update("generator", params, opt_state, g_grads, hp)
+        stats.update(generator=pmean(stats["generator"], self.axis_name), discriminator=pmean(d_stats, self.axis_name))
+        g_loss = self.loss_fn(real_logits, fake_logits)[1]
+        return sn_vectors, self._metrics(d_loss, real_logits, fake_logits, penalty_metrics, g_loss, opt_state, hp)
+
+    def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key):
+        """Both losses' gradients from one D forward per batch: each loss's gradient with respect to the
+        logits, pulled back through the same forward (D's parameters get d_loss's, the generated
+        images g_loss's; XLA drops the other half of each pullback)."""
+        def discriminate_both(p_d, fake_images):
+            real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
+            fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake_images, fold(key, keys.D_FAKE))
+            return (real_logits, fake_logits), s
+
+        logits, d_vjp, new_stats = jax.vjp(discriminate_both, p_d, fake, has_aux=True)
+        d_loss, d_logit_grads = jax.value_and_grad(lambda lg: self.loss_fn(*lg)[0])(logits)
+        g_logit_grads = jax.grad(lambda lg: self.loss_fn(*lg)[1])(logits)
+        d_grads, _ = d_vjp(d_logit_grads)
+        _, fake_grad = d_vjp(g_logit_grads)
+        return d_loss, *logits, d_grads, fake_grad, new_stats
+
+    def _metrics(self, d_loss, real_logits, fake_logits, penalty_metrics, g_loss, opt_state, hp) -> dict:
+        """Losses, mean D(x) and D(G(z)) (probabilities for losses in losses.PROBABILISTIC, else the raw
+        outputs as d_real_output/d_fake_output), the learning rates, the penalties."""
+        if self.cfg.loss.name in losses.PROBABILISTIC:
+            d = {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        else:
+            d = {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits)}
+        lr = {f"lr_{n}": learning_rate(opt_state[n]) for n in ("generator", "discriminator")}
+        return {"d_loss": d_loss, **d, "g_loss": g_loss, **lr, **penalty_metrics}
+
+    def _updated_ema(self, params: dict, updates_done: jax.Array, decay: jax.Array) -> dict:
+        """The generator's moving average after `updates_done` updates: a copy of G until
+        train.ema_start, then ema <- decay * ema + (1 - decay) * G."""
+        averaging = updates_done > self.cfg.train.ema_start
+        return jax.tree.map(lambda e, g: jnp.where(averaging, decay * e + (1 - decay) * g, g),
+                            params[EMA], params["generator"])
+
+    def _constrain_critic(self, d_params):
+        """WGAN weight clipping (Arjovsky et al. 2017), after each D update: every D parameter into
+        [-loss.clip, loss.clip]; loss.clip = 0 leaves D unconstrained."""
+        c = self.cfg.loss.clip
+        return d_params if not c else jax.tree.map(lambda p: jnp.clip(p, -c, c), d_params)
+
+    # --- sampling ----------------------------------------------------------------------------
+    def sample_fn(self):
+        G = self.nets["generator"]
+        # With train.ema_decay the samples come from the averaged parameters (BatchNorm: G's statistics).
+        name = EMA if self.ema else "generator"
+        return lambda state, z: G.apply({"params": state.params[name],
+                                         "batch_stats": state.batch_stats["generator"]}, z, train=False)
