@@ -20,6 +20,7 @@ D_PENALTY = 4  # the penalties' D forwards
 PENALTIES = 5  # the penalties' own draws (penalty j folds in j)
 D_PRIOR = 6  # VAE-GAN: D's forward on the decoded prior samples
 PRIOR = 7  # VAE-GAN: the prior latents
+EMA_STATISTICS = 8  # the latents on which the averaged generator's BatchNorm statistics are gathered
 # Folds of the real batch's key and of a D forward's key.
 FLIP = 1  # random horizontal flips
 AUGMENT = 1  # DiffAugment's draws in a D forward

@@ -10,13 +10,14 @@ from gan_jax.objectives import build_steps
 from gan_jax.objectives.gan import EMA
 
 
-def _builder(decay, start=0):
+def _builder(decay, start=0, g_batch_norm=False):
     c = base_config()
     c.objective, c.data.name, c.data.source, c.data.batch_size = "gan", "ring8", "synthetic", 32
     c.model.name, c.model.latent_dim = "mlp_gan", 2
     c.model.generator_width, c.model.discriminator_width, c.model.maxout_pieces = 16, 8, 2
     c.optimizer.learning_rate = 1e-2  # large steps, so that the average visibly lags
     c.train.ema_decay, c.train.ema_start = decay, start
+    c.model.generator_batch_norm = g_batch_norm
     return build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
@@ -48,7 +49,32 @@ def test_the_plain_run_is_unchanged_and_samples_come_from_the_average():
     np.testing.assert_array_equal(_flat(a.params["generator"]), _flat(b.params["generator"]))
     z = np.random.RandomState(0).randn(5, 2).astype(np.float32)
     G = with_ema.nets["generator"]
-    from_average = G.apply({"params": a.params[EMA], "batch_stats": a.batch_stats["generator"]}, z, train=False)
+    from_average = G.apply({"params": a.params[EMA], "batch_stats": a.batch_stats[EMA]}, z, train=False)
     from_plain = G.apply({"params": a.params["generator"], "batch_stats": a.batch_stats["generator"]}, z, train=False)
     np.testing.assert_array_equal(np.asarray(with_ema.sample_fn()(a, z)), np.asarray(from_average))
     assert np.abs(np.asarray(from_average) - np.asarray(from_plain)).max() > 1e-4
+
+
+def test_the_average_has_its_own_batch_norm_statistics():
+    # G with BatchNorm: the averaged G's running statistics are gathered by the averaged G itself, in
+    # training mode, on a latent batch of the step's own key fold; recomputed here step by step.
+    import jax.numpy as jnp
+
+    from gan_jax import keys
+
+    builder = _builder(0.9, g_batch_norm=True)
+    G = builder.nets["generator"]
+    state, step = builder.init_state(0), jax.jit(builder.train_step)
+    reference = state.batch_stats[EMA]
+    for n in range(4):
+        state, _ = step(state, None)
+        z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(state.key, n), keys.EMA_STATISTICS), (32, 2))
+        _, new = G.apply({"params": state.params[EMA], "batch_stats": reference}, z, train=True,
+                         mutable=["batch_stats"])
+        reference = new["batch_stats"]
+    np.testing.assert_allclose(_flat(state.batch_stats[EMA]), _flat(reference), rtol=1e-5, atol=1e-6)
+    assert np.abs(_flat(state.batch_stats[EMA]) - _flat(state.batch_stats["generator"])).max() > 1e-4
+    samples = builder.sample_fn()(state, jnp.ones((3, 2)))
+    expected = G.apply({"params": state.params[EMA], "batch_stats": state.batch_stats[EMA]}, jnp.ones((3, 2)),
+                       train=False)
+    np.testing.assert_array_equal(np.asarray(samples), np.asarray(expected))

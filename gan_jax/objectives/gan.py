@@ -30,7 +30,7 @@ from gan_jax.ops import spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
-EMA = "generator_ema"  # params entry of the generator's moving average (train.ema_decay > 0); not trained
+EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (train.ema_decay > 0); not trained
 
 fold = jax.random.fold_in
 
@@ -100,7 +100,7 @@ class GanSteps(Steps):
             params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
         opt_state = {name: self.optimizers[name].init(p) for name, p in params.items()}
         if self.ema:
-            params[EMA] = params["generator"]
+            params[EMA], stats[EMA] = params["generator"], stats["generator"]
         if self.spectral_norm:
             stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], fold(init_key, 3))
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
@@ -167,7 +167,7 @@ class GanSteps(Steps):
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
-            params[EMA] = self._updated_ema(params, state.step + 1, hp["ema_decay"])
+            params[EMA], stats[EMA] = self._updated_ema(params, stats, state, hp["ema_decay"], batch_u8)
         metrics = pmean(metrics, self.axis_name)
         metrics["finite"] = all_finite(params) & all_finite(metrics)
         return TrainState(state.step + 1, state.key, params, stats, opt_state), metrics
@@ -261,12 +261,19 @@ class GanSteps(Steps):
         lr = {f"lr_{n}": learning_rate(opt_state[n]) for n in ("generator", "discriminator")}
         return {"d_loss": d_loss, **d, "g_loss": g_loss, **lr, **penalty_metrics}
 
-    def _updated_ema(self, params: dict, updates_done: jax.Array, decay: jax.Array) -> dict:
-        """The generator's moving average after `updates_done` updates: a copy of G until
-        train.ema_start, then ema <- decay * ema + (1 - decay) * G."""
-        averaging = updates_done > self.cfg.train.ema_start
-        return jax.tree.map(lambda e, g: jnp.where(averaging, decay * e + (1 - decay) * g, g),
-                            params[EMA], params["generator"])
+    def _updated_ema(self, params: dict, stats: dict, state: TrainState, decay: jax.Array, batch_u8):
+        """G's moving average after this step's update: a copy of G until train.ema_start, then
+        ema <- decay * ema + (1 - decay) * G. Its BatchNorm statistics (if G has any) are its own: the
+        averaged G's batch statistics on a fresh latent batch, averaged like G's, because G's running
+        statistics describe G's activations, not the average's (BigGAN samples with such statistics)."""
+        averaging = state.step + 1 > self.cfg.train.ema_start
+        ema = jax.tree.map(lambda e, g: jnp.where(averaging, decay * e + (1 - decay) * g, g),
+                           params[EMA], params["generator"])
+        if not stats[EMA]:
+            return ema, stats[EMA]
+        key = fold(fold(state.key, state.step), keys.EMA_STATISTICS)
+        _, ema_stats = self.generate(ema, stats[EMA], key, self.local_batch(batch_u8))
+        return ema, pmean(ema_stats, self.axis_name)
 
     def _constrain_critic(self, d_params):
         """WGAN weight clipping (Arjovsky et al. 2017), after each D update: every D parameter into
@@ -277,7 +284,7 @@ class GanSteps(Steps):
     # --- sampling ----------------------------------------------------------------------------
     def sample_fn(self):
         G = self.nets["generator"]
-        # With train.ema_decay the samples come from the averaged parameters (BatchNorm: G's statistics).
+        # With train.ema_decay the samples come from the averaged parameters and their own statistics.
         name = EMA if self.ema else "generator"
-        return lambda state, z: G.apply({"params": state.params[name],
-                                         "batch_stats": state.batch_stats["generator"]}, z, train=False)
+        return lambda state, z: G.apply({"params": state.params[name], "batch_stats": state.batch_stats[name]}, z,
+                                        train=False)

@@ -101,7 +101,7 @@ class VaeganSteps(GanSteps):
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
-            params[EMA] = self._updated_ema(params, state.step + 1, hp["ema_decay"])
+            params[EMA], stats[EMA] = self._updated_ema(params, stats, state, hp["ema_decay"], batch_u8)
         metrics = {**self._metrics(d_loss, real_logits, fake_logits, {}, g_loss, opt_state, hp), "kl": kl,
                    "feature_reconstruction": feature_nll, "lr_encoder": learning_rate(opt_state["encoder"])}
         metrics = pmean(metrics, self.axis_name)
