@@ -184,7 +184,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     number is NaN or inf. Names, registries and shapes are checked where they are used."""
     from gan_jax import objectives  # the registry imports the step code: not at config import time
 
-    _choice("objective", c.objective, tuple(objectives.OBJECTIVES))
+    _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
     _choice("optimizer.schedule", c.optimizer.schedule, SCHEDULES)
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)

@@ -160,6 +160,11 @@ def background(request, tmp_path_factory):
         if out["train"].returncode == 0:
             out["eval"] = launch(env, "--mode=eval", "--workdir", classifier_dir)
             out["sample"] = launch(env, "--mode=sample", "--workdir", classifier_dir, "--num_samples", 8)
+            export = [sys.executable, "-m", "gan_jax.evaluate.classify", str(classifier_dir)]
+            run = lambda *extra: subprocess.run([*export, *extra], cwd=REPO, env=env, capture_output=True,  # noqa: E731
+                                                text=True, timeout=600)
+            out["export_over_shipped"] = run()
+            out["export"] = run("--out", str(root / "exported.npz"))
         return out
 
     dcgan = ["--config", "experiments/dcgan_mnist.py:smoke", "--workdir", dcgan_dir, f"--config.data.dir={data_dir}",
@@ -445,6 +450,21 @@ def test_classifier_smoke_trains_and_evaluates_its_accuracy(runs):
     np.testing.assert_allclose(accuracy["cross_entropy_nats"], -np.log(probs[np.arange(500), labels]).mean(),
                                rtol=1e-4)
     assert accuracy["params_sha256"] == params_sha256(variables)
+
+
+def test_export_writes_the_run_and_never_silently_replaces_a_shipped_classifier(runs):
+    out = runs["classifier"]
+    assert out["train"].returncode == 0, explain(out["train"])
+    shipped = classify.classifier_path("mnist")
+    refused = out["export_over_shipped"]
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1 and "not to the shipped mnist classifier's" in lines[0], \
+        explain(refused)
+    assert classify.load_classifier("mnist").sha256 == classify.SHIPPED_SHA256["mnist"]  # untouched
+    assert out["export"].returncode == 0, explain(out["export"])
+    exported = classify.load_classifier(str(runs["classifier_dir"].parent / "exported.npz"))
+    assert exported.sha256 in out["export"].stdout and exported.sha256 != classify.SHIPPED_SHA256["mnist"]
+    assert shipped.is_file()
 
 
 def test_classifier_run_samples_nothing(runs):

@@ -259,9 +259,12 @@ def fits(exp) -> bool:
     return load_classifier(name).input_shape == tuple(exp.example_shape)
 
 
-def export(workdir: str, step: int | None = None, out: str | None = None) -> tuple[str, str]:
+def export(workdir: str, step: int | None = None, out: str | None = None,
+           replace_shipped: bool = False) -> tuple[str, str]:
     """Writes the classifier trained in `workdir` (objective='classifier') as a classifier file, by
-    default the shipped one of its data set; returns (path, SHA-256)."""
+    default the shipped one of its data set, which it replaces only if the parameters hash to the
+    recorded SHIPPED_SHA256 (a reproduction) or with `replace_shipped` (a release, whose new hash
+    then goes into SHIPPED_SHA256); returns (path, SHA-256)."""
     from gan_jax.sample import restore  # sample imports the experiment, which imports the evaluators
 
     exp, step, state = restore(workdir, step)
@@ -271,6 +274,14 @@ def export(workdir: str, step: int | None = None, out: str | None = None) -> tup
                                                                              "convs_per_block")}
     variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
     path = out or str(classifier_path(exp.cfg.data.name))
+    recorded = SHIPPED_SHA256.get(exp.cfg.data.name)
+    if out is None and recorded and not replace_shipped:
+        as_saved = jax.tree.map(lambda v: np.asarray(v, np.float32), jax.device_get(flax.core.unfreeze(variables)))
+        sha = params_sha256(as_saved)
+        if sha != recorded:
+            raise UserError(f"the run's parameters hash to {sha}, not to the shipped {exp.cfg.data.name} classifier's "
+                            f"{recorded}; accepted: --out PATH, or --replace_shipped to release it (then record "
+                            "the new hash in SHIPPED_SHA256)")
     return path, save_classifier(path, model, tuple(exp.example_shape), variables)
 
 
@@ -283,9 +294,11 @@ if __name__ == "__main__":
     parser.add_argument("workdir")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     parser.add_argument("--out", default=None, help="output .npz (default: the shipped file)")
+    parser.add_argument("--replace_shipped", action="store_true",
+                        help="replace the shipped file even though the hash differs (a new release)")
     args = parser.parse_args()
     try:
-        written, sha = export(args.workdir, args.step, args.out)
+        written, sha = export(args.workdir, args.step, args.out, args.replace_shipped)
     except UserError as e:
         sys.exit(f"error: {e}")
     print(f"wrote {written} (params sha256 {sha})")

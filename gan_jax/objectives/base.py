@@ -44,11 +44,25 @@ def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedu
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 
+class _PeakSchedule(optax.schedules.WrappedSchedule):
+    """learning_rate_schedule with its peak passed at each update (`peak_learning_rate=`, an array), so
+    that the peak is a hyperparameter of the step, not a compiled-in constant. A WrappedSchedule: the
+    optimizer state has the same structure (and values) as with the plain schedule, so checkpoints
+    written before the peak became an argument restore unchanged."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, default_peak: float):
+        self.cfg, self.default_peak = cfg, default_peak
+
+    def __call__(self, state, peak_learning_rate=None, **extra_args):
+        peak = self.default_peak if peak_learning_rate is None else peak_learning_rate
+        return learning_rate_schedule(peak, self.cfg)(state.count)
+
+
 def make_optimizers(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> dict[str, optax.GradientTransformation]:
-    """Adam per network. Its learning rate is a hyperparameter of its state that `apply_updates` sets
-    from the schedule and the peak array before each update (so the peak can be vmapped)."""
-    o = cfg.optimizer
-    return {name: optax.inject_hyperparams(optax.adam)(learning_rate=0.0, b1=o.b1, b2=o.b2, eps=o.eps)
+    """Adam per network, its learning rate from the schedule of the peak that `apply_updates` passes."""
+    o, peaks = cfg.optimizer, peak_learning_rates(cfg, names)
+    return {name: optax.inject_hyperparams(optax.adam)(learning_rate=_PeakSchedule(cfg, float(peaks[f"lr_{name}"])),
+                                                       b1=o.b1, b2=o.b2, eps=o.eps)
             for name in names}
 
 
@@ -63,11 +77,9 @@ def peak_learning_rates(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) 
     return out
 
 
-def apply_updates(params, opt_state, grads, optimizer: optax.GradientTransformation, schedule: optax.Schedule):
-    """One optimizer update at the learning rate schedule(updates done); the state keeps that rate
-    (optax.inject_hyperparams evaluates a schedule at the same count: the same arithmetic)."""
-    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": schedule(opt_state.count)})
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+def apply_updates(params, opt_state, grads, optimizer: optax.GradientTransformation, peak_lr: jax.Array):
+    """One optimizer update at the learning rate schedule(peak_lr)(updates done)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params, peak_learning_rate=peak_lr)
     return optax.apply_updates(params, updates), opt_state
 
 
@@ -130,9 +142,8 @@ class Steps:
 
     def update(self, name: str, params: dict, opt_state: dict, grads, hp: Hyperparameters) -> None:
         """Applies network `name`'s gradients (averaged over devices) in place in params/opt_state."""
-        schedule = learning_rate_schedule(hp[f"lr_{name}"], self.cfg)
         params[name], opt_state[name] = apply_updates(params[name], opt_state[name], pmean(grads, self.axis_name),
-                                                      self.optimizers[name], schedule)
+                                                      self.optimizers[name], hp[f"lr_{name}"])
 
     def real_examples(self, key: jax.Array, batch_u8: jnp.ndarray | None) -> jnp.ndarray:
         """The model-range real batch (local_batch, *example_shape) of one update."""
