@@ -138,7 +138,7 @@ def main(argv):
         if FLAGS.mode == "train":
             if FLAGS.config is None:
                 fail("--config is required for --mode=train (e.g. --config experiments/quickstart.py)")
-            from gan_jax.train import TrainingDiverged, train
+            from gan_jax.training import TrainingDiverged, train
 
             try:
                 train(FLAGS.config, workdir)

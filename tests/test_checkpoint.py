@@ -21,7 +21,7 @@ from gan_jax.checkpoint import Checkpointer, CheckpointError
 from gan_jax.experiment import Experiment
 from gan_jax.objectives.base import TrainState
 from gan_jax.objectives.gan import GanSteps
-from gan_jax.train import TrainingDiverged, train
+from gan_jax.training import TrainingDiverged, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

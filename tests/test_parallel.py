@@ -104,7 +104,7 @@ class _CompileCounter(logging.Handler):
 
 def train_in_process(cfg, workdir) -> int:
     """Trains in this process (8 devices); returns how many times the train step was compiled."""
-    from gan_jax.train import train
+    from gan_jax.training import train
 
     counter = _CompileCounter()
     logger = logging.getLogger("jax")

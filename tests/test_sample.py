@@ -32,7 +32,7 @@ def smoke_config(name):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """name -> (workdir, config) of a smoke run trained in-process, one per experiment."""
-    from gan_jax.train import train
+    from gan_jax.training import train
 
     runs = {}
 
