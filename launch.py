@@ -3,6 +3,7 @@
   python launch.py --config experiments/quickstart.py --workdir runs/quickstart [--config.train.steps=100]
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=eval --workdir runs/vae_mnist
+  python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
 
 Bad input (config values, config files, data files, a workdir in use) ends with one line on stderr and
 exit status 2; a run that diverges (NaN or inf) ends with one line and exit status 1. SIGTERM/SIGINT
@@ -21,7 +22,7 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/NAME.py[:ARG].", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run folder: config.json, metrics.jsonl, samples/, checkpoints/, tensorboard/.")
-flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "report"], "What to do.")
 flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to write to samples.npz.")
 flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
 flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: on SLURM or a TPU pod).")
@@ -152,6 +153,10 @@ def main(argv):
 
             sample(workdir, FLAGS.num_samples, FLAGS.step, FLAGS.config)
             exit_without_teardown()
+        elif FLAGS.mode == "report":
+            from gan_jax.report import write_report
+
+            print(f"wrote {write_report(workdir)}")
         else:
             from gan_jax.evaluate.run import evaluate
 

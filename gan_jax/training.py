@@ -16,7 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import keys, memory, parallel, signals
+from gan_jax import keys, memory, parallel, report, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
@@ -278,8 +278,11 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
                     writer.write(step, summary)
                 if save_now:
                     save(step, state)
-            if exp.objective.generates and (step % cfg.train.sample_every < n or step >= cfg.train.steps):
-                write_samples(exp, unreplicated(state), workdir, step, is_writer)
+            if step % cfg.train.sample_every < n or step >= cfg.train.steps:
+                if exp.objective.generates:
+                    write_samples(exp, unreplicated(state), workdir, step, is_writer)
+                if is_writer:
+                    report.refresh(workdir)
             if cfg.eval.every and (step % cfg.eval.every < n or step >= cfg.train.steps):
                 stop.phase = f"evaluating step {step}"
                 results = evaluators.run_all(exp, unreplicated(state), step, eval_names)

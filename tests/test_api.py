@@ -44,5 +44,7 @@ def test_train_load_sample_evaluate_and_metrics_of_a_ring_run(tmp_path):
 
 def test_an_image_run_samples_uint8_images(tmp_path):
     gan_jax.train("quickstart:smoke", tmp_path / "q")
+    # The training loop refreshes the report's figures with every grid.
+    assert (tmp_path / "q" / "curves.png").is_file() and (tmp_path / "q" / "samples" / "progress.gif").is_file()
     images = gan_jax.load_run(tmp_path / "q").sample(5, seed=3)
     assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8 and images.max() > images.min()

@@ -1,0 +1,218 @@
+"""A run's report, read instead of metrics.jsonl: DIR/curves.png (every logged scalar against the step,
+smoothed, the raw values faint), DIR/samples/progress.gif (the fixed-latent grids over training) and
+`launch.py --mode=report` -> DIR/report.html (config, curves, first/middle/last grids, evaluation results
+with their provenance), one self-contained file (images inlined as data: URIs) that opens offline.
+Training refreshes curves.png and progress.gif with every sample grid."""
+
+import base64
+import glob
+import html
+import json
+import math
+import os
+
+import numpy as np
+
+# Panels of curves.png: (title, does a metric name belong to it). A metric goes to the first that takes
+# it; evaluator metrics ('name/metric') get one panel per evaluator.
+PANELS = (
+    ("losses", lambda k: k.endswith("loss") or k in ("reconstruction", "kl", "neg_elbo", "iwae_bound",
+                                                      "feature_reconstruction")),
+    ("discriminator outputs", lambda k: k.startswith(("d_real", "d_fake"))),
+    ("penalties", lambda k: k.startswith("penalty_")),
+    ("learning rates", lambda k: k == "lr" or k.startswith("lr_")),
+    ("accuracy", lambda k: k == "accuracy"),
+)
+SKIPPED = {"step", "event", "seconds_per_step", "checkpoint_blocking_s", "finite"}
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def series(records: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """metric name -> (steps, values) of every finite numeric scalar in the records."""
+    out: dict[str, list] = {}
+    for r in records:
+        for k, v in r.items():
+            if k in SKIPPED or isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                continue
+            out.setdefault(k, []).append((r["step"], v))
+    return {k: (np.array([s for s, _ in v]), np.array([x for _, x in v], np.float64)) for k, v in out.items()}
+
+
+def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
+    """TensorBoard's smoothing: a debiased exponential moving average."""
+    out, avg = np.empty_like(values), 0.0
+    for i, v in enumerate(values):
+        avg = weight * avg + (1 - weight) * v
+        out[i] = avg / (1 - weight ** (i + 1))
+    return out
+
+
+def _panels(curves: dict) -> list[tuple[str, list[str]]]:
+    panels: dict[str, list[str]] = {}
+    for name in sorted(curves):
+        if "/" in name:
+            title = name.split("/")[0]
+        else:
+            title = next((t for t, takes in PANELS if takes(name)), "other")
+        panels.setdefault(title, []).append(name)
+    order = [t for t, _ in PANELS] + ["other"]
+    return sorted(panels.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+
+
+def write_curves(workdir: str) -> str | None:
+    """DIR/curves.png from metrics.jsonl (atomically); None if nothing is logged yet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = series(read_metrics(workdir))
+    if not curves:
+        return None
+    panels = _panels(curves)
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
+    for ax, (title, names) in zip(axes.flat, panels, strict=False):
+        for i, name in enumerate(names):
+            steps, values = curves[name]
+            colour = f"C{i % 10}"
+            label = name.split("/", 1)[-1]
+            if len(values) > 2 and "/" not in name:  # evaluations are few: drawn as they are
+                ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
+                ax.plot(steps, smooth(values), color=colour, linewidth=1.5, label=label)
+            else:
+                ax.plot(steps, values, "o-", color=colour, linewidth=1.5, markersize=3, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        if title == "learning rates":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = os.path.join(workdir, "curves.png")
+    tmp = f"{path}.tmp.{os.getpid()}.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def sample_grids(workdir: str) -> list[tuple[int, str]]:
+    """(step, path) of the run's sample grids samples/step_XXXXXXX.png, by step."""
+    paths = glob.glob(os.path.join(workdir, "samples", "step_*.png"))
+    return sorted((int(os.path.basename(p)[5:12]), p) for p in paths)
+
+
+def write_progress_gif(workdir: str, frame_ms: int = 400) -> str | None:
+    """DIR/samples/progress.gif: the grids in step order, the last held longer; None without grids."""
+    from PIL import Image
+
+    grids = sample_grids(workdir)
+    if not grids:
+        return None
+    frames = [Image.open(p).convert("RGB") for _, p in grids]
+    path = os.path.join(workdir, "samples", "progress.gif")
+    tmp = f"{path}.tmp.{os.getpid()}.gif"
+    durations = [frame_ms] * (len(frames) - 1) + [4 * frame_ms]
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def refresh(workdir: str) -> None:
+    """curves.png and progress.gif, as training goes. A plotting failure is reported on stderr and does
+    not stop the run (the metrics and grids it draws from are written already)."""
+    import sys
+
+    try:
+        write_curves(workdir)
+        write_progress_gif(workdir)
+    except Exception as e:  # noqa: BLE001 - a figure must never cost a training run
+        print(f"report: could not refresh curves.png/progress.gif in {workdir}: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
+
+
+def _data_uri(path: str, mime: str) -> str:
+    with open(path, "rb") as f:
+        return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
+
+
+def _evaluations(workdir: str, records: list[dict]) -> list[dict]:
+    """Evaluation results: eval_step_*.json files (--mode=eval) and the loop's eval events."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(workdir, "eval_step_*.json"))):
+        with open(path) as f:
+            out.append({"source": os.path.basename(path), **json.load(f)})
+    for r in records:
+        if r.get("event") == "eval":
+            out.append({"source": "metrics.jsonl (during training)",
+                        **{k: v for k, v in r.items() if k != "event"}})
+    return out
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _table(record: dict) -> str:
+    """One evaluation as a two-column table (metric, value); provenance rows (classifier, its hash,
+    sample counts) are part of it."""
+    rows = []
+    for k, v in _flatten(record).items():
+        text = f"{v:.6g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list) else str(v)
+        rows.append(f"<tr><td>{html.escape(k)}</td><td>{html.escape(text)}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
+
+
+def write_report(workdir: str) -> str:
+    """DIR/report.html (atomically), refreshing curves.png and progress.gif first; returns its path."""
+    from gan_jax.experiment import load_workdir_config
+
+    cfg = load_workdir_config(workdir)
+    records = read_metrics(workdir)
+    curves = write_curves(workdir)
+    write_progress_gif(workdir)
+    grids = sample_grids(workdir)
+    shown = [grids[i] for i in sorted({0, len(grids) // 2, len(grids) - 1})] if grids else []
+    last = next((r for r in reversed(records) if "event" not in r), {})
+    e = html.escape
+    parts = [f"<h1>{e(os.path.basename(os.path.abspath(workdir)))}</h1>",
+             f"<p>objective <b>{e(cfg.objective)}</b>, data <b>{e(cfg.data.name)}</b>, model <b>{e(cfg.model.name)}"
+             f"</b>, {last.get('step', 0)} of {cfg.train.steps} steps logged.</p>"]
+    if curves:
+        parts.append(f'<h2>Curves</h2><img alt="curves" src="{_data_uri(curves, "image/png")}">')
+    if shown:
+        cells = "".join(f'<figure><img alt="step {s}" src="{_data_uri(p, "image/png")}"><figcaption>step {s}'
+                        f"</figcaption></figure>" for s, p in shown)
+        parts.append(f'<h2>Samples (fixed latents)</h2><div class="grids">{cells}</div>')
+    evaluations = _evaluations(workdir, records)
+    if evaluations:
+        parts.append("<h2>Evaluations</h2>" + "".join(_table(r) for r in evaluations))
+    parts.append(f"<h2>Config</h2><pre>{e(json.dumps(json.loads(cfg.to_json()), indent=1))}</pre>")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(os.path.basename(workdir))} report</title>"
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
+            ".grids{display:flex;gap:1em;flex-wrap:wrap}pre{background:#f4f4f4;padding:.5em;font-size:12px;"
+            "overflow:auto;max-height:30em}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+            "td{border:1px solid #ddd;padding:2px 8px}</style></head><body>" + "\n".join(parts) + "</body></html>")
+    path = os.path.join(workdir, "report.html")
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(page)
+    os.replace(tmp, path)
+    return path
