@@ -11,7 +11,6 @@ def get_config(arg=None):
     c = base_config()
     c.objective = "dcgan"
     c.data.name = "mnist"
-    c.data.source = "files"
     c.data.batch_size = 256
     c.model.name = "dcgan_tutorial"
     c.loss.name = "non_saturating"

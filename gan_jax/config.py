@@ -21,8 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "mnist"
-    c.data.source = "files"  # files | tfds | synthetic | embedded
+    c.data.source = "auto"  # auto (files where data.dir is given, else TFDS) | files | tfds | synthetic | embedded
     c.data.dir = ml_collections.FieldReference(None, field_type=str)
+    c.data.tfds_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS's data folder; None: its default
     c.data.split = "train"
     c.data.eval_split = "test"
     c.data.batch_size = 64  # the global batch, over all devices and hosts

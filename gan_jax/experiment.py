@@ -18,7 +18,8 @@ from gan_jax.objectives.base import TrainState
 # Fields that may change between the runs of one workdir (resuming longer, on other devices, ...).
 RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
                     "train.steps_per_call", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
-                    "data.prefetch", "data.dir", "parallel.mode", "parallel.shard_params", "model.conv_impl")
+                    "data.prefetch", "data.dir", "data.tfds_dir", "parallel.mode", "parallel.shard_params",
+                    "model.conv_impl")
 RESUMABLE_SECTIONS = ("eval.",)  # how a run is evaluated never changes what it trains
 
 
@@ -34,7 +35,8 @@ class Experiment:
             self.images = None
             self.example_shape: tuple[int, ...] = (2,)
         else:
-            images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir)
+            images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
+                                              tfds_dir=cfg.data.get("tfds_dir"))
             self.images = images if load_train_data else None
             self.example_shape = tuple(images.shape[1:])
         self.objective = objectives.get(cfg.objective)
@@ -120,6 +122,9 @@ def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
     if not os.path.exists(path):
         return False
     old, new = _flatten(_with_defaults(_read_config_json(workdir))), _flatten(json.loads(cfg.to_json()))
+    for flat in (old, new):  # 'auto' is the source it resolves to ('files' with a data.dir, ...)
+        flat["data.source"] = data.resolve_source(flat["data.name"], flat["data.source"], flat["data.dir"],
+                                                  flat.get("data.tfds_dir"))[0]
     differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS
                  and not k.startswith(RESUMABLE_SECTIONS)]
     if differing:

@@ -379,3 +379,71 @@ def test_real_examples_on_the_sharded_training_batch(binarize: bool) -> None:
     sharded = jax.jit(builder.real_examples, in_shardings=(None, sharding))(
         key, parallel.global_batch_array(batch, sharding, batch_axis=0))
     np.testing.assert_array_equal(np.asarray(sharded), np.asarray(jax.jit(builder.real_examples)(key, batch)))
+
+
+# --- data.source='auto': local files where data.dir is given, TFDS otherwise --------------------
+def test_auto_reads_tfds_without_a_data_dir(tfds_cache: None, tmp_path: Path) -> None:
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE,
+                                mock_array_record_data_source=_DataSourceMock()):
+        images, labels = data.load_arrays("mnist", "test", "auto", None, tfds_dir=str(tmp_path))
+        reference, _ = data.load_arrays("mnist", "test", "tfds", str(tmp_path))
+    assert images.shape == (12, 28, 28, 1) and labels.shape == (12,)
+    np.testing.assert_array_equal(images, reference)
+
+
+def test_auto_reads_files_where_a_data_dir_is_given(data_dir: Path) -> None:
+    images, labels = data.load_arrays("mnist", "test", "auto", str(data_dir))
+    reference, reference_labels = data.load_arrays("mnist", "test", "files", str(data_dir))
+    np.testing.assert_array_equal(images, reference)
+    np.testing.assert_array_equal(labels, reference_labels)
+
+
+def test_auto_prepares_a_missing_tfds_data_set_once(tfds_cache: None, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # GanJaxTestDigits "downloads" by generating its examples: the first read prepares it in tfds_dir.
+    prepared = []
+    original = GanJaxTestDigits.download_and_prepare
+
+    def counting(self, *args, **kwargs):
+        prepared.append(kwargs.get("file_format"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GanJaxTestDigits, "download_and_prepare", counting)
+    images, _ = data.load_arrays("gan_jax_test_digits", "test", "auto", None, tfds_dir=str(tmp_path))
+    assert images.shape == (10, 8, 8, 1) and prepared == ["array_record"]
+    data._TFDS_CACHE.clear()
+    again, _ = data.load_arrays("gan_jax_test_digits", "test", "auto", None, tfds_dir=str(tmp_path))
+    np.testing.assert_array_equal(again, images)
+    assert prepared == ["array_record"]  # read from the folder, not prepared again
+
+
+def test_auto_offline_without_local_data_is_one_line(tfds_cache: None, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection")
+
+    monkeypatch.setattr(GanJaxTestDigits, "download_and_prepare", offline)
+    with pytest.raises(DataError, match=r"could not be downloaded \(Failed to establish.*--config.data.dir=PATH") \
+            as info:
+        data.load_arrays("gan_jax_test_digits", "train", "auto", None, tfds_dir=str(tmp_path))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^data.name='celeba64' is read from local files only.*--config.data.dir"):
+        data.load_arrays("celeba64", "train", "auto", None)
+    assert data.resolve_source("quickstart_digits", "auto", None) == ("embedded", None)
+    assert data.resolve_source("ring8", "auto", "/x") == ("synthetic", "/x")
+
+
+def test_a_workdir_written_with_source_files_resumes_with_auto_and_a_data_dir(tmp_path: Path) -> None:
+    from gan_jax.config import base_config
+    from gan_jax.errors import UserError
+    from gan_jax.experiment import check_workdir_config, write_workdir_config
+
+    old = base_config()
+    old.data.source, old.data.dir = "files", "/data"
+    write_workdir_config(str(tmp_path), old)
+    new = base_config()
+    new.data.dir = "/elsewhere"  # 'auto' with a data.dir: files, the same data
+    assert new.data.source == "auto" and check_workdir_config(str(tmp_path), new)
+    new.data.dir = None  # 'auto' without one: TFDS, another source
+    with pytest.raises(UserError, match="data.source: 'files' there, 'tfds' now"):
+        check_workdir_config(str(tmp_path), new)

@@ -4,10 +4,15 @@ Training reads exactly what `load_arrays` returns, through `pipeline.InputPipeli
 
 Besides the registered names, `data.source='files'` accepts a path (.npz, .tar[.gz], image folder,
 idx file or MNIST-layout folder, CIFAR .bin) and `data.source='tfds'` any TFDS name, read through
-`tfds.data_source` (array_record files, decoded with NumPy: TensorFlow is not needed)."""
+`tfds.data_source` (array_record files, decoded with NumPy: TensorFlow is not needed).
+
+`data.source='auto'` (the default) reads local files where `data.dir` is given and TFDS otherwise:
+TFDS downloads and prepares the data set once into its data folder (`data.tfds_dir`, default
+~/tensorflow_datasets), then reads it from there."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import gzip
@@ -21,7 +26,9 @@ from gan_jax.data import files
 from gan_jax.errors import ConfigError, DataError
 
 Arrays = tuple[np.ndarray, np.ndarray | None]
-SOURCES = ("files", "tfds", "synthetic", "embedded")
+SOURCES = ("auto", "files", "tfds", "synthetic", "embedded")
+# Whether TFDS may download and prepare a missing data set: set while a data.source='auto' load runs.
+_TFDS_DOWNLOAD: contextvars.ContextVar[bool] = contextvars.ContextVar("tfds_download", default=False)
 # Records per `__getitems__` call: array_record reads a batch of keys in one go (in parallel for
 # real files), and 1,024 MNIST-sized records are ~1 MB, so the chunk never costs memory.
 _TFDS_CHUNK = 1024
@@ -56,11 +63,15 @@ def get_dataset(name: str, source: str) -> Dataset:
         raise ConfigError(f"data.source={source!r} is unknown; accepted: {', '.join(SOURCES)}")
     if name in DATASETS:
         dataset = DATASETS[name]
+        if source == "auto" and (set(dataset.sources) & {"files", "tfds"} or len(dataset.sources) == 1):
+            return dataset
         if source not in dataset.sources:
             raise ConfigError(f"data.source={source!r} is not accepted for data.name={name!r}; "
                               f"accepted: {', '.join(dataset.sources)}")
         return dataset
-    if source == "tfds":
+    if source == "auto" and files.is_data_path(name):
+        source = "files"
+    if source in ("tfds", "auto"):
         return Dataset(name, lambda split, source, data_dir: _tfds_arrays(name, split, data_dir), ("tfds",))
     if source == "files" and files.is_data_path(name):
         return Dataset(name, functools.partial(_path_arrays, name), ("files",), resizable=True)
@@ -69,14 +80,41 @@ def get_dataset(name: str, source: str) -> Dataset:
                       "or a TFDS name (source 'tfds')")
 
 
+def resolve_source(name: str, source: str, data_dir: str | None, tfds_dir: str | None = None
+                   ) -> tuple[str, str | None]:
+    """data.source 'auto' -> ('files', data_dir) where data_dir is given, else ('tfds', tfds_dir) for a
+    data set TFDS has, or the one source a data set has (embedded, synthetic); other sources as given."""
+    if source != "auto":
+        return source, data_dir
+    dataset = DATASETS.get(name)
+    if dataset is None:  # a path or a TFDS name
+        return ("files", data_dir) if files.is_data_path(name) else ("tfds", tfds_dir)
+    if len(dataset.sources) == 1 and dataset.sources[0] in ("embedded", "synthetic"):
+        return dataset.sources[0], data_dir
+    if data_dir is not None and "files" in dataset.sources:
+        return "files", data_dir
+    if "tfds" in dataset.sources:
+        return "tfds", tfds_dir
+    raise ConfigError(f"data.name={name!r} is read from local files only (data.source 'auto' without data.dir); "
+                      "accepted: --config.data.dir=PATH, the folder that holds it (see gan_jax/data/files.py)")
+
+
 def load_arrays(name: str, split: str, source: str = "files", data_dir: str | None = None, *,
-                image_size: int | None = None, center_crop: bool = False) -> Arrays:
+                image_size: int | None = None, center_crop: bool = False, tfds_dir: str | None = None) -> Arrays:
     """The arrays of a split: images uint8 (N, H, W, C), labels int64 (N,) or None; exactly what
     training reads.
 
     `name` is a registered name, a data path (source 'files') or a TFDS name (source 'tfds');
-    `data_dir` is the shared data folder (files) or TFDS's data_dir. `image_size`/`center_crop`
-    resize the images of folders and tars (celeba64 and paths)."""
+    `data_dir` is the shared data folder (files) or TFDS's data_dir. Source 'auto' reads files where
+    data_dir is given, else TFDS in `tfds_dir`, downloading the data set there once if it is missing.
+    `image_size`/`center_crop` resize the images of folders and tars (celeba64 and paths)."""
+    if source == "auto":
+        source, data_dir = resolve_source(name, source, data_dir, tfds_dir)
+        token = _TFDS_DOWNLOAD.set(source == "tfds")
+        try:
+            return load_arrays(name, split, source, data_dir, image_size=image_size, center_crop=center_crop)
+        finally:
+            _TFDS_DOWNLOAD.reset(token)
     dataset = get_dataset(name, source)
     if dataset.load is None:
         raise ConfigError(f"data.name={name!r} is sampled on the fly and has no arrays")
@@ -124,10 +162,20 @@ def _tfds_open(name: str, split: str, data_dir: str | None, where: str):
     except ImportError:
         raise ConfigError("data.source='tfds' needs the tensorflow_datasets package (pip install "
                           "tensorflow-datasets); accepted without it: files, embedded, synthetic") from None
+    download = _TFDS_DOWNLOAD.get()
     try:
+        if download:
+            builder = tfds.builder(name, data_dir=data_dir)
+            if not builder.is_prepared():
+                print(f"{where}: downloading and preparing it once (data.tfds_dir moves TFDS's folder)", flush=True)
+                builder.download_and_prepare(file_format="array_record")
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as e:  # TFDS raises many types for a missing, unprepared or mis-split data set
         problem = _first_line(e)
+        if download:
+            raise DataError(f"{where}: not found and could not be downloaded ({problem}); accepted offline: "
+                            "--config.data.dir=PATH to local files of it, or a TFDS folder that has it "
+                            "(--config.data.tfds_dir)") from e
         if "FileFormat.TFRECORD" in problem:
             # TFDS says this both for a data set that was never prepared and for a tfrecord copy.
             problem = ("not prepared as array_record files (nothing downloads here: run download_and_prepare("

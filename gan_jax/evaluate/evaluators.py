@@ -83,7 +83,8 @@ def _eval_key(exp, step: int) -> jax.Array:
 def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
     """The eval split (eval.num_examples of it): images uint8, labels or None."""
     cfg = exp.cfg
-    images, labels = data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir)
+    images, labels = data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir,
+                                      tfds_dir=cfg.data.get("tfds_dir"))
     n = cfg.eval.num_examples
     return (images, labels) if n is None else (images[:n], None if labels is None else labels[:n])
 
