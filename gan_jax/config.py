@@ -79,6 +79,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel.mode = "jit"  # jit | pmap
     c.parallel.shard_params = False  # FSDP-style: shard parameters and optimizer state over 'data'
 
+    c.log = ml_collections.ConfigDict()  # where the scalars, grids and evaluations also go
+    c.log.wandb = False  # Weights & Biases (pip install -e '.[wandb]'; WANDB_MODE=offline works offline)
+    c.log.wandb_project = "gan-jax"
+    c.log.wandb_name = ""  # '': the workdir's name
+    c.log.wandb_tags = ""  # comma-separated
+
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500
     c.eval.metrics = ""  # evaluators, comma-separated (gan_jax/evaluate/evaluators.py); empty: all that fit

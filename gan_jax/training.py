@@ -24,7 +24,7 @@ from gan_jax.evaluate import evaluators
 from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
 from gan_jax.lock import LOCK_NAME, WorkdirLock
-from gan_jax.writers import MetricWriter
+from gan_jax.writers import MetricWriter, check_wandb
 
 
 class TrainingDiverged(RuntimeError):
@@ -153,6 +153,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     with signals.stop_request() as stop:
         _phase(stop, "loading data")
         exp = Experiment(cfg)
+        check_wandb(cfg)
         eval_names = evaluators.selected(exp)
         stop.check()
         with _Workdir(workdir, cfg, is_writer) as run_folder:
@@ -206,7 +207,7 @@ def _restore_or_init(exp: Experiment, ckpt, workdir: str, had_run: bool):
 def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names) -> dict:
     cfg = exp.cfg
     is_writer = jax.process_index() == 0
-    writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer)
+    writer = MetricWriter(workdir, cfg.train.steps, enabled=is_writer, cfg=cfg)
     config_json = json.loads(cfg.to_json())
     pipeline = None
     if exp.images is not None:
@@ -280,7 +281,7 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
                     save(step, state)
             if step % cfg.train.sample_every < n or step >= cfg.train.steps:
                 if exp.objective.generates:
-                    write_samples(exp, unreplicated(state), workdir, step, is_writer)
+                    writer.image(step, "samples", write_samples(exp, unreplicated(state), workdir, step, is_writer))
                 if is_writer:
                     report.refresh(workdir)
             if cfg.eval.every and (step % cfg.eval.every < n or step >= cfg.train.steps):
@@ -334,15 +335,17 @@ def _summarize(pending: list, first_step: int, pmap: bool) -> tuple[dict, int | 
     return summary, first_step + i + 1, bad
 
 
-def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bool) -> None:
-    """samples/step_XXXXXXX.png: an 8x8 grid from the fixed latents, or a scatter over the real points."""
+def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bool) -> str:
+    """samples/step_XXXXXXX.png: an 8x8 grid from the fixed latents, or a scatter over the real points;
+    returns its path ('' on processes other than 0, which draw the samples but write nothing)."""
     n = 1000 if exp.dataset.mixture is not None else 64
     generated = exp.sample(state, n)
     if not is_writer:
-        return
+        return ""
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
     if exp.dataset.mixture is not None:
         real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
         sample_io.save_scatter(path, generated, real)
     else:
         sample_io.save_grid(path, sample_io.to_uint8(generated, exp.unit_range))
+    return path

@@ -1,22 +1,43 @@
-"""Run outputs: metrics.jsonl (one JSON object per logged step), TensorBoard events, and a
-progress bar on a terminal (plain log lines otherwise). Only process 0 writes."""
+"""Run outputs: metrics.jsonl (one JSON object per logged step), TensorBoard events, optionally Weights &
+Biases (config.log.wandb; `pip install -e '.[wandb]'`), and a progress bar on a terminal (plain log
+lines otherwise). Only process 0 writes."""
 
 import json
 import os
+import secrets
 import sys
 import time
 
 import jax
+import ml_collections
+
+from gan_jax.errors import ConfigError
+
+WANDB_ID_FILE = "wandb_run_id"  # the W&B run of a workdir, so that a resumed run logs into the same one
+
+
+def check_wandb(cfg: ml_collections.ConfigDict) -> None:
+    """Refuses log.wandb=True without the wandb package, before anything is written."""
+    if cfg.log.wandb:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("log.wandb=True needs the wandb package; accepted: pip install -e '.[wandb]', "
+                              "or log.wandb=False") from None
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, total_steps: int, enabled: bool | None = None):
+    def __init__(self, workdir: str, total_steps: int, enabled: bool | None = None,
+                 cfg: ml_collections.ConfigDict | None = None):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self.total_steps = total_steps
         self.tty = sys.stderr.isatty()
         self._start, self._start_step = None, None
+        self._wandb = None
         if not self.enabled:
             return
+        if cfg is not None and cfg.log.wandb:
+            self._wandb = _start_wandb(workdir, cfg)
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
         from tensorboardX import SummaryWriter
 
@@ -29,10 +50,13 @@ class MetricWriter:
         record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
-        for k, v in record.items():
-            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
-                self._tb.add_scalar(k, v, step)
+        scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, int | float)
+                   and not isinstance(v, bool)}
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, step)
         self._tb.flush()
+        if self._wandb is not None and scalars:
+            self._wandb.log(scalars, step=int(step))
         self.progress(step, metrics)
 
     def progress(self, step: int, metrics: dict) -> None:
@@ -54,6 +78,13 @@ class MetricWriter:
         else:
             print(f"step {step}/{self.total_steps} {rate:.2f} steps/s ETA {_duration(eta)} {shown}", flush=True)
 
+    def image(self, step: int, name: str, path: str) -> None:
+        """A picture of the run (a sample grid) at `step`: W&B only (TensorBoard users open the PNGs)."""
+        if self.enabled and self._wandb is not None:
+            import wandb
+
+            self._wandb.log({name: wandb.Image(path)}, step=int(step))
+
     def message(self, text: str) -> None:
         if self.enabled:
             print(("\n" if self.tty else "") + text, flush=True)
@@ -64,6 +95,26 @@ class MetricWriter:
                 sys.stderr.write("\n")
             self._jsonl.close()
             self._tb.close()
+            if self._wandb is not None:
+                self._wandb.finish()
+
+
+def _start_wandb(workdir: str, cfg: ml_collections.ConfigDict):
+    """A W&B run for this workdir (the same one when the run resumes), its config the run's config.
+    Offline where WANDB_MODE=offline (then `wandb sync` uploads it)."""
+    import wandb
+
+    id_path = os.path.join(workdir, WANDB_ID_FILE)
+    if os.path.exists(id_path):
+        with open(id_path) as f:
+            run_id = f.read().strip()
+    else:
+        run_id = secrets.token_hex(8)  # W&B run ids: letters and digits
+        with open(id_path, "w") as f:
+            f.write(run_id)
+    tags = [t.strip() for t in cfg.log.wandb_tags.split(",") if t.strip()]
+    return wandb.init(project=cfg.log.wandb_project, name=cfg.log.wandb_name or os.path.basename(workdir),
+                      tags=tags, config=json.loads(cfg.to_json()), dir=workdir, id=run_id, resume="allow")
 
 
 def _plain(v):
