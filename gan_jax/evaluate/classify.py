@@ -37,6 +37,7 @@ CLASSIFIER_FOR_DATA = {"mnist": "mnist", "binarized_mnist": "mnist", "quickstart
 SHIPPED_SHA256 = {
     "mnist": "47c033ce9b5197113294f083355cfe4e759007673be6d7c01145626064b7b799",
     "fashion_mnist": "6767c0c9a54d6706c9b8e83263994e603a376137a173045e6b75f42c3bef8b05",
+    "cifar10": "0a39feaa2a3f1bf4398594037fe610290fae7d617ae1b40d18550afb85d36bbe",
 }
 CONFIDENCE = 0.9  # a sample is "confidently classified" when its top softmax probability reaches this
 _CONFIG_KEY = "__config__"
