@@ -382,7 +382,8 @@ def test_real_examples_on_the_sharded_training_batch(binarize: bool) -> None:
 
 
 # --- data.source='auto': local files where data.dir is given, TFDS otherwise --------------------
-def test_auto_reads_tfds_without_a_data_dir(tfds_cache: None, tmp_path: Path) -> None:
+def test_auto_reads_tfds_without_a_data_dir(tfds_cache: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GAN_JAX_DATA")  # a user without local files
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE,
                                 mock_array_record_data_source=_DataSourceMock()):
         images, labels = data.load_arrays("mnist", "test", "auto", None, tfds_dir=str(tmp_path))
@@ -427,13 +428,15 @@ def test_auto_offline_without_local_data_is_one_line(tfds_cache: None, tmp_path:
             as info:
         data.load_arrays("gan_jax_test_digits", "train", "auto", None, tfds_dir=str(tmp_path))
     assert "\n" not in str(info.value)
+    monkeypatch.delenv("GAN_JAX_DATA")  # a user without local files
     with pytest.raises(ConfigError, match=r"^data.name='celeba64' is read from local files only.*--config.data.dir"):
         data.load_arrays("celeba64", "train", "auto", None)
     assert data.resolve_source("quickstart_digits", "auto", None) == ("embedded", None)
     assert data.resolve_source("ring8", "auto", "/x") == ("synthetic", "/x")
 
 
-def test_a_workdir_written_with_source_files_resumes_with_auto_and_a_data_dir(tmp_path: Path) -> None:
+def test_a_workdir_written_with_source_files_resumes_with_auto_and_a_data_dir(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from gan_jax.config import base_config
     from gan_jax.errors import UserError
     from gan_jax.experiment import check_workdir_config, write_workdir_config
@@ -444,6 +447,7 @@ def test_a_workdir_written_with_source_files_resumes_with_auto_and_a_data_dir(tm
     new = base_config()
     new.data.dir = "/elsewhere"  # 'auto' with a data.dir: files, the same data
     assert new.data.source == "auto" and check_workdir_config(str(tmp_path), new)
-    new.data.dir = None  # 'auto' without one: TFDS, another source
+    new.data.dir = None  # 'auto' without one (nor $GAN_JAX_DATA): TFDS, another source
+    monkeypatch.delenv("GAN_JAX_DATA")
     with pytest.raises(UserError, match="data.source: 'files' there, 'tfds' now"):
         check_workdir_config(str(tmp_path), new)

@@ -52,7 +52,7 @@ def check_trained(workdir):
 
 def needs_data(name: str) -> bool:
     """Whether the experiment reads $GAN_JAX_DATA."""
-    return load_experiment(f"{name}:smoke").data.source in ("files", "tfds")
+    return load_experiment(f"{name}:smoke").data.source not in ("synthetic", "embedded")
 
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in RESUMED])

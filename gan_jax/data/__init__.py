@@ -6,7 +6,8 @@ Besides the registered names, `data.source='files'` accepts a path (.npz, .tar[.
 idx file or MNIST-layout folder, CIFAR .bin) and `data.source='tfds'` any TFDS name, read through
 `tfds.data_source` (array_record files, decoded with NumPy: TensorFlow is not needed).
 
-`data.source='auto'` (the default) reads local files where `data.dir` is given and TFDS otherwise:
+`data.source='auto'` (the default) reads local files where `data.dir` (or $GAN_JAX_DATA) is given and
+TFDS otherwise:
 TFDS downloads and prepares the data set once into its data folder (`data.tfds_dir`, default
 ~/tensorflow_datasets), then reads it from there."""
 
@@ -17,6 +18,7 @@ import dataclasses
 import functools
 import gzip
 import importlib.resources
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,8 +84,9 @@ def get_dataset(name: str, source: str) -> Dataset:
 
 def resolve_source(name: str, source: str, data_dir: str | None, tfds_dir: str | None = None
                    ) -> tuple[str, str | None]:
-    """data.source 'auto' -> ('files', data_dir) where data_dir is given, else ('tfds', tfds_dir) for a
-    data set TFDS has, or the one source a data set has (embedded, synthetic); other sources as given."""
+    """data.source 'auto' -> ('files', data_dir) where data_dir is given (or $GAN_JAX_DATA names a local
+    data folder), else ('tfds', tfds_dir) for a data set TFDS has, or the one source a data set has
+    (embedded, synthetic); other sources as given."""
     if source != "auto":
         return source, data_dir
     dataset = DATASETS.get(name)
@@ -91,8 +94,8 @@ def resolve_source(name: str, source: str, data_dir: str | None, tfds_dir: str |
         return ("files", data_dir) if files.is_data_path(name) else ("tfds", tfds_dir)
     if len(dataset.sources) == 1 and dataset.sources[0] in ("embedded", "synthetic"):
         return dataset.sources[0], data_dir
-    if data_dir is not None and "files" in dataset.sources:
-        return "files", data_dir
+    if (data_dir is not None or os.environ.get(files.ENV_VAR)) and "files" in dataset.sources:
+        return "files", data_dir  # None: the files reader's $GAN_JAX_DATA
     if "tfds" in dataset.sources:
         return "tfds", tfds_dir
     raise ConfigError(f"data.name={name!r} is read from local files only (data.source 'auto' without data.dir); "
