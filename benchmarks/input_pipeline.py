@@ -63,7 +63,7 @@ def bench_images(name: str, source: str, batch: int, seconds: float, data_dir: s
         try:
             probe = images[: batch * jax.process_count()][None, None]
             preprocess(jax.random.key(0), parallel.global_batch_array(probe, sharding, batch_axis=2))
-        except ValueError as e:  # see the report of issue [B]: vmap over a sharded batch in steps.py
+        except ValueError as e:  # see the report of issue [B]: vmap over a sharded batch in objectives/base.py
             print(f"{name}: on-device binarization fails on a sharded batch ({str(e).splitlines()[0]}); "
                   "timed without it", file=sys.stderr)
             preprocess = None
