@@ -121,7 +121,7 @@ def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return False
-    old, new = _flatten(_with_defaults(_read_config_json(workdir))), _flatten(json.loads(cfg.to_json()))
+    old, new = flatten(_with_defaults(_read_config_json(workdir))), flatten(json.loads(cfg.to_json()))
     for flat in (old, new):  # 'auto' is the source it resolves to ('files' with a data.dir, ...)
         flat["data.source"] = data.resolve_source(flat["data.name"], flat["data.source"], flat["data.dir"],
                                                   flat.get("data.tfds_dir"))[0]
@@ -175,11 +175,12 @@ def _read_config_json(workdir: str) -> dict:
                         f"cp {workdir}/checkpoints/STEP/config/metadata {path}, or use a new workdir") from None
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
+    """Nested dicts -> one level, keys joined with `sep`: {'a': {'b': 1}} -> {'a.b': 1}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}{sep}", sep))
         else:
             out[prefix + k] = v
     return out

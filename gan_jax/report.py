@@ -160,21 +160,13 @@ def _evaluations(workdir: str, records: list[dict]) -> list[dict]:
     return out
 
 
-def _flatten(record: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in record.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _table(record: dict) -> str:
     """One evaluation as a two-column table (metric, value); provenance rows (classifier, its hash,
     sample counts) are part of it."""
     rows = []
-    for k, v in _flatten(record).items():
+    from gan_jax.experiment import flatten
+
+    for k, v in flatten(record, sep="/").items():
         text = f"{v:.6g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list) else str(v)
         rows.append(f"<tr><td>{html.escape(k)}</td><td>{html.escape(text)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
