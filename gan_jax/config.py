@@ -8,7 +8,7 @@ import ml_collections
 
 from gan_jax.errors import ConfigError
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "exponential_stages")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
 UPDATE_RULES = ("alternating", "simultaneous")
@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.random_shift = 0  # classifier: translate each example by up to this many pixels
     c.data.seed = ml_collections.FieldReference(None, field_type=int)  # None: the run's seed
     c.data.prefetch = 2
+    c.data.num_examples = 0  # 2D mixtures: a fixed training set of this many points; 0: fresh points every step
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "dcgan_tutorial"
@@ -47,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.gaussian_std = 0.1
     c.loss.feature_reconstruction_weight = 1e-2  # VAE-GAN: gamma, the decoder's weight of D-feature reconstruction
     c.loss.iwae_k = 1  # VAE: importance samples of the training bound (Burda et al. 2015); 1: the ELBO
+    c.loss.elbo_samples = 1  # VAE: latent samples the ELBO averages over (Burda et al.'s "VAE, k = ...")
     c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
 
@@ -56,7 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.b1 = 0.5
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
-    c.optimizer.schedule = "constant"  # constant | linear | cosine (decay to 0 at train.steps)
+    c.optimizer.schedule = "constant"  # constant | linear | cosine (decay to 0 at train.steps) | exponential_stages
     c.optimizer.warmup_steps = 0
 
     c.train = ml_collections.ConfigDict()
@@ -78,6 +80,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel = ml_collections.ConfigDict()
     c.parallel.mode = "jit"  # jit | pmap
     c.parallel.shard_params = False  # FSDP-style: shard parameters and optimizer state over 'data'
+
+    c.sweep = ml_collections.ConfigDict()  # launch.py --sweep (gan_jax/sweep.py)
+    # Train the runs of a sweep that differ only in seeds and hyperparameter values as one vmapped
+    # program: True | False | None (automatically where the runs allow it).
+    c.sweep.vectorize = ml_collections.FieldReference(None, field_type=bool)
 
     c.log = ml_collections.ConfigDict()  # where the scalars, grids and evaluations also go
     c.log.wandb = False  # Weights & Biases (pip install -e '.[wandb]'; WANDB_MODE=offline works offline)
@@ -104,6 +111,7 @@ RANGES = {
     "data.batch_size": (0, None, False, None),
     "data.seed": (0, None, True, None),
     "data.prefetch": (0, None, True, None),
+    "data.num_examples": (0, None, True, None),
     "data.random_shift": (0, None, True, None),
     "model.num_classes": (1, None, False, None),
     "model.feature_dim": (0, None, False, None),
@@ -122,6 +130,7 @@ RANGES = {
     "loss.beta": (0, None, True, None),
     "loss.gaussian_std": (0, None, False, None),
     "loss.iwae_k": (1, None, True, None),
+    "loss.elbo_samples": (1, None, True, None),
     "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
     "optimizer.learning_rate": (0, None, False, None),
@@ -202,3 +211,26 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.train.update_rule == "simultaneous" and c.train.n_critic != 1:
         raise ConfigError(f"train.n_critic={c.train.n_critic!r} is not accepted with "
                           "train.update_rule='simultaneous' (both networks step from one forward); accepted: 1")
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """An experiment's argument (`experiments/x.py:ARG`) as fields: 'smoke,budget=0.01' ->
+    {smoke: True, budget: 0.01, ...} over `defaults` (a bare name sets a bool default to True; name=value
+    takes the default's type). Refuses a name that is not in `defaults` or a value of the wrong type."""
+    out = ml_collections.ConfigDict(defaults)
+    for token in filter(None, (arg or "").split(",")):
+        name, eq, text = token.partition("=")
+        accepted = ", ".join(f"{k}={type(v).__name__}" if not isinstance(v, bool) else k for k, v in defaults.items())
+        if name not in defaults:
+            raise ConfigError(f"experiment argument {token!r}: no {name!r}; accepted: {accepted}")
+        default = defaults[name]
+        try:
+            if isinstance(default, bool):
+                value = True if not eq else {"true": True, "false": False}[text.lower()]
+            else:
+                value = type(default)(text)
+        except (KeyError, ValueError):
+            raise ConfigError(f"experiment argument {token!r}: {text!r} is not a {type(default).__name__}; "
+                              f"accepted: {accepted}") from None
+        out[name] = value
+    return out

@@ -20,7 +20,7 @@ RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "tra
                     "train.steps_per_call", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
                     "data.prefetch", "data.dir", "data.tfds_dir", "parallel.mode", "parallel.shard_params",
                     "model.conv_impl")
-RESUMABLE_SECTIONS = ("eval.", "log.")  # how a run is evaluated or logged never changes what it trains
+RESUMABLE_SECTIONS = ("eval.", "log.", "sweep.")  # how a run is evaluated, logged or batched with others never changes what it trains
 
 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
