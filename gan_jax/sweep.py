@@ -27,7 +27,8 @@ def axis(field: str, values, names: list[str] | None = None) -> list[dict]:
     values = list(values)
     if names is not None and len(names) != len(values):
         raise ValueError(f"axis {field!r}: {len(names)} names for {len(values)} values")
-    return [{field: v} if names is None else {NAME: n, field: v} for v, n in builtins.zip(values, names or values)]
+    names = names or [None] * len(values)
+    return [{field: v} if n is None else {NAME: n, field: v} for v, n in builtins.zip(values, names, strict=True)]
 
 
 def seeds(n: int, field: str = "seed") -> list[dict]:
@@ -45,7 +46,7 @@ def zip(*sweeps: list[dict]) -> list[dict]:  # noqa: A001 (the name users know f
     lengths = {len(s) for s in sweeps}
     if len(lengths) > 1:
         raise ValueError(f"sweep.zip: sweeps of different lengths {sorted(lengths)}")
-    return [_merge(parts) for parts in builtins.zip(*sweeps)]
+    return [_merge(parts) for parts in builtins.zip(*sweeps, strict=True)]
 
 
 def _merge(parts) -> dict:
