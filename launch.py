@@ -4,6 +4,8 @@
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=eval --workdir runs/vae_mnist
   python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
+  python launch.py --config experiments/pacgan_ring.py --workdir runs/pacgan_ring --sweep [--sweep_index=I]
+  python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
 
 Bad input (config values, config files, data files, a workdir in use) ends with one line on stderr and
 exit status 2; a run that diverges (NaN or inf) ends with one line and exit status 1. SIGTERM/SIGINT
@@ -25,6 +27,8 @@ flags.DEFINE_string("workdir", None, "Run folder: config.json, metrics.jsonl, sa
 flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "report"], "What to do.")
 flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to write to samples.npz.")
 flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
+flags.DEFINE_bool("sweep", False, "Train every variant of the experiment's get_sweep() in WORKDIR/<run name>/.")
+flags.DEFINE_integer("sweep_index", None, "Train variant I of the sweep alone (a job-array task); implies --sweep.")
 flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: on SLURM or a TPU pod).")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
@@ -76,6 +80,8 @@ def check_config_file(argv) -> None:
     except (SyntaxError, UnicodeDecodeError, OSError) as e:
         where = f"{path}:{e.lineno}: " if isinstance(e, SyntaxError) else f"{path}: "
         fail(f"--config={value}: {where}{type(e).__name__}: {getattr(e, 'msg', None) or e}")
+    from gan_jax.sweep import unknown_variants
+
     variants = ()
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "VARIANTS" for t in node.targets):
@@ -83,8 +89,9 @@ def check_config_file(argv) -> None:
                 variants = tuple(ast.literal_eval(node.value))
             except ValueError:
                 fail(f"{path}: VARIANTS must be a literal tuple of strings")
-    if variant and variant not in variants:
-        fail(f"--config={value}: {path} has no variant {variant!r}; accepted: "
+    unknown = unknown_variants(variant, variants)
+    if unknown:
+        fail(f"--config={value}: {path} has no variant {unknown[0]!r}; accepted: "
              + (", ".join(f"{path}:{v}" for v in variants) if variants else f"{path} (it declares no VARIANTS)"))
 
 
@@ -115,6 +122,18 @@ def exit_without_teardown() -> None:
     os._exit(0)
 
 
+def run_sweep(workdir: str) -> None:
+    """--sweep / --sweep_index: the runs of the experiment's get_sweep(), then a summary line per run."""
+    from gan_jax import sweep
+
+    outcome = sweep.run(config_argument(sys.argv), FLAGS.config, workdir, FLAGS.sweep_index)
+    counts = {o: sum(1 for v in outcome.values() if v == o) for o in sorted(set(outcome.values()))}
+    print("sweep: " + ", ".join(f"{n} {o}" for o, n in counts.items()) + f" (of {len(outcome)} runs here)", flush=True)
+    diverged = [name for name, o in outcome.items() if o == "diverged"]
+    if diverged:
+        print(f"sweep: diverged (non-finite values; excluded from the results): {', '.join(diverged)}", flush=True)
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
@@ -142,7 +161,10 @@ def main(argv):
             from gan_jax.training import TrainingDiverged, train
 
             try:
-                train(FLAGS.config, workdir)
+                if FLAGS.sweep or FLAGS.sweep_index is not None:
+                    run_sweep(workdir)
+                else:
+                    train(FLAGS.config, workdir)
             except TrainingDiverged as e:  # not the user's input: exit 1, the message last
                 print(f"error: {e}", file=sys.stderr, flush=True)
                 sys.exit(1)
@@ -154,9 +176,14 @@ def main(argv):
             sample(workdir, FLAGS.num_samples, FLAGS.step, FLAGS.config)
             exit_without_teardown()
         elif FLAGS.mode == "report":
+            from gan_jax import results, sweep
             from gan_jax.report import write_report
 
-            print(f"wrote {write_report(workdir)}")
+            if os.path.exists(os.path.join(workdir, sweep.SWEEP_FILE)):  # a sweep folder: its tables and plots
+                for path in results.write_results(workdir):
+                    print(f"wrote {path}")
+            else:
+                print(f"wrote {write_report(workdir)}")
         else:
             from gan_jax.evaluate.run import evaluate
 

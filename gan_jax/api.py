@@ -9,10 +9,8 @@
     run.metrics                                                 # the training log: DataFrame (pandas) or dicts
 """
 
-import importlib.util
 import json
 import os
-import pathlib
 
 import ml_collections
 import numpy as np
@@ -21,23 +19,13 @@ from gan_jax.errors import UserError
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-    """The config of an experiment file, 'PATH[:VARIANT]' as launch.py's --config takes it (a path to
+    """The config of an experiment file, 'PATH[:ARG]' as launch.py's --config takes it (a path to
     experiments/NAME.py, or its NAME alone for the repository's experiments), validated."""
     from gan_jax.config import validate
+    from gan_jax.sweep import load_experiment_file
 
-    path, _, variant = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.suffix:  # 'quickstart' -> the repository's experiments/quickstart.py
-        file = pathlib.Path(__file__).resolve().parents[1] / "experiments" / f"{path}.py"
-    if not file.is_file():
-        raise UserError(f"config {spec!r}: no file {file}; accepted: PATH[:VARIANT] of an experiment file")
-    module_spec = importlib.util.spec_from_file_location(f"gan_jax_experiment_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    variants = getattr(module, "VARIANTS", ())
-    if variant and variant not in variants:
-        raise UserError(f"config {spec!r}: unknown variant {variant!r}; accepted: {', '.join(variants) or 'none'}")
-    cfg = module.get_config(variant or None)
+    module, arg = load_experiment_file(spec)
+    cfg = module.get_config(arg)
     validate(cfg)
     return cfg
 

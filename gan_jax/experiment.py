@@ -20,7 +20,8 @@ RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "tra
                     "train.steps_per_call", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
                     "data.prefetch", "data.dir", "data.tfds_dir", "parallel.mode", "parallel.shard_params",
                     "model.conv_impl")
-RESUMABLE_SECTIONS = ("eval.", "log.", "sweep.")  # how a run is evaluated, logged or batched with others never changes what it trains
+# How a run is evaluated, logged or batched with other runs never changes what it trains.
+RESUMABLE_SECTIONS = ("eval.", "log.", "sweep.")
 
 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
@@ -81,6 +82,15 @@ class Experiment:
                                        asynchronous, create)
 
     # --- sampling ----------------------------------------------------------------------------
+    def share_sampler(self, other: "Experiment") -> None:
+        """Samples with `other`'s compiled sampler (runs of one sweep have the same networks)."""
+        self._sample_jit = other._compile_sampler()
+
+    def _compile_sampler(self):
+        if self._sample_jit is None:  # one compilation per run, not one per sample grid
+            self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
+        return self._sample_jit
+
     def fixed_latents(self, num: int) -> jnp.ndarray:
         """The same latent batch for every sample grid of a run: (num, latent_dim)."""
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), keys.FIXED_LATENTS)
@@ -94,9 +104,7 @@ class Experiment:
         if not self.objective.generates:
             raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
                             + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
-        if self._sample_jit is None:  # one compilation per run, not one per sample grid
-            self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
-        fn = self._sample_jit
+        fn = self._compile_sampler()
         z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
         z = np.asarray(z)
         return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + SAMPLE_BATCH], self.mesh)))

@@ -1,0 +1,276 @@
+"""Several runs trained as one program: the runs of a sweep that differ only in their seeds and in
+hyperparameters the step reads as arrays (learning rates, loss and penalty weights, beta, EMA decay)
+stack their train states on a leading run axis and share one `jax.vmap`-ed, jit-compiled step.
+
+Everything else stays per run, in each run's own folder, exactly as a run trained alone writes it:
+its data order (its own seed), metrics.jsonl, sample grids, evaluations, checkpoints (the run's
+slice of the stacked state: the folder resumes, samples and evaluates alone too), resumption from
+its own newest checkpoint, and its non-finite handling (a run that diverges stops or rolls back
+alone; the others go on). Runs may be at different steps (a rollback, a SIGKILL between two runs'
+saves): each step call advances the unfinished runs and leaves the others' slices unchanged."""
+
+import contextlib
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from gan_jax import experiment, memory, parallel, penalties, report, signals
+from gan_jax.data.pipeline import InputPipeline
+from gan_jax.evaluate import evaluators
+from gan_jax.experiment import Experiment, write_workdir_config
+from gan_jax.training import _restore_or_init, _rollback, _summarize, _Workdir, train_arrays, write_samples
+from gan_jax.writers import MetricWriter, check_wandb
+
+# Fields whose values reach the step as arrays or only steer the loop: runs that differ in nothing
+# else share one compiled program. (Penalty weights too: their names and intervals must agree.)
+HYPERPARAMETER_FIELDS = ("seed", "data.seed", "optimizer.learning_rate", "optimizer.discriminator_learning_rate",
+                         "loss.beta", "loss.feature_reconstruction_weight", "train.ema_decay")
+PER_RUN_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
+                  "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep", "data.dir", "data.tfds_dir")
+PER_RUN_SECTIONS = ("eval.", "log.", "sweep.")
+
+
+def program_key(cfg: ml_collections.ConfigDict) -> str:
+    """What must agree between runs that share a compiled program: the config without the fields
+    above, penalties without their weights."""
+    flat = experiment.flatten(json.loads(cfg.to_json()))
+    flat = {k: v for k, v in flat.items()
+            if k not in HYPERPARAMETER_FIELDS + PER_RUN_FIELDS and not k.startswith(PER_RUN_SECTIONS)}
+    flat["loss.penalties"] = [(name, every) for name, _, every in penalties.parse_penalties(flat["loss.penalties"])]
+    return json.dumps(flat, sort_keys=True, default=str)
+
+
+def why_not_vectorizable(cfgs: list[ml_collections.ConfigDict]) -> str | None:
+    """None if `cfgs` can train as one program, else the reason in a few words."""
+    first = cfgs[0]
+    if first.parallel.mode != "jit" or first.parallel.shard_params:
+        return "it needs parallel.mode='jit' without parallel.shard_params"
+    keys = [program_key(c) for c in cfgs]
+    if len(set(keys)) > 1:
+        a, b = json.loads(keys[0]), json.loads(next(k for k in keys if k != keys[0]))
+        field = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))[0]
+        return f"the runs differ in {field}, which changes the compiled step"
+    return None
+
+
+def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[str]:
+    """Trains each config to its train.steps in its workdir as one vmapped program, resuming each
+    run from its own newest checkpoint. Returns each run's outcome: 'finished', 'diverged' or
+    'stopped' (SIGTERM/SIGINT: every run saved)."""
+    reason = why_not_vectorizable(cfgs)
+    if reason is not None:
+        raise ValueError(f"these runs cannot train as one program: {reason}")
+    is_writer = jax.process_index() == 0
+    with signals.stop_request() as stop, contextlib.ExitStack() as stack:
+        stop.phase = "loading data"
+        exps = [Experiment(c) for c in cfgs]
+        for c in cfgs:
+            check_wandb(c)
+        eval_names = [evaluators.selected(e) for e in exps]
+        folders = [stack.enter_context(_Workdir(w, c, is_writer)) for w, c in zip(workdirs, cfgs, strict=True)]
+        stop.check()
+        stop.phase = "compiling the step"
+        runs = _Runs(exps, workdirs, stop)
+        stack.callback(runs.close)
+        runs.compile(cfgs[0].train.steps_per_call)
+        stop.check()
+        stop.phase = "looking for checkpoints"
+        runs.restore([f.had_run for f in folders])
+        stop.check()
+        if is_writer:
+            for w, c in zip(workdirs, cfgs, strict=True):
+                write_workdir_config(w, c)
+                if exps[0].objective.generates:
+                    os.makedirs(os.path.join(w, "samples"), exist_ok=True)
+        stop.phase = "training"
+        return runs.loop(eval_names)
+
+
+class _Runs:
+    """The stacked state of R runs and each run's own pipeline, writer, checkpoints and step."""
+
+    def __init__(self, exps: list[Experiment], workdirs: list[str], stop: signals.StopRequest):
+        self.exps, self.workdirs, self.stop = exps, workdirs, stop
+        self.cfgs = [e.cfg for e in exps]
+        self.mesh = exps[0].mesh
+        self.is_writer = jax.process_index() == 0
+        self.ckpts = [e.checkpointer(w) for e, w in zip(exps, workdirs, strict=True)]
+        self.hps = jax.tree.map(lambda *v: np.stack(v), *[e.builder.hyperparameters() for e in exps])
+        self.hps = parallel.host_replicated(self.hps, self.mesh)
+        self.shardings = exps[0].state_shardings()  # of one run's state: the same for all
+        self.fns, self.pipelines, self.writers = {}, [], []
+        for e in exps[1:] if exps[0].objective.generates else ():  # one compiled sampler: the same networks
+            e.share_sampler(exps[0])
+
+    def close(self) -> None:
+        for p in self.pipelines:
+            p.close()
+        for w in self.writers:
+            w.close()
+        for c in self.ckpts:
+            c.close()
+
+    # --- the program -------------------------------------------------------------------------
+    def _batch_sharding(self):
+        exp = self.exps[0]
+        if exp.images is None:
+            return None
+        images = parallel.batch_sharding(self.mesh, 4 + len(exp.example_shape), batch_axis=3)
+        return images if exp.labels is None else (images, parallel.batch_sharding(self.mesh, 4, batch_axis=3))
+
+    def _stacked_abstract(self):
+        one = jax.eval_shape(self.exps[0].builder.init_state, self.exps[0].seed)
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.exps), *x.shape), x.dtype,
+                                                           sharding=parallel.replicated(self.mesh)), one)
+
+    def _jit(self, length: int):
+        builder = self.exps[0].builder
+
+        def vectorized_multi_step(states, batches, hps, active):  # named: tests count its compilations
+            def one(state, batch, hp, on):
+                new, metrics = builder.multi_step(state, batch, hp, length)
+                # A finished, stopped or diverged run keeps its state: where() selects, so bitwise.
+                return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, state), metrics
+
+            return jax.vmap(one)(states, batches, hps, active)
+
+        replicated = parallel.replicated(self.mesh)
+        return jax.jit(vectorized_multi_step, donate_argnums=0,
+                       in_shardings=(replicated, self._batch_sharding(), replicated, replicated),
+                       out_shardings=(replicated, NamedSharding(self.mesh, P())))
+
+    def compile(self, length: int) -> None:
+        """The step of `length` updates, ahead of time; refused if R runs' state does not fit."""
+        abstract = self._stacked_abstract()
+        batch = None
+        if self.exps[0].images is not None:
+            c = self.cfgs[0]
+            lead = (len(self.exps), length, c.train.n_critic, c.data.batch_size)
+            batch = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct((*lead, *a.shape[1:]), a.dtype, sharding=s),
+                                 train_arrays(self.exps[0]), self._batch_sharding())
+        active = jax.ShapeDtypeStruct((len(self.exps),), jnp.bool_, sharding=parallel.replicated(self.mesh))
+        compiled = self._jit(length).lower(abstract, batch, self.hps, active).compile()
+        memory.check_fits(compiled, abstract)
+        self.fns[length] = compiled
+
+    # --- state -------------------------------------------------------------------------------
+    def restore(self, had_run: list[bool]) -> None:
+        starts, states = [], []
+        for exp, ckpt, w, had in zip(self.exps, self.ckpts, self.workdirs, had_run, strict=True):
+            start, state = _restore_or_init(exp, ckpt, w, had)
+            starts.append(start)
+            states.append(state)
+        self.steps = starts
+        self.state = self._stack(states)
+
+    def _stack(self, states):
+        return jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *states), parallel.replicated(self.mesh))
+
+    def run_state(self, i: int):
+        """Run i's slice of the stacked state, laid out as that run alone places it."""
+        return jax.device_put(jax.tree.map(lambda x: x[i], self.state), self.shardings)
+
+    def replace(self, i: int, state) -> None:
+        self.state = jax.tree.map(lambda s, r: s.at[i].set(r), self.state, state)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def loop(self, eval_names: list[list[str]]) -> list[str]:
+        exps, cfgs, n_runs = self.exps, self.cfgs, len(self.exps)
+        outcome = ["finished" if s >= c.train.steps else None for s, c in zip(self.steps, cfgs, strict=True)]
+        for i, o in enumerate(outcome):
+            if o == "finished":
+                print(f"{self.workdirs[i]}: at step {self.steps[i]}, nothing to train", flush=True)
+        self.writers = [MetricWriter(w, c.train.steps, enabled=self.is_writer, cfg=c)
+                        for w, c in zip(self.workdirs, cfgs, strict=True)]
+        if exps[0].images is not None:
+            self.pipelines = [InputPipeline(train_arrays(e), c.data.batch_size, c.seed if c.data.seed is None
+                                            else c.data.seed, c.train.n_critic, c.train.steps_per_call,
+                                            prefetch=c.data.prefetch) for e, c in zip(exps, cfgs, strict=True)]
+        k = cfgs[0].train.steps_per_call
+        pending = [[] for _ in range(n_runs)]
+        last_log = [(time.time(), s) for s in self.steps]
+        rollbacks = [0] * n_runs
+        while any(o is None for o in outcome):
+            running = [i for i in range(n_runs) if outcome[i] is None]
+            n = min(k, *(cfgs[i].train.steps - self.steps[i] for i in running))
+            if n not in self.fns:
+                self.compile(n)
+            active = np.array([o is None for o in outcome])
+            self.state, metrics = self.fns[n](self.state, self._batches(running, n), self.hps,
+                                              parallel.host_replicated(active, self.mesh))
+            stopping = self.stop.signal
+            for i in running:
+                pending[i].append((metrics, i))
+                self.steps[i] += n
+                outcome[i] = self._after_call(i, n, pending, last_log, rollbacks, stopping, eval_names[i])
+            if stopping:
+                for i in range(n_runs):
+                    outcome[i] = outcome[i] or "stopped"
+                    self.writers[i].message(f"{stopping}: saved the checkpoint at step {self.steps[i]}; run the "
+                                            "same command to resume")
+        for c in self.ckpts:
+            c.wait()
+        return outcome
+
+    def _batches(self, running: list[int], n: int):
+        if not self.pipelines:
+            return None
+        local = {i: jax.tree.map(lambda a: a[:n], self.pipelines[i].get(self.steps[i])) for i in running}
+        filler = jax.tree.map(np.zeros_like, local[running[0]])  # finished runs' slices: computed, discarded
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *[local.get(i, filler) for i in range(len(self.exps))])
+        return jax.tree.map(lambda a, s: parallel.global_batch_array(a, s, batch_axis=3), stacked,
+                            self._batch_sharding())
+
+    def _after_call(self, i, n, pending, last_log, rollbacks, stopping, eval_names) -> str | None:
+        """Run i's logging, non-finite handling, checkpoint, samples and evaluation after a call;
+        its outcome if it ended ('finished', 'diverged'), else None."""
+        cfg, exp, writer, step = self.cfgs[i], self.exps[i], self.writers[i], self.steps[i]
+        done = step >= cfg.train.steps
+        log_now = step % cfg.train.log_every < n or done
+        save_now = step % cfg.train.checkpoint_every < n or done or stopping
+        if log_now or save_now:
+            per_run = [{key: np.asarray(v)[j] for key, v in m.items()} for m, j in pending[i]]
+            summary, bad_step, bad = _summarize(per_run, step - n * len(per_run), pmap=False)
+            pending[i] = []
+            if bad_step is not None:
+                if cfg.train.on_nonfinite != "rollback" or rollbacks[i] >= cfg.train.max_rollbacks:
+                    after = f" after {rollbacks[i]} rollbacks" if rollbacks[i] else ""
+                    writer.write(bad_step, {"event": "diverged", "nonfinite": ", ".join(bad)})
+                    writer.message(f"{self.workdirs[i]}: training diverged: non-finite {', '.join(bad)} at step "
+                                   f"{bad_step}{after}; the other runs go on")
+                    return "diverged"
+                rollbacks[i] += 1
+                self.steps[i], restored = _rollback(exp, self.ckpts[i], writer, bad_step, bad, rollbacks[i])
+                self.replace(i, restored)
+                last_log[i] = (time.time(), self.steps[i])
+                return None
+            if log_now:
+                now, (then, then_step) = time.time(), last_log[i]
+                summary["seconds_per_step"] = (now - then) / max(step - then_step, 1)  # of all R runs together
+                last_log[i] = (now, step)
+                writer.write(step, summary)
+        state = None
+        if save_now:
+            state = self.run_state(i)
+            t = time.perf_counter()
+            self.ckpts[i].save(step, state, config=json.loads(cfg.to_json()))
+            writer.write(step, {"event": "checkpoint", "checkpoint_blocking_s": time.perf_counter() - t})
+        if step % cfg.train.sample_every < n or done:
+            state = self.run_state(i) if state is None else state
+            if exp.objective.generates:
+                writer.image(step, "samples", write_samples(exp, state, self.workdirs[i], step, self.is_writer))
+            if self.is_writer:
+                report.refresh(self.workdirs[i])
+        if cfg.eval.every and (step % cfg.eval.every < n or done):
+            state = self.run_state(i) if state is None else state
+            results = evaluators.run_all(exp, state, step, eval_names)
+            writer.write(step, {"event": "eval", **evaluators.flat(results)})
+        return "finished" if done else None
+

@@ -1,0 +1,244 @@
+"""Sweeps (gan_jax/sweep.py) and vectorized runs (gan_jax/vectorized.py): the declarations, and the
+runs of a vmapped program against the same variants trained alone (the reference: the plain loop)."""
+
+import json
+import logging
+import shutil
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from gan_jax import sweep, training
+from gan_jax.errors import UserError
+
+RING = '''
+from gan_jax import sweep
+from gan_jax.config import base_config
+
+VARIANTS = ("smoke",)
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.objective = "gan"
+    c.data.name = "ring8"
+    c.data.source = "synthetic"
+    c.data.batch_size = 32
+    c.model.name = "mlp_gan"
+    c.model.latent_dim = 2
+    c.model.generator_width = 16
+    c.model.generator_depth = 2
+    c.model.generator_batch_norm = True
+    c.model.discriminator_width = 8
+    c.model.discriminator_depth = 2
+    c.model.maxout_pieces = 3
+    c.optimizer.learning_rate = 1e-3
+    c.loss.penalties = "r1:1"
+    c.train.steps = 8
+    c.train.steps_per_call = 2
+    c.train.log_every = 2
+    c.train.sample_every = 8
+    c.train.checkpoint_every = 4
+    c.eval.every = 8
+    c.eval.num_samples = 100
+    return c
+
+
+def get_sweep(arg=None):
+    return sweep.product(sweep.zip(sweep.axis("optimizer.learning_rate", LEARNING_RATES),
+                                   sweep.axis("loss.penalties", ["r1:1", "r1:0.1"][:len(LEARNING_RATES)])),
+                         sweep.seeds(2))
+'''
+
+
+def write_experiment(tmp_path, learning_rates=(1e-3, 3e-3), text=RING):
+    path = tmp_path / "ring.py"
+    path.write_text(text + f"\nLEARNING_RATES = {list(learning_rates)!r}\n")
+    return str(path)
+
+
+def final_params(workdir, step):
+    from gan_jax.sample import restore
+
+    _, _, state = restore(str(workdir), step)
+    return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+
+
+def max_relative_difference(a, b) -> float:
+    def flat(tree):
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+    return max(float(np.linalg.norm(flat(a["params"][k]) - flat(b["params"][k])) / np.linalg.norm(flat(b["params"][k])))
+               for k in b["params"])
+
+
+def bitwise_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+# --- declarations ------------------------------------------------------------------------------
+def test_product_zip_and_names():
+    packs = sweep.axis("model.pack", [1, 2], names=["GAN", "PacGAN2"])
+    variants = sweep.product(packs, sweep.seeds(2))
+    assert variants == [{"name": "GAN", "model.pack": 1, "seed": 0}, {"name": "GAN", "model.pack": 1, "seed": 1},
+                        {"name": "PacGAN2", "model.pack": 2, "seed": 0}, {"name": "PacGAN2", "model.pack": 2, "seed": 1}]
+    assert [sweep.run_name(v) for v in variants] == ["GAN,seed=0", "GAN,seed=1", "PacGAN2,seed=0", "PacGAN2,seed=1"]
+    assert [sweep.setting_name(v) for v in variants] == ["GAN", "GAN", "PacGAN2", "PacGAN2"]
+    zipped = sweep.zip(sweep.axis("optimizer.learning_rate", [1e-4, 3e-4]), sweep.axis("loss.penalties", ["r1:1", ""]))
+    assert zipped == [{"optimizer.learning_rate": 1e-4, "loss.penalties": "r1:1"},
+                      {"optimizer.learning_rate": 3e-4, "loss.penalties": ""}]
+    assert sweep.run_name(zipped[0]) == "optimizer.learning_rate=0.0001,loss.penalties=r1:1"
+    assert sweep.run_name({"seed": 3}) == "seed=3" and sweep.setting_name({"seed": 3}) == "default"
+    assert sweep.setting_name(sweep.product(packs[1:], [{"name": "hinge", "loss.name": "hinge"}])[0]) == "PacGAN2-hinge"
+    with pytest.raises(ValueError, match="different lengths"):
+        sweep.zip(sweep.seeds(2), sweep.seeds(3))
+    with pytest.raises(ValueError, match="'seed' set to both 0 and 1"):
+        sweep.product(sweep.seeds(1), [{"seed": 1}])
+    with pytest.raises(UserError, match="several variants named 'seed=0'"):
+        sweep.check_unique(sweep.seeds(1) * 2)
+
+
+def test_apply_refuses_a_field_the_config_lacks():
+    from gan_jax.config import base_config
+
+    cfg = sweep.apply(base_config(), {"optimizer.learning_rate": 0.5, "seed": 4, "name": "x"})
+    assert cfg.optimizer.learning_rate == 0.5 and cfg.seed == 4
+    with pytest.raises(UserError, match=r"^sweep variant 'x,seed=1': the config has no field 'optimizer.lr'$"):
+        sweep.apply(base_config(), {"name": "x", "optimizer.lr": 1, "seed": 1})
+
+
+def test_program_key_separates_what_changes_the_step():
+    from gan_jax import vectorized
+    from gan_jax.config import base_config
+
+    a, b = base_config(), base_config()
+    b.seed, b.optimizer.learning_rate, b.loss.penalties, b.train.steps = 3, 1e-3, "", 7
+    assert vectorized.program_key(a) == vectorized.program_key(b)
+    b.loss.penalties = "r1:5"
+    a.loss.penalties = "r1:10"
+    assert vectorized.program_key(a) == vectorized.program_key(b)  # weights are arrays, names are not
+    b.loss.penalties = "r1:5:4"
+    assert vectorized.program_key(a) != vectorized.program_key(b)
+    assert "loss.penalties" in vectorized.why_not_vectorizable([a, b])
+
+
+# --- vectorized against alone -------------------------------------------------------------------
+def train_alone(spec, base, root):
+    """Each variant of the sweep trained by the plain loop, in root/<name>."""
+    module, arg = sweep.load_experiment_file(spec)
+    for v in module.get_sweep(arg):
+        training.train(sweep.apply(base, v), str(root / sweep.run_name(v)))
+    return [sweep.run_name(v) for v in module.get_sweep(arg)]
+
+
+class _Log(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def run_sweep(spec, base, root, **kw):
+    handler = _Log()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            outcome = sweep.run(spec, base, str(root), **kw)
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    return outcome, sum("Compiling jit(vectorized_multi_step)" in line for line in handler.lines)
+
+
+@pytest.fixture(scope="module")
+def ring_runs(tmp_path_factory):
+    """A 2 learning rates x 2 seeds ring sweep (r1 weight zipped with the rate), vectorized and alone."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = write_experiment(root)
+    base = sweep.load_experiment_file(spec)[0].get_config()
+    base.sweep.vectorize = True
+    outcome, compilations = run_sweep(spec, base, root / "vectorized")
+    names = train_alone(spec, base, root / "alone")
+    return root, spec, base, names, outcome, compilations
+
+
+def test_vectorized_runs_equal_runs_alone(ring_runs):
+    root, _, _, names, outcome, compilations = ring_runs
+    assert outcome == {n: "finished" for n in names} and compilations == 1
+    for n in names:
+        vectorized, alone = final_params(root / "vectorized" / n, 8), final_params(root / "alone" / n, 8)
+        diff = max_relative_difference(vectorized, alone)
+        print(f"{n}: relative difference {diff:.2e}, bitwise {bitwise_equal(vectorized, alone)}")
+        assert diff < 1e-3  # the data-parallel tests' tolerance (tests/test_parallel.py)
+    # Different seeds and rates give different runs: the comparison above is not vacuous.
+    assert max_relative_difference(final_params(root / "vectorized" / names[0], 8),
+                                   final_params(root / "vectorized" / names[1], 8)) > 1e-2
+
+
+def test_each_vectorized_run_logs_samples_checkpoints_and_evaluates_alone(ring_runs):
+    root, _, _, names, _, _ = ring_runs
+    for n in names:
+        run = root / "vectorized" / n
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if "d_loss" in r] == [2, 4, 6, 8]
+        evals = [r for r in records if r.get("event") == "eval"]
+        assert [e["step"] for e in evals] == [8] and evals[0]["modes/samples"] == 100
+        assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["4", "8"]
+        assert (run / "samples" / "step_0000008.png").is_file()
+        # The run's loss curve is its own, the same as alone (logged means of the same steps).
+        alone = [json.loads(line) for line in (root / "alone" / n / "metrics.jsonl").read_text().splitlines()]
+        np.testing.assert_allclose([r["d_loss"] for r in records if "d_loss" in r],
+                                   [r["d_loss"] for r in alone if "d_loss" in r], rtol=1e-4)
+    sweep_file = json.loads((root / "vectorized" / "sweep.json").read_text())
+    assert [r["name"] for r in sweep_file["runs"]] == names
+
+
+def test_a_rerun_skips_finished_runs_and_runs_at_different_steps_resume(ring_runs, tmp_path):
+    root, spec, base, names, _, _ = ring_runs
+    resumed = tmp_path / "resumed"
+    shutil.copytree(root / "vectorized", resumed)
+    # As if killed between two runs' saves: one run's newest checkpoint is gone (step 4 left), another's
+    # metrics say nothing of it. The runs resume at different steps in one program.
+    shutil.rmtree(resumed / names[1] / "checkpoints" / "8")
+    shutil.rmtree(resumed / names[2] / "checkpoints" / "8")
+    shutil.rmtree(resumed / names[2] / "checkpoints" / "4")
+    outcome, compilations = run_sweep(spec, base, resumed)
+    assert outcome == {names[0]: "finished", names[1]: "finished", names[2]: "finished", names[3]: "finished"}
+    for n in names[1:3]:
+        diff = max_relative_difference(final_params(resumed / n, 8), final_params(root / "alone" / n, 8))
+        assert diff < 1e-3, (n, diff)
+    again, compilations = run_sweep(spec, base, resumed)
+    assert set(again.values()) == {"finished"} and compilations == 0  # nothing left: nothing compiled
+
+
+def test_one_diverging_run_stops_alone(tmp_path):
+    spec = write_experiment(tmp_path, learning_rates=(1e-3, 1e30))
+    base = sweep.load_experiment_file(spec)[0].get_config()
+    outcome, compilations = run_sweep(spec, base, tmp_path / "runs")
+    diverged = [n for n, o in outcome.items() if "=1e+30" in n]
+    assert len(diverged) == 2 and all(outcome[n] == "diverged" for n in diverged)
+    assert all(o == "finished" for n, o in outcome.items() if n not in diverged) and compilations == 1
+    records = [json.loads(line) for line in (tmp_path / "runs" / diverged[0] / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "diverged" for r in records)
+    # A second pass leaves the diverged runs alone (their folders say so) and trains nothing.
+    again, compilations = run_sweep(spec, base, tmp_path / "runs")
+    assert again == outcome and compilations == 0
+
+
+def test_sweep_index_runs_one_variant_alone(ring_runs, tmp_path):
+    root, spec, base, names, _, _ = ring_runs
+    outcome, compilations = run_sweep(spec, base, tmp_path / "array", index=3)
+    assert outcome == {names[3]: "finished"} and compilations == 0
+    assert bitwise_equal(final_params(tmp_path / "array" / names[3], 8), final_params(root / "alone" / names[3], 8))
+    with pytest.raises(UserError, match=r"^--sweep_index=4 is not accepted; accepted: 0..3 \(4 variants\)$"):
+        sweep.run(spec, base, str(tmp_path / "array"), index=4)
+
+
+def test_an_experiment_without_a_sweep_is_one_line(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text(textwrap.dedent(RING).split("def get_sweep")[0])
+    with pytest.raises(UserError, match="defines no get_sweep"):
+        sweep.run(str(path), sweep.load_experiment_file(str(path))[0].get_config(), str(tmp_path / "x"))
