@@ -163,3 +163,19 @@ def test_a_folder_without_sweep_json_is_one_line(tmp_path):
     with pytest.raises(UserError, match="no sweep") as e:
         results.write_results(str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+def test_one_finished_run_tabulates_everything_and_a_setting_without_runs_is_empty(tmp_path):
+    variants = sweep.product(sweep.axis("model.pack", [1, 2], names=["GAN", "PacGAN2"]), sweep.seeds(1))
+    sweep.write_sweep_file(str(tmp_path), "experiments/gan_ring.py", variants)
+    _run(tmp_path, "GAN,seed=0", [_eval(STEPS, 8, 0.9, 0.1)])  # PacGAN2,seed=0: missing
+    paths = results.write_results(str(tmp_path))
+    rows = _csv(tmp_path)
+    # One finished run: nothing is known to be constant across runs, so the counts are columns too.
+    assert {m for _, m in rows} == {"modes/samples", "modes/num_modes", *METRICS}
+    assert len([p for p in paths if p.endswith(".png")]) == 5
+    row = rows["PacGAN2", "modes/modes_captured"]
+    assert (row["n"], row["mean"], row["std"], row["runs_missing"]) == ("0", "", "", "1")
+    md = (tmp_path / "results.md").read_text()
+    assert "| PacGAN2 | 0 of 1 finished: 1 missing | – (n=0) |" in md
+    assert "Same in every finished run" not in md
