@@ -66,13 +66,28 @@ def _panels(curves: dict) -> list[tuple[str, list[str]]]:
     return sorted(panels.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
 
 
-def write_curves(workdir: str) -> str | None:
-    """DIR/curves.png from metrics.jsonl (atomically); None if nothing is logged yet."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures are files, and no display is needed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 80) -> str:
+    """Saves `fig` as PNG at `path` atomically (a reader never sees half an image) and closes it."""
+    tmp = f"{path}.tmp.{os.getpid()}.png"
+    fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_curves(workdir: str) -> str | None:
+    """DIR/curves.png from metrics.jsonl (atomically); None if nothing is logged yet."""
+    plt = pyplot()
     curves = series(read_metrics(workdir))
     if not curves:
         return None
@@ -99,12 +114,7 @@ def write_curves(workdir: str) -> str | None:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    path = os.path.join(workdir, "curves.png")
-    tmp = f"{path}.tmp.{os.getpid()}.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, os.path.join(workdir, "curves.png"))
 
 
 def sample_grids(workdir: str) -> list[tuple[int, str]]:
