@@ -82,8 +82,7 @@ def bitwise_equal(a, b) -> bool:
 def test_product_zip_and_names():
     packs = sweep.axis("model.pack", [1, 2], names=["GAN", "PacGAN2"])
     variants = sweep.product(packs, sweep.seeds(2))
-    assert variants == [{"name": "GAN", "model.pack": 1, "seed": 0}, {"name": "GAN", "model.pack": 1, "seed": 1},
-                        {"name": "PacGAN2", "model.pack": 2, "seed": 0}, {"name": "PacGAN2", "model.pack": 2, "seed": 1}]
+    assert variants == [{"name": n, "model.pack": p, "seed": s} for n, p in (("GAN", 1), ("PacGAN2", 2)) for s in (0, 1)]
     assert [sweep.run_name(v) for v in variants] == ["GAN,seed=0", "GAN,seed=1", "PacGAN2,seed=0", "PacGAN2,seed=1"]
     assert [sweep.setting_name(v) for v in variants] == ["GAN", "GAN", "PacGAN2", "PacGAN2"]
     zipped = sweep.zip(sweep.axis("optimizer.learning_rate", [1e-4, 3e-4]), sweep.axis("loss.penalties", ["r1:1", ""]))
@@ -221,7 +220,8 @@ def test_one_diverging_run_stops_alone(tmp_path):
     diverged = [n for n, o in outcome.items() if "=1e+30" in n]
     assert len(diverged) == 2 and all(outcome[n] == "diverged" for n in diverged)
     assert all(o == "finished" for n, o in outcome.items() if n not in diverged) and compilations == 1
-    records = [json.loads(line) for line in (tmp_path / "runs" / diverged[0] / "metrics.jsonl").read_text().splitlines()]
+    log = (tmp_path / "runs" / diverged[0] / "metrics.jsonl").read_text()
+    records = [json.loads(line) for line in log.splitlines()]
     assert any(r.get("event") == "diverged" for r in records)
     # A second pass leaves the diverged runs alone (their folders say so) and trains nothing.
     again, compilations = run_sweep(spec, base, tmp_path / "runs")
