@@ -82,7 +82,8 @@ def bitwise_equal(a, b) -> bool:
 def test_product_zip_and_names():
     packs = sweep.axis("model.pack", [1, 2], names=["GAN", "PacGAN2"])
     variants = sweep.product(packs, sweep.seeds(2))
-    assert variants == [{"name": n, "model.pack": p, "seed": s} for n, p in (("GAN", 1), ("PacGAN2", 2)) for s in (0, 1)]
+    expected = [{"name": n, "model.pack": p, "seed": s} for n, p in (("GAN", 1), ("PacGAN2", 2)) for s in (0, 1)]
+    assert variants == expected
     assert [sweep.run_name(v) for v in variants] == ["GAN,seed=0", "GAN,seed=1", "PacGAN2,seed=0", "PacGAN2,seed=1"]
     assert [sweep.setting_name(v) for v in variants] == ["GAN", "GAN", "PacGAN2", "PacGAN2"]
     zipped = sweep.zip(sweep.axis("optimizer.learning_rate", [1e-4, 3e-4]), sweep.axis("loss.penalties", ["r1:1", ""]))
