@@ -60,6 +60,21 @@ def why_not_vectorizable(cfgs: list[ml_collections.ConfigDict]) -> str | None:
     return None
 
 
+def vectorized_step(builder, length: int | None = None):
+    """The multi-step of `length` updates over R stacked runs: (states, batches, hps, active) ->
+    (states, metrics), every leaf with a leading (R,) axis (batches: (R, K, n_critic, B, ...) or None;
+    active: (R,) bool, False leaves a run's state as it was, bitwise)."""
+
+    def vectorized_multi_step(states, batches, hps, active):  # named: tests count its compilations
+        def one(state, batch, hp, on):
+            new, metrics = builder.multi_step(state, batch, hp, length)
+            return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, state), metrics
+
+        return jax.vmap(one)(states, batches, hps, active)
+
+    return vectorized_multi_step
+
+
 def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[str]:
     """Trains each config to its train.steps in its workdir as one vmapped program, resuming each
     run from its own newest checkpoint. Returns each run's outcome: 'finished', 'diverged' or
@@ -131,18 +146,8 @@ class _Runs:
                                                            sharding=parallel.replicated(self.mesh)), one)
 
     def _jit(self, length: int):
-        builder = self.exps[0].builder
-
-        def vectorized_multi_step(states, batches, hps, active):  # named: tests count its compilations
-            def one(state, batch, hp, on):
-                new, metrics = builder.multi_step(state, batch, hp, length)
-                # A finished, stopped or diverged run keeps its state: where() selects, so bitwise.
-                return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, state), metrics
-
-            return jax.vmap(one)(states, batches, hps, active)
-
         replicated = parallel.replicated(self.mesh)
-        return jax.jit(vectorized_multi_step, donate_argnums=0,
+        return jax.jit(vectorized_step(self.exps[0].builder, length), donate_argnums=0,
                        in_shardings=(replicated, self._batch_sharding(), replicated, replicated),
                        out_shardings=(replicated, NamedSharding(self.mesh, P())))
 
