@@ -48,7 +48,7 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
     return sweep.product(sweep.zip(sweep.axis("optimizer.learning_rate", LEARNING_RATES),
-                                   sweep.axis("loss.penalties", ["r1:1", "r1:0.1"][:len(LEARNING_RATES)])),
+                                   sweep.axis("loss.penalties", ["r1:1", "r1:0.1", "r1:2"][:len(LEARNING_RATES)])),
                          sweep.seeds(2))
 '''
 
@@ -125,14 +125,6 @@ def test_program_key_separates_what_changes_the_step():
 
 
 # --- vectorized against alone -------------------------------------------------------------------
-def train_alone(spec, base, root):
-    """Each variant of the sweep trained by the plain loop, in root/<name>."""
-    module, arg = sweep.load_experiment_file(spec)
-    for v in module.get_sweep(arg):
-        training.train(sweep.apply(base, v), str(root / sweep.run_name(v)))
-    return [sweep.run_name(v) for v in module.get_sweep(arg)]
-
-
 class _Log(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -155,20 +147,29 @@ def run_sweep(spec, base, root, **kw):
 
 @pytest.fixture(scope="module")
 def ring_runs(tmp_path_factory):
-    """A 2 learning rates x 2 seeds ring sweep (r1 weight zipped with the rate), vectorized and alone."""
+    """A 3 learning rates x 2 seeds ring sweep (r1 weights zipped with the rates; the third rate
+    diverges at once), vectorized; the first four runs also alone."""
     root = tmp_path_factory.mktemp("sweep")
-    spec = write_experiment(root)
+    spec = write_experiment(root, learning_rates=(1e-3, 3e-3, 1e30))
     base = sweep.load_experiment_file(spec)[0].get_config()
     base.sweep.vectorize = True
     outcome, compilations = run_sweep(spec, base, root / "vectorized")
-    names = train_alone(spec, base, root / "alone")
+    names = list(outcome)
+    for n in names[:4]:
+        training.train(sweep.apply(base, variant(spec, n)), str(root / "alone" / n))
     return root, spec, base, names, outcome, compilations
+
+
+def variant(spec, name):
+    module, arg = sweep.load_experiment_file(spec)
+    return next(v for v in module.get_sweep(arg) if sweep.run_name(v) == name)
 
 
 def test_vectorized_runs_equal_runs_alone(ring_runs):
     root, _, _, names, outcome, compilations = ring_runs
-    assert outcome == {n: "finished" for n in names} and compilations == 1
-    for n in names:
+    assert compilations == 1
+    assert [outcome[n] for n in names] == ["finished"] * 4 + ["diverged"] * 2  # one run diverging stops alone
+    for n in names[:4]:
         vectorized, alone = final_params(root / "vectorized" / n, 8), final_params(root / "alone" / n, 8)
         diff = max_relative_difference(vectorized, alone)
         print(f"{n}: relative difference {diff:.2e}, bitwise {bitwise_equal(vectorized, alone)}")
@@ -176,11 +177,13 @@ def test_vectorized_runs_equal_runs_alone(ring_runs):
     # Different seeds and rates give different runs: the comparison above is not vacuous.
     assert max_relative_difference(final_params(root / "vectorized" / names[0], 8),
                                    final_params(root / "vectorized" / names[1], 8)) > 1e-2
+    log = (root / "vectorized" / names[4] / "metrics.jsonl").read_text()
+    assert any(json.loads(line).get("event") == "diverged" for line in log.splitlines())
 
 
 def test_each_vectorized_run_logs_samples_checkpoints_and_evaluates_alone(ring_runs):
     root, _, _, names, _, _ = ring_runs
-    for n in names:
+    for n in names[:4]:
         run = root / "vectorized" / n
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in records if "d_loss" in r] == [2, 4, 6, 8]
@@ -196,37 +199,22 @@ def test_each_vectorized_run_logs_samples_checkpoints_and_evaluates_alone(ring_r
     assert [r["name"] for r in sweep_file["runs"]] == names
 
 
-def test_a_rerun_skips_finished_runs_and_runs_at_different_steps_resume(ring_runs, tmp_path):
-    root, spec, base, names, _, _ = ring_runs
+def test_a_rerun_skips_finished_and_diverged_runs_and_runs_at_different_steps_resume(ring_runs, tmp_path):
+    root, spec, base, names, outcome, _ = ring_runs
     resumed = tmp_path / "resumed"
     shutil.copytree(root / "vectorized", resumed)
     # As if killed between two runs' saves: one run's newest checkpoint is gone (step 4 left), another's
-    # metrics say nothing of it. The runs resume at different steps in one program.
+    # too and its older one: the runs resume at different steps (4 and 0) in one program.
     shutil.rmtree(resumed / names[1] / "checkpoints" / "8")
     shutil.rmtree(resumed / names[2] / "checkpoints" / "8")
     shutil.rmtree(resumed / names[2] / "checkpoints" / "4")
-    outcome, compilations = run_sweep(spec, base, resumed)
-    assert outcome == {names[0]: "finished", names[1]: "finished", names[2]: "finished", names[3]: "finished"}
+    again, compilations = run_sweep(spec, base, resumed)
+    assert again == outcome and compilations == 1
     for n in names[1:3]:
         diff = max_relative_difference(final_params(resumed / n, 8), final_params(root / "alone" / n, 8))
         assert diff < 1e-3, (n, diff)
     again, compilations = run_sweep(spec, base, resumed)
-    assert set(again.values()) == {"finished"} and compilations == 0  # nothing left: nothing compiled
-
-
-def test_one_diverging_run_stops_alone(tmp_path):
-    spec = write_experiment(tmp_path, learning_rates=(1e-3, 1e30))
-    base = sweep.load_experiment_file(spec)[0].get_config()
-    outcome, compilations = run_sweep(spec, base, tmp_path / "runs")
-    diverged = [n for n, o in outcome.items() if "=1e+30" in n]
-    assert len(diverged) == 2 and all(outcome[n] == "diverged" for n in diverged)
-    assert all(o == "finished" for n, o in outcome.items() if n not in diverged) and compilations == 1
-    log = (tmp_path / "runs" / diverged[0] / "metrics.jsonl").read_text()
-    records = [json.loads(line) for line in log.splitlines()]
-    assert any(r.get("event") == "diverged" for r in records)
-    # A second pass leaves the diverged runs alone (their folders say so) and trains nothing.
-    again, compilations = run_sweep(spec, base, tmp_path / "runs")
-    assert again == outcome and compilations == 0
+    assert again == outcome and compilations == 0  # finished and diverged runs are left alone
 
 
 def test_sweep_index_runs_one_variant_alone(ring_runs, tmp_path):
@@ -234,8 +222,8 @@ def test_sweep_index_runs_one_variant_alone(ring_runs, tmp_path):
     outcome, compilations = run_sweep(spec, base, tmp_path / "array", index=3)
     assert outcome == {names[3]: "finished"} and compilations == 0
     assert bitwise_equal(final_params(tmp_path / "array" / names[3], 8), final_params(root / "alone" / names[3], 8))
-    with pytest.raises(UserError, match=r"^--sweep_index=4 is not accepted; accepted: 0..3 \(4 variants\)$"):
-        sweep.run(spec, base, str(tmp_path / "array"), index=4)
+    with pytest.raises(UserError, match=r"^--sweep_index=6 is not accepted; accepted: 0..5 \(6 variants\)$"):
+        sweep.run(spec, base, str(tmp_path / "array"), index=6)
 
 
 def test_an_experiment_without_a_sweep_is_one_line(tmp_path):
@@ -243,3 +231,46 @@ def test_an_experiment_without_a_sweep_is_one_line(tmp_path):
     path.write_text(textwrap.dedent(RING).split("def get_sweep")[0])
     with pytest.raises(UserError, match="defines no get_sweep"):
         sweep.run(str(path), sweep.load_experiment_file(str(path))[0].get_config(), str(tmp_path / "x"))
+
+
+IMAGES = """
+from gan_jax import sweep
+from gan_jax.config import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.data.name = "quickstart_digits"
+    c.data.source = "embedded"
+    c.data.batch_size = 8
+    c.model.generator_width = 8
+    c.model.discriminator_width = 8
+    c.train.steps = 4
+    c.train.steps_per_call = 2
+    c.train.log_every = 2
+    c.train.sample_every = 4
+    c.train.checkpoint_every = 4
+    return c
+
+
+def get_sweep(arg=None):
+    return sweep.product(sweep.axis("optimizer.learning_rate", [2e-4, 1e-3]), sweep.seeds(2, "data.seed"))
+"""
+
+
+def test_vectorized_image_runs_read_their_own_data_order(tmp_path):
+    path = tmp_path / "images.py"
+    path.write_text(IMAGES)
+    base = sweep.load_experiment_file(str(path))[0].get_config()
+    outcome, compilations = run_sweep(str(path), base, tmp_path / "vectorized")
+    assert set(outcome.values()) == {"finished"} and compilations == 1
+    module, _ = sweep.load_experiment_file(str(path))
+    for v in module.get_sweep()[1:3]:  # data seeds 1 and 0 of two rates: each alone, as the plain loop reads it
+        n = sweep.run_name(v)
+        training.train(sweep.apply(base, v), str(tmp_path / "alone" / n))
+        diff = max_relative_difference(final_params(tmp_path / "vectorized" / n, 4),
+                                       final_params(tmp_path / "alone" / n, 4))
+        assert diff < 1e-3, (n, diff)
+    # Only the data order differs between these two: it follows each run's own data seed.
+    a, b = (final_params(tmp_path / "vectorized" / sweep.run_name(v), 4) for v in module.get_sweep()[:2])
+    assert max_relative_difference(a, b) > 1e-4
