@@ -3,6 +3,7 @@ time, and check that the final train state is bitwise equal to that of an uninte
 
     python benchmarks/fault_kill.py                      # 20 kills (the long form)
     python benchmarks/fault_kill.py --kills 5 --steps 40 # the short form tests/test_checkpoint.py runs
+    python benchmarks/fault_kill.py --sweep              # the same for dcgan_mnist's sweep: 3 seeds vectorized
 
 Every fifth kill lands at a uniform moment of start-up (imports, restore, compilation; as long as
 the shortest start-up seen); the rest wait for the first progress line of that life and then a
@@ -30,11 +31,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def command(workdir: pathlib.Path, steps: int, checkpoint_every: int, data_dir: str) -> list[str]:
+def command(workdir: pathlib.Path, steps: int, checkpoint_every: int, data_dir: str, sweep: bool) -> list[str]:
     return [sys.executable, str(REPO / "launch.py"), "--config", "experiments/dcgan_mnist.py:smoke",
             "--workdir", str(workdir), f"--config.data.dir={data_dir}", f"--config.train.steps={steps}",
             f"--config.train.checkpoint_every={checkpoint_every}", "--config.train.log_every=2",
-            f"--config.train.sample_every={steps}"]
+            f"--config.train.sample_every={steps}", *(["--sweep"] if sweep else [])]
+
+
+def run_folders(workdir: pathlib.Path, sweep: bool) -> list[pathlib.Path]:
+    """The run folders of a workdir: itself, or a sweep's runs (those that exist so far)."""
+    return sorted(p.parent for p in workdir.glob("*/config.json")) if sweep else [workdir]
 
 
 def environment(cache: pathlib.Path) -> dict:
@@ -67,10 +73,10 @@ def first_progress_time(log: pathlib.Path, start: float, proc: subprocess.Popen,
     return None
 
 
-def unfinished_saves(workdir: pathlib.Path, since: float) -> list[str]:
+def unfinished_saves(workdir: pathlib.Path, since: float, sweep: bool) -> list[str]:
     """Unfinished save folders created after `since` (older ones are a previous life's leftovers)."""
-    return [os.path.basename(p) for p in glob.glob(str(workdir / "checkpoints" / "*.orbax-checkpoint-tmp*"))
-            if os.path.getmtime(p) >= since]
+    pattern = str(workdir / ("*/checkpoints" if sweep else "checkpoints") / "*.orbax-checkpoint-tmp*")
+    return [os.path.relpath(p, workdir) for p in glob.glob(pattern) if os.path.getmtime(p) >= since]
 
 
 def compare_states(a: pathlib.Path, b: pathlib.Path) -> tuple[int, int, list[str]]:
@@ -89,7 +95,7 @@ def compare_states(a: pathlib.Path, b: pathlib.Path) -> tuple[int, int, list[str
 
 
 def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, root: pathlib.Path,
-               seed: int = 0, verbose: bool = True) -> dict:
+               seed: int = 0, verbose: bool = True, sweep: bool = False) -> dict:
     """Runs the reference and the killed run under `root`; returns the counts and the comparison."""
     rng = random.Random(seed)
     say = print if verbose else (lambda *a, **k: None)
@@ -98,7 +104,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     ref_log, log = root / "uninterrupted.log", root / "killed.log"
     start = time.time()
     with open(ref_log, "a") as f:
-        proc = subprocess.Popen(command(ref, steps, checkpoint_every, data_dir), cwd=REPO, env=env, stdout=f,
+        proc = subprocess.Popen(command(ref, steps, checkpoint_every, data_dir, sweep), cwd=REPO, env=env, stdout=f,
                                 stderr=subprocess.STDOUT)
     startup = first_progress_time(ref_log, start, proc)
     if proc.wait() != 0 or startup is None:
@@ -108,7 +114,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     say(f"uninterrupted run: {ref_seconds:.1f} s, of which {startup:.1f} s before the first step line")
     # Lives advance about half a window each (less what is redone), so the kills spread over the run.
     window = (ref_seconds - startup) / max(kills, 1) + 1.0  # + the first save of a life, ~1 s
-    cmd = command(faulty, steps, checkpoint_every, data_dir)
+    cmd = command(faulty, steps, checkpoint_every, data_dir, sweep)
     during_save, during_startup, lives, finished_early, warm_startups = 0, 0, [], False, []
     while len(lives) < kills:
         start = time.time()
@@ -135,20 +141,25 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
         with open(log) as f:
             f.seek(offset)
             phase = "training" if re.search(r"^step \d+/", f.read(), re.MULTILINE) else "start-up"
-        partial = unfinished_saves(faulty, since=start)
+        partial = unfinished_saves(faulty, since=start, sweep=sweep)
         during_save += bool(partial)
         during_startup += phase == "start-up"
-        done = sorted(int(p.name) for p in (faulty / "checkpoints").glob("*") if p.name.isdigit())
+        done = [sorted(int(p.name) for p in (run / "checkpoints").glob("*") if p.name.isdigit())
+                for run in run_folders(faulty, sweep)]
+        done = done[0] if not sweep else done
         lives.append({"after_s": round(time.time() - start, 2), "phase": phase, "unfinished": partial,
                       "checkpoints": done})
         say(f"kill {len(lives):2d} after {lives[-1]['after_s']:5.2f} s ({phase}); checkpoints {done}"
             f"{'; during a save: ' + ', '.join(partial) if partial else ''}")
     if not finished_early:
         run_to_end(cmd, env, log)
-    step_a, step_b, differ = compare_states(ref, faulty)
+    runs = run_folders(ref, sweep)
+    compared = [compare_states(run, faulty / run.relative_to(ref)) for run in runs]
+    differ = [f"{run.name}: {leaf}" for run, (_, _, leaves) in zip(runs, compared, strict=True) for leaf in leaves]
+    identical = bool(runs) and all(a == b == steps for a, b, _ in compared) and not differ
     result = {"kills": len(lives), "kills_during_save": during_save, "kills_during_startup": during_startup,
-              "finished_before_the_last_kill": finished_early, "final_step": step_b,
-              "identical": step_a == step_b == steps and not differ, "differing_leaves": differ[:5]}
+              "finished_before_the_last_kill": finished_early, "final_step": min(b for _, b, _ in compared),
+              "runs": len(runs), "identical": identical, "differing_leaves": differ[:5]}
     say(json.dumps(result))
     return result
 
@@ -161,13 +172,15 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--keep", default=None, help="folder to run in and keep (default: a temporary one)")
+    p.add_argument("--sweep", action="store_true", help="kill dcgan_mnist's sweep (its runs vectorized)")
     a = p.parse_args()
     root = pathlib.Path(a.keep or tempfile.mkdtemp(prefix="fault_kill_"))
     root.mkdir(parents=True, exist_ok=True)
-    result = fault_test(a.kills, a.steps, a.checkpoint_every, a.data_dir, root, a.seed)
+    result = fault_test(a.kills, a.steps, a.checkpoint_every, a.data_dir, root, a.seed, sweep=a.sweep)
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
-    print(" ".join(f"{k}={result[k]}" for k in ("kills", "kills_during_save", "kills_during_startup", "identical")))
+    print(" ".join(f"{k}={result[k]}" for k in ("kills", "kills_during_save", "kills_during_startup", "runs",
+                                                 "identical")))
     sys.exit(0 if result["identical"] else 1)
 
 

@@ -1,6 +1,7 @@
 """The reference model: the DCGAN of the TensorFlow tutorial on MNIST 28x28, batch 256, Adam 1e-4
 (b1 0.5 as in Radford et al.; the tutorial uses Keras' 0.9), non-saturating loss."""
 
+from gan_jax import sweep
 from gan_jax.config import base_config
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
@@ -31,3 +32,7 @@ def get_config(arg=None):
         c.eval.num_examples = 500
         c.eval.every = 0
     return c
+
+
+def get_sweep(arg=None):
+    return sweep.seeds(3)

@@ -43,6 +43,8 @@ def get_config(arg=None):
     c.train.checkpoint_every = 4
     c.eval.every = 8
     c.eval.num_samples = 100
+    c.train.on_nonfinite = "rollback"
+    c.train.max_rollbacks = 2
     return c
 
 
@@ -148,7 +150,7 @@ def run_sweep(spec, base, root, **kw):
 @pytest.fixture(scope="module")
 def ring_runs(tmp_path_factory):
     """A 3 learning rates x 2 seeds ring sweep (r1 weights zipped with the rates; the third rate
-    diverges at once), vectorized; the first four runs also alone."""
+    diverges at once, and rolls back before it stops), vectorized; the first four runs also alone."""
     root = tmp_path_factory.mktemp("sweep")
     spec = write_experiment(root, learning_rates=(1e-3, 3e-3, 1e30))
     base = sweep.load_experiment_file(spec)[0].get_config()
@@ -177,8 +179,10 @@ def test_vectorized_runs_equal_runs_alone(ring_runs):
     # Different seeds and rates give different runs: the comparison above is not vacuous.
     assert max_relative_difference(final_params(root / "vectorized" / names[0], 8),
                                    final_params(root / "vectorized" / names[1], 8)) > 1e-2
+    # The diverging run rolled back alone (to step 0, with fresh keys) twice, then stopped.
     log = (root / "vectorized" / names[4] / "metrics.jsonl").read_text()
-    assert any(json.loads(line).get("event") == "diverged" for line in log.splitlines())
+    events = [json.loads(line).get("event") for line in log.splitlines()]
+    assert [e for e in events if e in ("rollback", "diverged")] == ["rollback", "rollback", "diverged"]
 
 
 def test_each_vectorized_run_logs_samples_checkpoints_and_evaluates_alone(ring_runs):
