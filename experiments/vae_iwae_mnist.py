@@ -19,7 +19,8 @@ launch.py accepts only the declared VARIANTS after ':', so from the command line
         --config.train.steps=98400 --config.eval.every=98400                                    # budget 0.01
 
 The final evaluation (eval.every = train.steps) runs the decoder 5,000 times on each of the 10,000 test
-digits (50 million decoder rows, a few minutes on a 2-core CPU), so it runs once, at the end."""
+digits (50 million decoder rows; on a CPU it takes longer than training at budget 0.001 with k <= 5), so
+it runs once, at the end (eval.num_examples and eval.iwae_k make a cheaper estimate)."""
 
 from gan_jax import sweep
 from gan_jax.config import base_config, parse_arg
