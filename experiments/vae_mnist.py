@@ -1,6 +1,7 @@
 """VAE of Kingma & Welling (2013) on dynamically binarized MNIST: MLP encoder/decoder (2 x 512 ReLU),
 latent 32, Bernoulli likelihood; beta = 1 (set loss.beta for a beta-VAE)."""
 
+from gan_jax import sweep
 from gan_jax.config import base_config
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
@@ -38,3 +39,7 @@ def get_config(arg=None):
         c.eval.num_examples = 500
         c.eval.iwae_k = 10
     return c
+
+
+def get_sweep(arg=None):
+    return sweep.seeds(5)

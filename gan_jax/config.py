@@ -12,6 +12,7 @@ SCHEDULES = ("constant", "linear", "cosine", "exponential_stages")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
 UPDATE_RULES = ("alternating", "simultaneous")
+ACTIVATIONS = ("relu", "tanh")  # model.activation (models/mlp_gan.py: ACTIVATIONS holds the functions)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.conv_impl = "auto"  # auto | lax | cpu_fast | dft (gan_jax/ops/conv.py)
     c.model.spectral_norm = False  # GANs: D's kernels divided by their spectral norms (Miyato et al. 2018)
     c.model.pack = 1  # GANs: D judges this many samples at once (PacGAN); 1: unpacked
+    c.model.activation = "relu"  # VAE: the hidden units' nonlinearity, relu | tanh (Burda et al. 2015)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "non_saturating"  # GANs: see losses.GAN_LOSSES; VAEs: 'elbo'
@@ -205,6 +207,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast", "dft"))
+    _choice("model.activation", c.model.get("activation", "relu"), ACTIVATIONS)
     _choice("train.update_rule", c.train.update_rule, UPDATE_RULES)
     for field, value in _leaves(c):
         _check_number(field, value)

@@ -1,6 +1,7 @@
 """The VAE of Kingma & Welling (2013): diagonal Gaussian posterior q(z|x) with the
-reparameterization trick, N(0, I) prior, and an MLP or convolutional encoder/decoder. The decoder
-returns per-pixel Bernoulli logits or Gaussian means (the likelihood is chosen in losses.py)."""
+reparameterization trick, N(0, I) prior, and an MLP or convolutional encoder/decoder with ReLU or tanh
+hidden units (model.activation). The decoder returns per-pixel Bernoulli logits or Gaussian means (the
+likelihood is chosen in losses.py)."""
 
 import math
 
@@ -12,6 +13,7 @@ import ml_collections
 from gan_jax.errors import ConfigError
 from gan_jax.models import register
 from gan_jax.models.layers import Conv, ConvTranspose
+from gan_jax.models.mlp_gan import ACTIVATIONS
 
 
 class VAE(nn.Module):
@@ -23,6 +25,7 @@ class VAE(nn.Module):
     depth: int = 2
     conv: bool = False
     conv_impl: str = "auto"
+    activation: str = "relu"  # every hidden layer's nonlinearity: a key of mlp_gan.ACTIVATIONS
 
     def setup(self):
         h, w, c = self.image_shape
@@ -40,24 +43,26 @@ class VAE(nn.Module):
 
     def encode(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """x (N, H, W, C) -> posterior mean and log-variance, each (N, latent_dim)."""
+        act = ACTIVATIONS[self.activation]
         h = x if self.conv else x.reshape(x.shape[0], -1)
         for layer in self.enc:
-            h = nn.relu(layer(h))
+            h = act(layer(h))
         if self.conv:
-            h = nn.relu(self.enc_hidden(h.reshape(h.shape[0], -1)))
+            h = act(self.enc_hidden(h.reshape(h.shape[0], -1)))
         mean, logvar = jnp.split(self.posterior(h), 2, axis=-1)
         return mean, logvar
 
     def decode(self, z: jnp.ndarray) -> jnp.ndarray:
         """z (N, latent_dim) -> decoder output (N, H, W, C): Bernoulli logits or Gaussian means."""
         h, w, c = self.image_shape
+        act = ACTIVATIONS[self.activation]
         if self.conv:
-            y = nn.relu(self.dec_in(z)).reshape(z.shape[0], math.ceil(h / 4), math.ceil(w / 4), 64)
-            y = self.dec[1](nn.relu(self.dec[0](y)))
+            y = act(self.dec_in(z)).reshape(z.shape[0], math.ceil(h / 4), math.ceil(w / 4), 64)
+            y = self.dec[1](act(self.dec[0](y)))
             return y[:, :h, :w, :]
         y = z
         for layer in self.dec[:-1]:
-            y = nn.relu(layer(y))
+            y = act(layer(y))
         return self.dec[-1](y).reshape(z.shape[0], h, w, c)
 
     def __call__(self, x: jnp.ndarray, train: bool = True, eps: jnp.ndarray | None = None
@@ -77,5 +82,5 @@ def build_vae(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) ->
     kind = cfg.get("architecture", "mlp")
     if kind not in ("mlp", "conv"):
         raise ConfigError(f"model.architecture={kind!r} is unknown; accepted: mlp, conv")
-    return {"vae": VAE(tuple(example_shape), cfg.latent_dim, cfg.get("hidden", 512),
-                       cfg.get("depth", 2), kind == "conv", cfg.get("conv_impl", "auto"))}
+    return {"vae": VAE(tuple(example_shape), cfg.latent_dim, cfg.get("hidden", 512), cfg.get("depth", 2),
+                       kind == "conv", cfg.get("conv_impl", "auto"), cfg.get("activation", "relu"))}

@@ -33,15 +33,34 @@ class TrainState:
 
 def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedule:
     """Per-update learning rate from `peak` (a float or a traced array): linear warmup over
-    optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps."""
+    optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps, or
+    exponential_stages (Burda et al. 2015, IWAE): 8 stages i = 0..7 in the proportions 3^i : 3,280 of
+    the steps after the warmup, peak * 10^(-i/7) in stage i (stage i ends at round(steps * sum_{j<=i} 3^j / 3280),
+    halves up)."""
     warmup, total = cfg.optimizer.warmup_steps, cfg.train.steps
     decay_steps = max(total - warmup, 1)
     decay = {"constant": lambda: optax.constant_schedule(peak),
              "linear": lambda: optax.linear_schedule(peak, 0.0, decay_steps),
-             "cosine": lambda: optax.cosine_decay_schedule(peak, decay_steps)}[cfg.optimizer.schedule]()
+             "cosine": lambda: optax.cosine_decay_schedule(peak, decay_steps),
+             "exponential_stages": lambda: _exponential_stages(peak, decay_steps)}[cfg.optimizer.schedule]()
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+_STAGES = 8  # Burda et al.'s schedule: stage i of 3^i passes over the data, 3,280 passes in all
+_STAGE_ENDS = np.cumsum(3 ** np.arange(_STAGES))  # in passes: 1, 4, 13, ..., 3280
+_STAGE_FACTORS = np.float32(10.0 ** (-np.arange(_STAGES) / (_STAGES - 1)))  # 1 down to 0.1
+
+
+def _exponential_stages(peak, steps: int) -> optax.Schedule:
+    """peak * 10^(-i/7) during stage i; the stages end at round(steps * _STAGE_ENDS / 3280), so any step
+    budget keeps the paper's proportions (stages that round to no step at all are skipped)."""
+    total = int(_STAGE_ENDS[-1])
+    # integer arithmetic: round(steps * end / total) with halves up, exact for any step count
+    ends = jnp.asarray([(2 * steps * int(e) + total) // (2 * total) for e in _STAGE_ENDS[:-1]], jnp.int32)
+    factors = jnp.asarray(_STAGE_FACTORS)
+    return lambda count: peak * factors[jnp.sum(count >= ends)]
 
 
 class _PeakSchedule(optax.schedules.WrappedSchedule):

@@ -1,6 +1,9 @@
 """The VAE objective (Kingma & Welling 2013): the negative ELBO with the KL term weighted by beta
 (beta-VAE, Higgins et al. 2017; beta = 1 is the VAE), or with loss.iwae_k = k > 1 the importance-weighted
-bound of Burda et al. 2015 (IWAE): -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x)."""
+bound of Burda et al. 2015 (IWAE): -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x), or with
+loss.elbo_samples = k > 1 Burda et al.'s "VAE with k samples": the ELBO estimated from k latent samples
+per example, -(1/k) sum_i log p(x, z_i) / q(z_i | x) (the mean of the same log-weights, where IWAE takes
+their log-mean-exp; the KL is then estimated by sampling too, not in closed form)."""
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +32,17 @@ class VaeSteps(Steps):
             raise ConfigError(f"loss.name={cfg.loss.name!r} is not accepted for objective={cfg.objective!r}; "
                               "accepted: elbo (loss.iwae_k > 1 for the importance-weighted bound)")
         self.iwae_k = cfg.loss.get("iwae_k", 1)
+        self.elbo_samples = cfg.loss.get("elbo_samples", 1)
+        if self.iwae_k > 1 and self.elbo_samples > 1:
+            raise ConfigError(f"loss.elbo_samples={self.elbo_samples} with loss.iwae_k={self.iwae_k}: the k samples "
+                              "are either averaged (VAE) or importance-weighted (IWAE); accepted: one of them > 1")
         if self.iwae_k > 1 and cfg.loss.beta != 1.0:
             raise ConfigError(f"loss.beta={cfg.loss.beta!r} with loss.iwae_k={self.iwae_k}: the importance-weighted "
                               "bound has no KL term to weight; accepted: loss.beta=1.0 with iwae_k > 1")
+        if self.elbo_samples > 1 and cfg.loss.beta != 1.0:
+            raise ConfigError(f"loss.beta={cfg.loss.beta!r} with loss.elbo_samples={self.elbo_samples}: the sampled "
+                              "ELBO has no separate KL term to weight; accepted: loss.beta=1.0 with elbo_samples > 1")
+        self.samples = max(self.iwae_k, self.elbo_samples)  # latent samples per example and update
 
     def hyperparameters(self) -> Hyperparameters:
         return {**super().hyperparameters(), "beta": np.float32(self.cfg.loss.beta)}
@@ -48,7 +59,7 @@ class VaeSteps(Steps):
 
     def noise(self, key: jax.Array, local_batch: int) -> jnp.ndarray:
         """This device's rows of the global (batch, [k,] latent) N(0, I) draw of the reparameterization."""
-        latent, k = self.cfg.model.latent_dim, self.iwae_k
+        latent, k = self.cfg.model.latent_dim, self.samples
         shape = (self.global_batch, latent) if k == 1 else (self.global_batch, k, latent)
         eps = jax.random.normal(key, shape)
         if self.axis_name is None:
@@ -56,9 +67,10 @@ class VaeSteps(Steps):
         return jax.lax.dynamic_slice_in_dim(eps, jax.lax.axis_index(self.axis_name) * local_batch, local_batch)
 
     def loss(self, p, x: jnp.ndarray, eps: jnp.ndarray, beta: jax.Array) -> tuple[jax.Array, dict]:
-        """The batch mean of the objective in nats per example, and its parts."""
+        """The batch mean of the objective in nats per example, and its parts. x (N, H, W, C) in [0, 1];
+        eps (N, L), or (N, k, L) with k = loss.iwae_k or loss.elbo_samples > 1."""
         V, c = self.nets["vae"], self.cfg.loss
-        if self.iwae_k == 1:
+        if self.samples == 1:
             decoded, mean, logvar = V.apply({"params": p}, x, train=True, eps=eps)
             return losses.negative_elbo(x, decoded, mean, logvar, c.likelihood, beta, c.gaussian_std)
         mean, logvar = V.apply({"params": p}, x, method=V.encode)
@@ -66,10 +78,14 @@ class VaeSteps(Steps):
         decoded = V.apply({"params": p}, z.reshape(-1, z.shape[-1]), method=V.decode)
         x_rep = jnp.broadcast_to(x[:, None], (*z.shape[:2], *x.shape[1:])).reshape(decoded.shape)
         rows = lambda a: a.reshape(-1, a.shape[-1])  # (N, k, L) -> (N k, L)
-        log_w = losses.log_importance_weights(x_rep, decoded, rows(z), rows(eps), jnp.repeat(logvar, self.iwae_k, 0),
-                                              c.likelihood, c.gaussian_std).reshape(z.shape[:2])
+        log_w = losses.log_importance_weights(x_rep, decoded, rows(z), rows(eps), jnp.repeat(logvar, self.samples, 0),
+                                              c.likelihood, c.gaussian_std).reshape(z.shape[:2])  # (N, k)
+        kl = {"kl": jnp.mean(losses.gaussian_kl(mean, logvar))}  # closed form, logged only
+        if self.elbo_samples > 1:
+            elbo = jnp.mean(log_w, axis=-1)  # (N,): the k-sample Monte Carlo ELBO
+            return -jnp.mean(elbo), {"neg_elbo": -jnp.mean(elbo), **kl}
         bound = losses.iwae_bound(log_w)  # (N,)
-        return -jnp.mean(bound), {"iwae_bound": jnp.mean(bound), "kl": jnp.mean(losses.gaussian_kl(mean, logvar))}
+        return -jnp.mean(bound), {"iwae_bound": jnp.mean(bound), **kl}
 
     def train_step(self, state: TrainState, batch_u8, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
         """One update on batch_u8 (1, local_batch, H, W, C) uint8; metrics in nats per example."""
