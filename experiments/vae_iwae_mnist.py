@@ -8,19 +8,17 @@ at learning rate 0.001 * 10^(-i/7), 3,280 passes in all (optimizer.schedule='exp
 "VAE, k" trains on the ELBO averaged over k latent samples (loss.elbo_samples = k), "IWAE, k" on the
 k-sample importance-weighted bound (loss.iwae_k = k); with k = 1 both are the same ELBO.
 
-The argument (`get_config(arg)`, `get_sweep(arg)`: 'smoke', 'budget=0.01', 'seeds=3', comma-separated)
-sets the budget, a fraction of the paper's 3,280 passes: train.steps = 3,280 * 60,000 / 20 * budget
-(default 0.001: 9,840 updates; budget=1 is the paper's 9,840,000), the 8 stages keeping their proportions
-at any budget; and the seeds per setting of the sweep (default 1: the paper reports one run per setting).
-launch.py accepts only the declared VARIANTS after ':', so from the command line set the steps directly:
+The argument ('smoke', 'budget=0.01', 'seeds=3', 'test_examples=1000', comma-separated) sets the
+budget, a fraction of the paper's 3,280 passes: train.steps = 3,280 * 60,000 / 20 * budget (default
+0.001: 9,840 updates; budget=1 is the paper's 9,840,000), the 8 stages keeping their proportions at
+any budget; the seeds per setting of the sweep (default 1: the paper reports one run per setting); and
+the test digits of the final estimate (default all 10,000):
 
-    python launch.py --config experiments/vae_iwae_mnist.py --workdir runs/vae_k1                # budget 0.001
-    python launch.py --config experiments/vae_iwae_mnist.py --workdir runs/iwae_k50 --config.loss.iwae_k=50 \
-        --config.train.steps=98400 --config.eval.every=98400                                    # budget 0.01
+    python launch.py --config experiments/vae_iwae_mnist.py:budget=0.01 --workdir runs/iwae --sweep
 
 The final evaluation (eval.every = train.steps) runs the decoder 5,000 times on each of the 10,000 test
 digits (50 million decoder rows; on a CPU it takes longer than training at budget 0.001 with k <= 5), so
-it runs once, at the end (eval.num_examples and eval.iwae_k make a cheaper estimate)."""
+it runs once, at the end (test_examples, or eval.iwae_k, make a cheaper estimate)."""
 
 from gan_jax import sweep
 from gan_jax.config import base_config, parse_arg
@@ -44,7 +42,7 @@ SETTINGS = ([{sweep.NAME: f"VAE-k{k}", "loss.elbo_samples": k, "loss.iwae_k": 1}
 
 
 def _arg(arg):
-    return parse_arg(arg, smoke=False, budget=0.001, seeds=1)
+    return parse_arg(arg, smoke=False, budget=0.001, seeds=1, test_examples=10_000)
 
 
 def get_config(arg=None):
@@ -73,7 +71,7 @@ def get_config(arg=None):
     c.eval.metrics = "vae_likelihood"
     c.eval.every = c.train.steps  # the final test NLL only
     c.eval.iwae_k = 5000
-    c.eval.num_examples = None  # the whole test set
+    c.eval.num_examples = arg.test_examples
     if arg.smoke:
         c.model.hidden = 16
         c.model.latent_dim = 4
