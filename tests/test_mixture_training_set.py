@@ -91,9 +91,17 @@ def test_every_real_batch_comes_from_the_runs_five_points():
 
 
 def test_different_seeds_train_on_different_points():
-    builder = _builder(_config(5))
-    sets = [_reference_points(builder.init_state(seed).key, range(5)) for seed in (0, 1)]
-    assert np.linalg.norm(sets[0][:, None] - sets[1][None], axis=-1).min() > 1e-4
+    builder = _builder(_config(5, batch=16, steps_per_call=5))
+    seen = _recording(builder)
+    step = jax.jit(builder.multi_step)
+    for seed in (0, 1):
+        step(builder.init_state(seed), None)
+    jax.effects_barrier()
+    keys_seen = [k for k, _ in seen]
+    points = [np.unique(np.concatenate([x for k, x in seen if np.array_equal(k, key)]), axis=0)
+              for key in (keys_seen[0], next(k for k in keys_seen if not np.array_equal(k, keys_seen[0])))]
+    assert [len(p) for p in points] == [5, 5]  # 80 draws per run hit all of its 5 points
+    assert np.linalg.norm(points[0][:, None] - points[1][None], axis=-1).min() > 1e-4
 
 
 def test_num_examples_0_draws_fresh_mixture_points_every_update():
