@@ -1,6 +1,7 @@
 """PacGAN's 2D ring: 8 Gaussians (std 0.01) on the unit circle. G: 2-400x4-2 with BatchNorm+ReLU;
 D: three maxout layers (200 units x 5 pieces); non-saturating loss, Adam(1e-4, b1 0.8), batch 100."""
 
+from gan_jax import sweep
 from gan_jax.config import base_config
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
@@ -40,3 +41,7 @@ def get_config(arg=None):
         c.eval.every = 2
         c.eval.num_samples = 500
     return c
+
+
+def get_sweep(arg=None):
+    return sweep.seeds(5)

@@ -6,6 +6,7 @@ INIT = 2**31 - 1  # parameter initialization
 FIXED_LATENTS = 2**31 - 2  # the latent batch of every sample grid of a run
 SAMPLES = 2**31 - 3  # --mode=sample, then folded with the step
 EVAL_SAMPLES = 2**31 - 4  # --mode=eval's samples, then folded with the step
+TRAINING_SET = 2**31 - 5  # 2D mixtures with data.num_examples: example j's key folds in j (data/synthetic.py)
 ROLLBACK = 10_000  # rollback r folds ROLLBACK + r into the state's key (not the base key's step range)
 
 # Folds of step N's key fold_in(base, N): each update of a step draws from its own.

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from gan_jax import keys
+from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import SAMPLE_BATCH, Experiment, load_workdir_config
@@ -110,7 +111,8 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
         return ""
     shown = np.concatenate(shown)
     if points:
-        real = np.asarray(exp.builder.real_examples(jax.random.PRNGKey(0), None))
+        # The mixture itself (what real_examples draws without a training set), outside any step.
+        real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), exp.cfg.data.batch_size))
         sample_io.save_scatter(grid_path, shown, real)
     else:
         sample_io.save_grid(grid_path, shown)

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import keys
+
 
 def ring8_means() -> np.ndarray:
     """(8, 2): means (cos 2 pi k/8, sin 2 pi k/8)."""
@@ -29,3 +31,11 @@ def sample_mixture(name: str, key: jax.Array, num: int) -> jnp.ndarray:
     component_key, noise_key = jax.random.split(key)
     components = jax.random.randint(component_key, (num,), 0, means.shape[0])
     return means[components] + std * jax.random.normal(noise_key, (num, 2))
+
+
+def training_set_points(name: str, base_key: jax.Array, ids: jnp.ndarray) -> jnp.ndarray:
+    """Points (len(ids), 2) of a run's fixed training set (data.num_examples): example j is
+    sample_mixture(name, fold_in(fold_in(base_key, keys.TRAINING_SET), j), 1), a function of (base key, j)
+    alone, so the set is never stored (nor closed over by the step: vmapped runs each have their own)."""
+    set_key = jax.random.fold_in(base_key, keys.TRAINING_SET)
+    return jax.vmap(lambda j: sample_mixture(name, jax.random.fold_in(set_key, j), 1)[0])(ids)

@@ -16,7 +16,8 @@ import numpy as np
 import optax
 
 from gan_jax import keys
-from gan_jax.data.synthetic import sample_mixture
+from gan_jax.data.synthetic import MIXTURES, sample_mixture, training_set_points
+from gan_jax.errors import ConfigError
 from gan_jax.ops import random
 
 Hyperparameters = dict[str, jax.Array]  # name -> float32 scalar (vmappable: a sweep stacks them)
@@ -152,6 +153,10 @@ class Steps:
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
         self.cfg, self.nets, self.example_shape = cfg, nets, example_shape
         self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
+        if cfg.data.num_examples and mixture is None:
+            raise ConfigError(f"data.num_examples={cfg.data.num_examples!r} is a fixed training set of 2D mixture "
+                              f"points, and data.name={cfg.data.name!r} is not a mixture; accepted: 0 (or a 2D "
+                              f"mixture: {', '.join(MIXTURES)})")
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
 
@@ -164,10 +169,22 @@ class Steps:
         params[name], opt_state[name] = apply_updates(params[name], opt_state[name], pmean(grads, self.axis_name),
                                                       self.optimizers[name], hp[f"lr_{name}"])
 
-    def real_examples(self, key: jax.Array, batch_u8: jnp.ndarray | None) -> jnp.ndarray:
-        """The model-range real batch (local_batch, *example_shape) of one update."""
+    def real_examples(self, key: jax.Array, batch_u8: jnp.ndarray | None,
+                      base_key: jax.Array | None = None) -> jnp.ndarray:
+        """The model-range real batch (local_batch, *example_shape) of one update. 2D mixtures: fresh
+        points from `key`, or with data.num_examples = N > 0 points of the run's fixed training set
+        (named by `base_key`, the run's state.key): `key` draws the global batch's example indices
+        uniformly from [0, N) *with replacement* (not epochs: an index depends on (key, position)
+        alone, whatever the device count). A rollback's fresh state.key draws a new training set."""
         if self.mixture is not None:
-            points = sample_mixture(self.mixture, key, self.global_batch)
+            if self.cfg.data.num_examples:
+                if base_key is None:
+                    raise ValueError("real_examples: data.num_examples > 0 trains on the run's training set, "
+                                     "named by its base key; pass base_key=state.key")
+                ids = jax.random.randint(key, (self.global_batch,), 0, self.cfg.data.num_examples)
+                points = training_set_points(self.mixture, base_key, ids)
+            else:
+                points = sample_mixture(self.mixture, key, self.global_batch)
             if self.axis_name is None:
                 return points
             local_batch = self.global_batch // jax.lax.psum(1, self.axis_name)

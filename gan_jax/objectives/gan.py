@@ -163,7 +163,8 @@ class GanSteps(Steps):
         params, stats, opt_state = dict(state.params), dict(state.batch_stats), dict(state.opt_state)
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
         rule = self._simultaneous if self.cfg.train.update_rule == "simultaneous" else self._alternating
-        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp)
+        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp,
+                                   state.key)
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
@@ -182,13 +183,13 @@ class GanSteps(Steps):
         params["discriminator"] = self._constrain_critic(params["discriminator"])
         return loss, real_logits, fake_logits, penalty_metrics
 
-    def _alternating(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp):
+    def _alternating(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
         n_critic, local_batch = self.cfg.train.n_critic, self.local_batch(batch_u8)
         for i in range(n_critic):
             if sn_vectors is not None:  # one power iteration per D update
                 sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
             key = fold(step_key, keys.CRITIC_UPDATE + i)
-            real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i])
+            real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i], base_key)
             generate = lambda p, k=key: self.generate(p, stats["generator"], fold(k, keys.LATENT), local_batch)
             if i == n_critic - 1:
                 # The last critic update's fake batch is reused for the generator update (one G
@@ -207,13 +208,13 @@ class GanSteps(Steps):
         self.update("generator", params, opt_state, g_grads, hp)
         return sn_vectors, self._metrics(*logged, g_loss, opt_state, hp)
 
-    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp):
+    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
         """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
         the keys of the alternating rule's (only) critic update. n_critic is 1 (checked by the config)."""
         if sn_vectors is not None:
             sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
         key = fold(step_key, keys.CRITIC_UPDATE)
-        real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0])
+        real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0], base_key)
         fake, g_vjp, stats["generator"] = jax.vjp(
             lambda p: self.generate(p, stats["generator"], fold(key, keys.LATENT), self.local_batch(batch_u8)),
             params["generator"], has_aux=True)
