@@ -46,13 +46,25 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        fail(str(e).splitlines()[0])
+        fail(flag_error_message(argv, e))
     except (AttributeError, KeyError) as e:  # an override naming a field that does not exist
         fail(unknown_field_message(argv, e))
     except (ValueError, TypeError, FileNotFoundError) as e:  # the config file, or an override's value
         fail(str(e).splitlines()[0] if str(e) else repr(e))
     except Exception as e:  # get_config itself raised: the experiment file is broken
         fail(f"--config: {config_argument(argv)} could not be loaded: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def flag_error_message(argv, error: Exception) -> str:
+    """One line for a flag error; where get_config raised (config_flags wraps its traceback), that
+    exception's message: a gan_jax error (a bad experiment argument) as is, others with their type."""
+    text = str(error)
+    if "Error whilst parsing config file" not in text:
+        return text.splitlines()[0]
+    kind, _, message = text.strip().splitlines()[-1].partition(": ")
+    if kind.startswith("gan_jax.errors."):
+        return f"--config={config_argument(argv)}: {message}"
+    return f"--config: {config_argument(argv)} could not be loaded: {kind.rsplit('.', 1)[-1]}: {message}"
 
 
 def config_argument(argv) -> str | None:

@@ -217,20 +217,22 @@ def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int |
     names = [run_name(v) for v in variants]
     dirs = [os.path.join(sweep_dir, n) for n in names]
     chosen = [index] if index is not None else range(len(variants))
-    outcome, todo = {}, []
+    outcome, todo, diverged = {}, [], []
     for i in chosen:
         status = run_status(dirs[i], cfgs[i])
         if status in ("finished", "diverged"):
-            print(f"sweep: {names[i]} {status}, skipped" + (" (delete its folder to retry)" if status == "diverged"
-                                                             else ""), flush=True)
+            print(f"sweep: {names[i]} {status}" + (" (delete its folder to retry)" if status == "diverged" else ""),
+                  flush=True)
             outcome[names[i]] = status
+            diverged += [i] if status == "diverged" else []
         else:
             todo.append(i)
-    for group in _groups(todo, cfgs, base.sweep.vectorize):
+    for group in _groups(list(chosen), todo, cfgs, base.sweep.vectorize):
         if len(group) > 1:
             print(f"sweep: training {len(group)} runs as one vectorized program: {', '.join(names[i] for i in group)}",
                   flush=True)
-            results = vectorized.train_runs([cfgs[i] for i in group], [dirs[i] for i in group])
+            results = vectorized.train_runs([cfgs[i] for i in group], [dirs[i] for i in group],
+                                            [i in diverged for i in group])
             outcome.update({names[i]: r for i, r in builtins.zip(group, results, strict=True)})
             if "stopped" in results:
                 return outcome
@@ -252,14 +254,16 @@ def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int |
     return outcome
 
 
-def _groups(todo: list[int], cfgs: list, vectorize: bool | None) -> list[list[int]]:
-    """The runs to train, as groups that share one program (said on stdout) or alone."""
+def _groups(chosen: list[int], todo: list[int], cfgs: list, vectorize: bool | None) -> list[list[int]]:
+    """The runs to train, alone or in groups that share one program (said on stdout). A group keeps
+    its ended members (inactive in the program): a resumed sweep runs the program it started with,
+    so that its runs end bitwise as without the interruption."""
     from gan_jax import vectorized
 
-    if vectorize is False or len(todo) < 2:
+    if vectorize is False or len(chosen) < 2:
         return [[i] for i in todo]
     by_key: dict[str, list[int]] = {}
-    for i in todo:
+    for i in chosen:
         by_key.setdefault(vectorized.program_key(cfgs[i]), []).append(i)
     groups = list(by_key.values())
     reason = vectorized.why_not_vectorizable([cfgs[g[0]] for g in groups[:1]])
@@ -269,4 +273,4 @@ def _groups(todo: list[int], cfgs: list, vectorize: bool | None) -> list[list[in
     if len(groups) > 1:
         print(f"sweep: {len(groups)} groups of runs that can share a program "
               f"({vectorized.why_not_vectorizable([cfgs[g[0]] for g in groups[:2]])})", flush=True)
-    return groups
+    return [g for g in groups if any(i in todo for i in g)]

@@ -75,10 +75,12 @@ def vectorized_step(builder, length: int | None = None):
     return vectorized_multi_step
 
 
-def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[str]:
+def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str],
+               diverged: list[bool] | None = None) -> list[str]:
     """Trains each config to its train.steps in its workdir as one vmapped program, resuming each
-    run from its own newest checkpoint. Returns each run's outcome: 'finished', 'diverged' or
-    'stopped' (SIGTERM/SIGINT: every run saved)."""
+    run from its own newest checkpoint; runs already finished, or `diverged`, stay in the program
+    inactive (a resumed group runs the same program as before). Returns each run's outcome:
+    'finished', 'diverged' or 'stopped' (SIGTERM/SIGINT: every run saved)."""
     reason = why_not_vectorizable(cfgs)
     if reason is not None:
         raise ValueError(f"these runs cannot train as one program: {reason}")
@@ -105,7 +107,7 @@ def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str]) -> li
                 if exps[0].objective.generates:
                     os.makedirs(os.path.join(w, "samples"), exist_ok=True)
         stop.phase = "training"
-        return runs.loop(eval_names)
+        return runs.loop(eval_names, diverged or [False] * len(cfgs))
 
 
 class _Runs:
@@ -186,12 +188,10 @@ class _Runs:
         self.state = jax.tree.map(lambda s, r: s.at[i].set(r), self.state, state)
 
     # --- the loop ----------------------------------------------------------------------------
-    def loop(self, eval_names: list[list[str]]) -> list[str]:
+    def loop(self, eval_names: list[list[str]], diverged: list[bool]) -> list[str]:
         exps, cfgs, n_runs = self.exps, self.cfgs, len(self.exps)
-        outcome = ["finished" if s >= c.train.steps else None for s, c in zip(self.steps, cfgs, strict=True)]
-        for i, o in enumerate(outcome):
-            if o == "finished":
-                print(f"{self.workdirs[i]}: at step {self.steps[i]}, nothing to train", flush=True)
+        outcome = ["diverged" if d else "finished" if s >= c.train.steps else None
+                   for s, c, d in zip(self.steps, cfgs, diverged, strict=True)]
         self.writers = [MetricWriter(w, c.train.steps, enabled=self.is_writer, cfg=c)
                         for w, c in zip(self.workdirs, cfgs, strict=True)]
         if exps[0].images is not None:

@@ -180,3 +180,30 @@ def test_unwritable_workdir_and_foreign_run(tmp_path):
     out = launch("--config", "experiments/quickstart.py:smoke", "--workdir", str(workdir), check=False)
     assert out.returncode == 2 and "holds a run with a different config" in out.stderr
     assert (workdir / "metrics.jsonl").read_text() == before
+
+
+def test_sweep_trains_every_variant_reports_and_runs_one_variant_alone(tmp_path):
+    sweep_dir = tmp_path / "pacgan"
+    command = ("--config", "experiments/pacgan_ring.py:smoke", "--workdir", str(sweep_dir), "--sweep")
+    out = launch(*command)
+    assert "sweep: training 2 runs as one vectorized program: GAN,seed=0, GAN,seed=1" in out.stdout
+    names = ["GAN,seed=0", "GAN,seed=1", "PacGAN2,seed=0", "PacGAN2,seed=1"]
+    for name in names:
+        check_trained(sweep_dir / name)
+    table = (sweep_dir / "results.md").read_text()
+    assert "| GAN | 2 of 2 finished |" in table and "published (Lin et al. 2018, Table 1)" in table
+    (sweep_dir / "results.md").unlink()
+    launch("--mode=report", "--workdir", str(sweep_dir))
+    assert (sweep_dir / "results.md").read_text() == table
+    out = launch(*command)  # again: every run is finished
+    assert all(f"sweep: {name} finished" in out.stdout for name in names) and "training" not in out.stdout
+    assert "sweep: 4 finished (of 4 runs here)" in out.stdout
+    array = tmp_path / "array"
+    launch(*command[:3], str(array), "--sweep_index=2")
+    assert sorted(p.name for p in array.iterdir() if p.is_dir()) == ["PacGAN2,seed=0"]
+    out = launch(*command[:3], str(array), "--sweep_index=4", check=False)
+    assert out.returncode == 2 and out.stderr.strip() == \
+        "error: --sweep_index=4 is not accepted; accepted: 0..3 (4 variants)"
+    out = launch("--config", "experiments/pacgan_ring.py:smoke,budgt=1", "--workdir", str(tmp_path / "x"), check=False)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "'budgt'" in out.stderr
+    assert not (tmp_path / "x").exists()
