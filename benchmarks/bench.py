@@ -5,10 +5,15 @@
     python benchmarks/bench.py eval_fid_mnist           # classifier-space FID vs generation (eval_fid.py)
     python benchmarks/bench.py eval_floor_mnist         # the metrics of 10,000 train vs the test images
 
-The step timed is the one training runs (gan_jax.objectives' Steps.multi_step, jitted, state
-donated): one D and one G update per step, on random uint8 batches already on the device (the
-peers time random batches too). Compilation is excluded from ms_per_step and printed as compile_s.
-The last line is KEY=VALUE: ms_per_step, images_per_s, run_steps_per_s, compile_s."""
+The step timed is the one training runs, jitted with the state donated: with --runs 1 the
+objective's multi_step (gan_jax.objectives' Steps.multi_step, as training.py calls it), with
+--runs R > 1 gan_jax.vectorized.vectorized_step over R stacked states (seeds 0..R-1), stacked
+hyperparameters and all runs active (as a vectorized sweep trains). One D and one G update per
+step, on random uint8 batches already on the device (the peers time random batches too).
+Compilation is excluded from ms_per_step and printed as compile_s. gflop_per_step is XLA's cost
+analysis of a 1-update program (of the R runs together): a lax.scan's body enters the cost analysis
+once, whatever its length. The last line is KEY=VALUE: ms_per_step (a step of all R runs),
+images_per_s (all runs' real batches), run_steps_per_s (R / the step time), compile_s."""
 
 import argparse
 import importlib.util
@@ -21,6 +26,7 @@ import numpy as np
 
 from gan_jax import cpu_runtime, models
 from gan_jax.objectives import build_steps
+from gan_jax.vectorized import vectorized_step
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -78,44 +84,65 @@ def main():
     k, batch = cfg.train.steps_per_call, cfg.data.batch_size
     builder = build_steps(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
 
-    def init(seed):
-        return builder.init_state(seed)
-
-    step = builder.multi_step
-    if a.runs > 1:  # K seeds as one vmapped program: the same step, batched over the state
-        init, step = jax.vmap(init), jax.vmap(step, in_axes=(0, None))
-    state = jax.jit(init)(np.arange(a.runs) if a.runs > 1 else 0)
-    data = None
-    if mixture is None:
-        rng = np.random.RandomState(0)
-        data = jax.device_put(rng.randint(0, 256, (k, cfg.train.n_critic, batch, *shape), dtype=np.uint8))
-    step = jax.jit(step, donate_argnums=0)
-
+    state, data, step, one_update = program(builder, a.runs, k, batch, shape, cfg.train.n_critic, mixture is None)
     t = time.perf_counter()
-    compiled = step.lower(state, data).compile()
+    compiled = step(k).lower(state, *data).compile()
     compile_s = time.perf_counter() - t
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", 0.0)) / k if cost else 0.0
+    # A lax.scan's body enters XLA's cost analysis once, not K times: count one update's program.
+    flops = flop_count(compiled if k == 1 else step(1).lower(state, *one_update).compile())
     for _ in range(2):  # warm-up
-        state, metrics = compiled(state, data)
+        state, metrics = compiled(state, *data)
     jax.block_until_ready(state)
     t = time.perf_counter()
-    state, metrics = compiled(state, data)
+    state, metrics = compiled(state, *data)
     jax.block_until_ready(state)
     one_call = time.perf_counter() - t
     calls = a.steps // k if a.steps else max(3, int(20.0 / max(one_call, 1e-4)))
     t = time.perf_counter()
     for _ in range(calls):
-        state, metrics = compiled(state, data)
+        state, metrics = compiled(state, *data)
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - t) / (calls * k)
     print(f"workload={a.workload} batch={batch} runs={a.runs} steps_per_call={k} timed_steps={calls * k} "
           f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()} "
           f"tcmalloc={cpu_runtime.tcmalloc_loaded()} xla_flags='{os.environ.get('XLA_FLAGS', '')}' "
           f"gflop_per_step={flops / 1e9:.3f} achieved_gflop_per_s={flops / 1e9 / seconds:.1f}")
-    print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={batch / seconds:.1f} "
+    print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={a.runs * batch / seconds:.1f} "
           f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f}")
+
+
+def program(builder, runs: int, k: int, batch: int, shape: tuple[int, ...], n_critic: int, images: bool):
+    """What training runs, as (state, args after the state, step(length) -> jitted step, the args of a
+    1-update call). 1 run: the objective's multi_step with the hyperparameters as arrays (training.py).
+    R > 1 runs: gan_jax.vectorized.vectorized_step over R stacked states (seeds 0..R-1), stacked
+    hyperparameters and active = all True (vectorized.py's _Runs)."""
+    hp = builder.hyperparameters()
+    rng = np.random.RandomState(0)
+    data = rng.randint(0, 256, (k, n_critic, batch, *shape), dtype=np.uint8) if images else None
+    if runs == 1:
+        state = jax.jit(builder.init_state)(0)
+
+        def step(length):
+            return jax.jit(lambda s, b, h: builder.multi_step(s, b, h, length), donate_argnums=0)
+
+        return (state, jax.device_put((data, hp)), step,
+                jax.device_put((None if data is None else data[:1], hp)))
+    state = jax.jit(jax.vmap(builder.init_state))(np.arange(runs))
+    hps = jax.tree.map(lambda *v: np.stack(v), *[hp] * runs)
+    active = np.ones(runs, bool)
+    stacked = None if data is None else np.broadcast_to(data, (runs, *data.shape))
+
+    def step(length):
+        return jax.jit(vectorized_step(builder, length), donate_argnums=0)
+
+    return (state, jax.device_put((stacked, hps, active)), step,
+            jax.device_put((None if stacked is None else stacked[:, :1], hps, active)))
+
+
+def flop_count(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
 def matmul_rate(n: int = 2048, repeats: int = 10) -> None:
