@@ -173,7 +173,7 @@ def test_experiment_settings_steps_and_published_numbers():
     exp = _experiment()
     c = exp.get_config()
     validate(c)
-    assert c.train.steps == 9840 == c.eval.every and c.eval.iwae_k == 5000 and c.eval.num_examples is None
+    assert c.train.steps == 9840 == c.eval.every and c.eval.iwae_k == 5000 and c.eval.num_examples == 10_000
     assert exp.get_config("budget=1").train.steps == 9_840_000  # 3,280 passes over 60,000 digits, batch 20
     assert (c.model.hidden, c.model.depth, c.model.latent_dim, c.model.activation) == (200, 2, 50, "tanh")
     assert (c.optimizer.b1, c.optimizer.b2, c.optimizer.eps, c.data.batch_size) == (0.9, 0.999, 1e-4, 20)
