@@ -264,7 +264,7 @@ def _groups(chosen: list[int], todo: list[int], cfgs: list, vectorize: bool | No
         return [[i] for i in todo]
     by_key: dict[str, list[int]] = {}
     for i in chosen:
-        by_key.setdefault(vectorized.program_key(cfgs[i]), []).append(i)
+        by_key.setdefault(vectorized.group_key(cfgs[i]), []).append(i)
     groups = list(by_key.values())
     reason = vectorized.why_not_vectorizable([cfgs[g[0]] for g in groups[:1]])
     if reason is not None:

@@ -47,6 +47,20 @@ def program_key(cfg: ml_collections.ConfigDict) -> str:
     return json.dumps(flat, sort_keys=True, default=str)
 
 
+_signatures: dict[str, str] = {}  # config JSON -> its state signature
+
+
+def state_signature(cfg: ml_collections.ConfigDict) -> str:
+    """The train state's tree structure, shapes and dtypes, which must agree between stacked runs; a
+    step hyperparameter can change it (train.ema_decay=0 keeps no EMA copy of the generator)."""
+    text = cfg.to_json()
+    if text not in _signatures:  # a sweep asks for each run's more than once
+        abstract = jax.eval_shape(Experiment(cfg, load_train_data=False).builder.init_state, cfg.seed)
+        leaves = [(leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(abstract)]
+        _signatures[text] = f"{jax.tree.structure(abstract)} {leaves}"
+    return _signatures[text]
+
+
 def why_not_vectorizable(cfgs: list[ml_collections.ConfigDict]) -> str | None:
     """None if `cfgs` can train as one program, else the reason in a few words."""
     first = cfgs[0]
@@ -57,7 +71,30 @@ def why_not_vectorizable(cfgs: list[ml_collections.ConfigDict]) -> str | None:
         a, b = json.loads(keys[0]), json.loads(next(k for k in keys if k != keys[0]))
         field = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))[0]
         return f"the runs differ in {field}, which changes the compiled step"
+    signatures = [state_signature(c) for c in cfgs]
+    if len(set(signatures)) > 1:
+        other = cfgs[next(i for i, s in enumerate(signatures) if s != signatures[0])]
+        return f"the runs differ in {_structural_field(first, other)}, which changes the structure of the train state"
     return None
+
+
+def _structural_field(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> str:
+    """'train.ema_decay (0.0 vs 0.999)': the first hyperparameter field whose value from `b` changes
+    the state signature of `a` (found by trying each, so no field is singled out by name here)."""
+    flat_a, flat_b = experiment.flatten(json.loads(a.to_json())), experiment.flatten(json.loads(b.to_json()))
+    for field in HYPERPARAMETER_FIELDS:
+        if flat_a.get(field) != flat_b.get(field):
+            tried = ml_collections.ConfigDict(a.to_dict())
+            section, _, name = field.rpartition(".")
+            (tried[section] if section else tried)[name] = flat_b[field]
+            if state_signature(tried) != state_signature(a):
+                return f"{field} ({flat_a[field]} vs {flat_b[field]})"
+    return "a field"
+
+
+def group_key(cfg: ml_collections.ConfigDict) -> str:
+    """Runs with equal keys can share one program: the same program key and train-state structure."""
+    return program_key(cfg) + "\n" + state_signature(cfg)
 
 
 def vectorized_step(builder, length: int | None = None):

@@ -278,3 +278,26 @@ def test_vectorized_image_runs_read_their_own_data_order(tmp_path):
     # Only the data order differs between these two: it follows each run's own data seed.
     a, b = (final_params(tmp_path / "vectorized" / sweep.run_name(v), 4) for v in module.get_sweep()[:2])
     assert max_relative_difference(a, b) > 1e-4
+
+
+def test_runs_whose_train_states_differ_never_share_a_program(tmp_path, capsys):
+    """train.ema_decay is a step hyperparameter, but 0 keeps no EMA copy: a sweep over [0, 0.999]
+    trains two programs (it died in a pytree-structure error when they were stacked)."""
+    from gan_jax import vectorized
+
+    text = RING.split("def get_sweep")[0] + (
+        "def get_sweep(arg=None):\n"
+        "    return sweep.product(sweep.axis('train.ema_decay', [0.0, 0.999]), sweep.seeds(2))\n")
+    spec = write_experiment(tmp_path, text=text)
+    base = sweep.load_experiment_file(spec)[0].get_config()
+    cfgs = [sweep.apply(base, v) for v in sweep.load_experiment_file(spec)[0].get_sweep()]
+    assert vectorized.program_key(cfgs[0]) == vectorized.program_key(cfgs[-1])  # the config alone cannot tell
+    assert vectorized.why_not_vectorizable([cfgs[0], cfgs[-1]]) == (
+        "the runs differ in train.ema_decay (0.0 vs 0.999), which changes the structure of the train state")
+    assert vectorized.why_not_vectorizable([cfgs[0], cfgs[1]]) is None  # seeds only
+    outcome, compilations = run_sweep(spec, base, tmp_path / "runs")
+    assert set(outcome.values()) == {"finished"} and len(outcome) == 4
+    assert compilations == 2
+    assert "2 groups of runs that can share a program (the runs differ in train.ema_decay" in capsys.readouterr().out
+    for name in outcome:
+        assert (tmp_path / "runs" / name / "checkpoints" / "8").is_dir()
