@@ -41,8 +41,15 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+# `--config.FIELD=VALUE` given without --config (sample/eval on an existing run): (field, text) pairs
+# applied to the run's own config.json.
+RUN_OVERRIDES: list[tuple[str, str]] = []
+
+
 def parse_flags(argv):
     check_config_file(argv)
+    if config_argument(argv) is None:
+        argv = take_run_overrides(argv)
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -53,6 +60,37 @@ def parse_flags(argv):
         fail(str(e).splitlines()[0] if str(e) else repr(e))
     except Exception as e:  # get_config itself raised: the experiment file is broken
         fail(f"--config: {config_argument(argv)} could not be loaded: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def take_run_overrides(argv: list[str]) -> list[str]:
+    """argv without its `--config.FIELD=VALUE` (or `--config.FIELD VALUE`) overrides, which go to
+    RUN_OVERRIDES: without --config they apply to the workdir's config, not to an experiment file."""
+    rest, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            field, eq, text = arg[len("--config."):].partition("=")
+            if not eq and i + 1 < len(argv):
+                i, text = i + 1, argv[i + 1]
+            RUN_OVERRIDES.append((field, text))
+        else:
+            rest.append(arg)
+        i += 1
+    return rest
+
+
+def run_config(workdir: str):
+    """The config for --mode=sample/eval: --config's, or the run's config.json with RUN_OVERRIDES."""
+    if not RUN_OVERRIDES:
+        return FLAGS.config
+    from gan_jax.config import override, validate
+    from gan_jax.experiment import load_workdir_config
+
+    cfg = load_workdir_config(workdir)
+    for field, text in RUN_OVERRIDES:
+        override(cfg, field, text)
+    validate(cfg)
+    return cfg
 
 
 def flag_error_message(argv, error: Exception) -> str:
@@ -169,7 +207,8 @@ def main(argv):
                                      FLAGS.process_id, FLAGS.initialization_timeout)
         if FLAGS.mode == "train":
             if FLAGS.config is None:
-                fail("--config is required for --mode=train (e.g. --config experiments/quickstart.py)")
+                needs = "--config.FIELD overrides need --config" if RUN_OVERRIDES else "--config is required"
+                fail(f"{needs} for --mode=train (e.g. --config experiments/quickstart.py)")
             from gan_jax.training import TrainingDiverged, train
 
             try:
@@ -185,9 +224,11 @@ def main(argv):
         elif FLAGS.mode == "sample":
             from gan_jax.sample import sample
 
-            sample(workdir, FLAGS.num_samples, FLAGS.step, FLAGS.config)
+            sample(workdir, FLAGS.num_samples, FLAGS.step, run_config(workdir))
             exit_without_teardown()
         elif FLAGS.mode == "report":
+            if RUN_OVERRIDES:
+                fail(f"--config.{RUN_OVERRIDES[0][0]}: --mode=report takes no config overrides")
             from gan_jax import results, sweep
             from gan_jax.report import write_report
 
@@ -199,7 +240,7 @@ def main(argv):
         else:
             from gan_jax.evaluate.run import evaluate
 
-            evaluate(workdir, FLAGS.step, FLAGS.config)
+            evaluate(workdir, FLAGS.step, run_config(workdir))
             exit_without_teardown()
     except InsufficientMemory as e:
         overrides = [a for a in sys.argv if a.startswith("--config.")]

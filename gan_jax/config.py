@@ -2,6 +2,7 @@
 choose values and any field can be overridden on the command line (`--config.train.steps=100`);
 `validate()` refuses bad values with one line that names the field, the value and what is accepted."""
 
+import ast
 import math
 
 import ml_collections
@@ -237,3 +238,32 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
                               f"accepted: {accepted}") from None
         out[name] = value
     return out
+
+
+def override(cfg: ml_collections.ConfigDict, field: str, text: str) -> None:
+    """Sets `field` ('eval.metrics') of `cfg` in place from command-line text, read as the field's
+    current type (bool: true/false/1/0; int, float, str; a field that is None: a Python literal, else
+    the text). A field the config lacks, or text of another type, is a ConfigError naming both."""
+    *path, name = field.split(".")
+    parent = cfg
+    for part in path:
+        if part not in parent or not isinstance(parent[part], ml_collections.ConfigDict):
+            raise ConfigError(f"--config.{field}: the config has no field {field!r}")
+        parent = parent[part]
+    if name not in parent:
+        raise ConfigError(f"--config.{field}: the config has no field {field!r}")
+    current = parent[name]
+    try:
+        if isinstance(current, bool):
+            value = {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+        elif isinstance(current, int | float | str):
+            value = type(current)(text)
+        else:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = text
+        parent[name] = value
+    except (KeyError, ValueError, TypeError):
+        accepted = f"a value of type {type(current).__name__}"
+        raise ConfigError(f"--config.{field}={text!r} is not accepted; accepted: {accepted}") from None

@@ -126,20 +126,28 @@ def make_workdir(workdir: str) -> None:
 def check_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> bool:
     """Whether `workdir` already holds a run; refuses (writing nothing) one that holds a different
     config or whose config.json is damaged."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(workdir, "config.json")):
         return False
-    old, new = flatten(_with_defaults(_read_config_json(workdir))), flatten(json.loads(cfg.to_json()))
+    difference = differing_field(workdir, cfg)
+    if difference:
+        raise UserError(f"--workdir={workdir!r} holds a run with a different config ({difference}); "
+                        "use a new workdir")
+    return True
+
+
+def differing_field(workdir: str, cfg: ml_collections.ConfigDict) -> str | None:
+    """"FIELD: OLD there, NEW now" for the first field (sorted) in which `cfg` differs from the run in
+    `workdir` in what it trains (RESUMABLE_FIELDS and sections may differ), or None."""
+    old, new = (flatten(json.loads(c.to_json())) for c in (load_workdir_config(workdir), cfg))
     for flat in (old, new):  # 'auto' is the source it resolves to ('files' with a data.dir, ...)
         flat["data.source"] = data.resolve_source(flat["data.name"], flat["data.source"], flat["data.dir"],
                                                   flat.get("data.tfds_dir"))[0]
     differing = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS
                  and not k.startswith(RESUMABLE_SECTIONS)]
-    if differing:
-        k = sorted(differing)[0]
-        raise UserError(f"--workdir={workdir!r} holds a run with a different config ({k}: "
-                        f"{old.get(k)!r} there, {new.get(k)!r} now); use a new workdir")
-    return True
+    if not differing:
+        return None
+    k = sorted(differing)[0]
+    return f"{k}: {old.get(k)!r} there, {new.get(k)!r} now"
 
 
 def write_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> None:

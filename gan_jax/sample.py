@@ -14,7 +14,7 @@ from gan_jax import keys
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
-from gan_jax.experiment import SAMPLE_BATCH, Experiment, load_workdir_config
+from gan_jax.experiment import SAMPLE_BATCH, Experiment, differing_field, load_workdir_config
 
 # Samples per call of the sampler, and so per key: part of what the samples are (chunk i comes from
 # fold_in(key, i)), so changing it changes every run's samples beyond the first chunk. Memory holds a
@@ -27,8 +27,14 @@ DISK_MARGIN_BYTES = 16 * 2**20
 
 
 def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | None = None):
-    """(experiment, step, state) of the checkpoint `step` (default: the newest intact one) of `workdir`."""
-    cfg = cfg if cfg is not None else load_workdir_config(workdir)
+    """(experiment, step, state) of the checkpoint `step` (default: the newest intact one) of `workdir`,
+    with the run's config.json or `cfg`, which may differ from it only in resumable fields (eval.*, ...)."""
+    if cfg is None:
+        cfg = load_workdir_config(workdir)
+    elif difference := differing_field(workdir, cfg):  # its checkpoints would not fit cfg's networks
+        raise UserError(f"--config differs from the run in {workdir} ({difference}); sampling and evaluation "
+                        "use the run's own config: drop --config, and override only eval.* fields "
+                        "(--config.eval.FIELD=VALUE)")
     exp = Experiment(cfg, load_train_data=False)
     ckpt = exp.checkpointer(workdir, asynchronous=False, create=False)
     steps = ckpt.all_steps()

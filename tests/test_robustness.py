@@ -286,3 +286,34 @@ def test_metrics_counters_are_integers(tmp_path):
     record = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert record == {"step": 3, "rollback": 1, "key_fold": 10001, "loss": 0.5, "event": "x"}
     assert isinstance(record["rollback"], int) and isinstance(record["key_fold"], int)
+
+
+@pytest.mark.parametrize("mode", ["sample", "eval"])
+def test_another_config_on_a_run_names_the_field_that_differs(mode, trained):
+    """The full config on a smoke run's folder: one line naming a field in which it differs from
+    config.json (it reported every checkpoint as damaged, then 'no intact checkpoint')."""
+    before = listing(trained)
+    out = run(f"--mode={mode}", "--workdir", str(trained), "--config", "experiments/gan_ring.py")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+    assert lines[0].startswith(f"error: --config differs from the run in {trained} (") and " there, " in lines[0]
+    assert "damaged" not in out.stdout + out.stderr
+    assert listing(trained) == before and not (trained / "damaged_checkpoints").exists()
+
+
+def test_eval_overrides_without_config_apply_to_the_run(trained):
+    out = run("--mode=eval", "--workdir", str(trained), "--config.eval.num_samples=300", "--config.eval.metrics",
+              "modes")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((trained / "eval_step_0000004.json").read_text())
+    assert set(result) == {"step", "modes", "num_parameters"}
+    with_default = run("--mode=eval", "--workdir", str(trained))
+    assert with_default.returncode == 0 and json.loads(with_default.stdout.strip().splitlines()[-1]) != result
+    for args, expected in [(["--config.eval.num_samples=many"], "error: --config.eval.num_samples='many' is not "
+                                                                "accepted; accepted: a value of type int"),
+                           (["--config.eval.nmu_samples=3"], "error: --config.eval.nmu_samples: the config has no "
+                                                             "field 'eval.nmu_samples'"),
+                           (["--config.model.generator_width=64"], "error: --config differs from the run in")]:
+        out = run("--mode=eval", "--workdir", str(trained), *args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), out.stderr[-3000:]
