@@ -17,7 +17,7 @@ import numpy as np
 
 from gan_jax import data, keys
 from gan_jax.errors import ConfigError
-from gan_jax.evaluate import classify, modes, vae_metrics
+from gan_jax.evaluate import classify, modes, parzen, vae_metrics
 from gan_jax.evaluate import samples as sample_io
 
 
@@ -27,26 +27,28 @@ class Evaluator:
     fits: Callable[..., bool]  # (experiment) -> whether the evaluator applies to the run
     needs: str  # said when it does not fit
     prepare: Callable[..., object] | None = None  # (experiment) -> loads what it needs, raising UserError
+    default: bool = True  # run when eval.metrics is empty (False: only when named)
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
-def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None):
+def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None,
+             default: bool = True):
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare)
+        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default)
         return fn
 
     return wrap
 
 
 def selected(exp) -> list[str]:
-    """The evaluators of a run: eval.metrics, or every one that fits, with what they need loaded (weights,
+    """The evaluators of a run: eval.metrics, or every default one that fits, with what they need loaded (weights,
     classifiers), so that a missing file is refused before training starts. Raises ConfigError, naming
     the field, for an unknown name or one that does not fit the run's data or objective."""
     names = [n.strip() for n in exp.cfg.eval.metrics.split(",") if n.strip()]
     if not names:
-        names = [n for n, e in EVALUATORS.items() if e.fits(exp)]
+        names = [n for n, e in EVALUATORS.items() if e.default and e.fits(exp)]
     else:
         _check_names(exp, names)
     for n in names:
@@ -142,6 +144,40 @@ def _score_samples(exp, state, step: int, fnet) -> dict:
     reference, _ = _test_images(exp)
     return {"split": exp.cfg.data.eval_split,
             **classify.score(fnet, chunks, reference, exp.mesh, exp.cfg.eval.batch_size, exp.seed)}
+
+
+def _parzen_validation(exp) -> np.ndarray:
+    """The training split's parzen.VALIDATION_EXAMPLES held-out examples, uint8 (V, H, W, C)."""
+    cfg = exp.cfg
+    images, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
+                                 tfds_dir=cfg.data.get("tfds_dir"))
+    start = len(images) - parzen.VALIDATION_FROM_END
+    if start < parzen.VALIDATION_FROM_END:
+        raise ConfigError(f"eval.metrics={cfg.eval.metrics!r}: 'parzen' needs a training split of at least "
+                          f"{2 * parzen.VALIDATION_FROM_END} examples for its validation digits; data.name="
+                          f"{cfg.data.name!r} split {cfg.data.split!r} has {len(images)}")
+    return images[start:start + parzen.VALIDATION_EXAMPLES]
+
+
+@register("parzen", fits=lambda exp: exp.objective.generates and exp.dataset.mixture is None,
+          needs="image samples", prepare=_parzen_validation, default=False)
+def parzen_window(exp, state, step: int) -> dict:
+    """Goodfellow et al. 2014's Table 1 estimate (gan_jax/evaluate/parzen.py): eval.num_samples samples
+    (a key of (seed, step)) as Parzen-window centres, sigma chosen on the training split's held-out
+    examples, the mean log-likelihood of the eval split (eval.num_examples of it); pixels in [0, 1]."""
+    from gan_jax.sample import sample_chunks
+
+    def flat_unit(images: np.ndarray, unit_range: bool) -> np.ndarray:
+        x = np.asarray(images, np.float64)
+        return (x if unit_range else (x + 1.0) / 2.0).reshape(len(x), -1)
+
+    samples = np.concatenate([flat_unit(c, exp.unit_range) for c in
+                              sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples)])
+    validation = _parzen_validation(exp).reshape(parzen.VALIDATION_EXAMPLES, -1) / 255.0
+    test = _test_images(exp)[0]
+    result = parzen.parzen_window(samples, validation, test.reshape(len(test), -1) / 255.0,
+                                  batch_size=exp.cfg.eval.batch_size)
+    return {"split": exp.cfg.data.eval_split, "samples": len(samples), "examples": len(test), **result}
 
 
 @register("stacked_modes", fits=lambda exp: exp.cfg.data.name == "stacked_mnist" and exp.objective.generates,
