@@ -7,6 +7,7 @@ import math
 
 import ml_collections
 
+from gan_jax import keys
 from gan_jax.errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine", "exponential_stages")
@@ -142,13 +143,13 @@ RANGES = {
     "optimizer.b2": (0, 1, True, False),
     "optimizer.eps": (0, None, False, None),
     "optimizer.warmup_steps": (0, None, True, None),
-    "train.steps": (0, None, False, None),
+    "train.steps": (0, keys.MAX_STEPS, False, True),
     "train.n_critic": (0, None, False, None),
     "train.steps_per_call": (0, None, False, None),
     "train.log_every": (0, None, False, None),
     "train.sample_every": (0, None, False, None),
     "train.checkpoint_every": (0, None, False, None),
-    "train.max_rollbacks": (0, None, True, None),
+    "train.max_rollbacks": (0, keys.MAX_ROLLBACKS, True, True),
     "train.ema_decay": (0, 1, True, False),
     "train.ema_start": (0, None, True, None),
     "checkpoint.max_to_keep": (0, None, False, None),

@@ -1,13 +1,19 @@
 """The folds of a run's base key PRNGKey(seed), one place, so that every random draw is disjoint from
-the others: step N's key is fold_in(key, N) for N < train.steps, so the named folds sit at the top of
-the int32 range where no step reaches."""
+the others: step N's key is fold_in(key, N) for N < train.steps <= MAX_STEPS (config.RANGES), so the
+named folds and the rollback folds sit above MAX_STEPS, at the top of the int32 range where no step
+reaches (tests/test_keys.py checks the table)."""
+
+MAX_STEPS = 2**30  # the largest train.steps accepted
+MAX_ROLLBACKS = 1000  # the largest train.max_rollbacks accepted
 
 INIT = 2**31 - 1  # parameter initialization
 FIXED_LATENTS = 2**31 - 2  # the latent batch of every sample grid of a run
 SAMPLES = 2**31 - 3  # --mode=sample, then folded with the step
 EVAL_SAMPLES = 2**31 - 4  # --mode=eval's samples, then folded with the step
 TRAINING_SET = 2**31 - 5  # 2D mixtures with data.num_examples: example j's key folds in j (data/synthetic.py)
-ROLLBACK = 10_000  # rollback r folds ROLLBACK + r into the state's key (not the base key's step range)
+# Rollback r (1..MAX_ROLLBACKS) folds ROLLBACK + r into the state's key: a new stream, whose keys are
+# none of the old stream's (a fold below MAX_STEPS would make it the old stream's step key).
+ROLLBACK = 2**31 - 8 - MAX_ROLLBACKS
 
 # Folds of step N's key fold_in(base, N): each update of a step draws from its own.
 GENERATOR_UPDATE = 1  # the GAN generator's update

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 
+from gan_jax import keys
 from gan_jax.checkpoint import Checkpointer, CheckpointError
 from gan_jax.experiment import Experiment
 from gan_jax.objectives.base import TrainState
@@ -305,7 +306,7 @@ def test_nonfinite_rollback_continues_with_a_fresh_key(monkeypatch, tmp_path):
     train(cfg, str(tmp_path))
     events = [r for r in records(tmp_path) if r.get("event") == "rollback"]
     assert events == [{"step": 4, "event": "rollback", "nonfinite_step": 5, "nonfinite": "parameters",
-                       "rollback": 1, "key_fold": 10_001}]
+                       "rollback": 1, "key_fold": keys.ROLLBACK + 1}]
     exp = Experiment(cfg)
     ckpt = Checkpointer(str(tmp_path / "checkpoints"))
     step, state = ckpt.restore_latest_good(exp.abstract_state())
