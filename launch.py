@@ -158,18 +158,20 @@ def unknown_field_message(argv, error: Exception) -> str:
         (f" ({hint.group(0)})" if hint else "")
 
 
-def exit_without_teardown() -> None:
+def exit_without_teardown(status: int = 0) -> None:
     """Ends a finished sampling or evaluation process (its files written and closed) with exit 0,
     skipping the interpreter's teardown: XLA:CPU with 8 fake devices crashed there once (SIGSEGV
     after the last line was printed, CI 2026-12-01), failing a job whose work was done. Multi-host
-    processes first leave the coordination service, which the skipped atexit hook would do."""
+    processes first leave the coordination service, which the skipped atexit hook would do.
+    A run stopped by a full disk ends so too (status 2): tensorboardX's exit hook would retry
+    writing the events that did not fit, and print a traceback after the one line."""
     import jax
 
     if jax.process_count() > 1:
         jax.distributed.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
 
 
 def run_sweep(workdir: str) -> None:
@@ -188,6 +190,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
     from gan_jax import distributed, signals
+    from gan_jax.disk import StoppedOnFullDisk
     from gan_jax.errors import UserError
     from gan_jax.memory import InsufficientMemory
 
@@ -245,6 +248,9 @@ def main(argv):
     except InsufficientMemory as e:
         overrides = [a for a in sys.argv if a.startswith("--config.")]
         fail(f"{e}" + (f" (set on the command line: {' '.join(overrides)})" if overrides else ""))
+    except StoppedOnFullDisk as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        exit_without_teardown(2)
     except UserError as e:
         fail(str(e))
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gan_jax.disk import DiskFull, is_disk_full
 from gan_jax.errors import UserError
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -188,12 +189,27 @@ class _AbandonedReadLogFilter(logging.Filter):
         return not abandoned
 
 
+class _FullDiskSaveLogFilter(logging.Filter):
+    """Drops orbax's reports (absl, at ERROR, with a traceback each) of a background save that failed
+    on a full disk: every thread of the save logs the same ENOSPC, hundreds of lines in all, and
+    Checkpointer.wait raises it again as DiskFull, which training reports in one line. Any other
+    failure is logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and f"{os.sep}orbax{os.sep}" in record.pathname and is_disk_full(exc))
+
+
+def _add_filter(logger: logging.Logger, kind: type) -> None:
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(kind())
+
+
 def _quiet_abandoned_reads() -> None:
     """Installs the filters once per process (idempotent; another hook installed since is wrapped)."""
     warnings.filterwarnings("ignore", category=RuntimeWarning, message=_ABANDONED_COROUTINES)
-    logger = logging.getLogger("asyncio")
-    if not any(isinstance(f, _AbandonedReadLogFilter) for f in logger.filters):
-        logger.addFilter(_AbandonedReadLogFilter())
+    _add_filter(logging.getLogger("asyncio"), _AbandonedReadLogFilter)
+    _add_filter(logging.getLogger("absl"), _FullDiskSaveLogFilter)  # orbax logs through absl's logger
     previous = sys.unraisablehook
     if getattr(previous, "_gan_jax_quiet", False):
         return
@@ -250,8 +266,7 @@ class Checkpointer:
         try:
             started = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         except Exception as e:  # ENOSPC, EACCES, a file in the way: orbax re-raises what tensorstore or os said
-            raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed: {_reason(e)}; "
-                                  f"earlier checkpoints are untouched") from e
+            raise self._save_error(step, e) from e
         if started:
             self._pending = step
         return started
@@ -262,8 +277,23 @@ class Checkpointer:
         try:
             self.manager.wait_until_finished()
         except Exception as e:
-            raise CheckpointError(f"saving checkpoint {step} in {self.directory} failed: {_reason(e)}; "
-                                  f"earlier checkpoints are untouched") from e
+            raise self._save_error(step, e) from e
+
+    def _save_error(self, step: int | None, e: Exception) -> UserError:
+        """DiskFull for ENOSPC (training reports it with the newest kept checkpoint), else CheckpointError."""
+        if is_disk_full(e):
+            return DiskFull(f"saving checkpoint {step} in {self.directory}")
+        return CheckpointError(f"saving checkpoint {step} in {self.directory} failed: {_reason(e)}; "
+                               f"earlier checkpoints are untouched")
+
+    def newest_on_disk(self) -> int | None:
+        """The newest complete checkpoint on disk: orbax renames a save to its step only once it is
+        complete, so this holds after any failed save, whatever orbax's own list says."""
+        try:
+            steps = [int(name) for name in os.listdir(self.directory) if name.isdigit()]
+        except OSError:
+            return None
+        return max(steps, default=None)
 
     def restore(self, step: int, abstract_state):
         """The state saved at `step`, placed as `abstract_state` (ShapeDtypeStructs with shardings) says.

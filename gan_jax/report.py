@@ -5,6 +5,7 @@ with their provenance), one self-contained file (images inlined as data: URIs) t
 Training refreshes curves.png and progress.gif with every sample grid."""
 
 import base64
+import contextlib
 import glob
 import html
 import json
@@ -79,9 +80,15 @@ def pyplot():
 def save_figure(fig, path: str, dpi: int = 80) -> str:
     """Saves `fig` as PNG at `path` atomically (a reader never sees half an image) and closes it."""
     tmp = f"{path}.tmp.{os.getpid()}.png"
-    fig.savefig(tmp, dpi=dpi)
-    pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # a full disk must not leave a half image behind
+        raise
+    finally:
+        pyplot().close(fig)
     return path
 
 
@@ -134,8 +141,13 @@ def write_progress_gif(workdir: str, frame_ms: int = 400) -> str | None:
     path = os.path.join(workdir, "samples", "progress.gif")
     tmp = f"{path}.tmp.{os.getpid()}.gif"
     durations = [frame_ms] * (len(frames) - 1) + [4 * frame_ms]
-    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    os.replace(tmp, path)
+    try:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     return path
 
 
@@ -144,9 +156,14 @@ def refresh(workdir: str) -> None:
     not stop the run (the metrics and grids it draws from are written already)."""
     import sys
 
+    from gan_jax import disk
+
     try:
-        write_curves(workdir)
-        write_progress_gif(workdir)
+        with disk.writing(f"writing curves.png/progress.gif in {workdir}"):
+            write_curves(workdir)
+            write_progress_gif(workdir)
+    except disk.DiskFull:
+        raise  # the run cannot go on writing either: it stops with one line
     except Exception as e:  # noqa: BLE001 - a figure must never cost a training run
         print(f"report: could not refresh curves.png/progress.gif in {workdir}: {type(e).__name__}: {e}",
               file=sys.stderr, flush=True)

@@ -16,7 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import keys, memory, parallel, report, signals
+from gan_jax import disk, keys, memory, parallel, report, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
@@ -164,21 +164,32 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
             _phase(stop, "looking for checkpoints")
             ckpt = exp.checkpointer(workdir)
             try:
-                start, state = _restore_or_init(exp, ckpt, workdir, run_folder.had_run)
-                stop.check()
-                if start >= cfg.train.steps:
-                    print(f"the newest checkpoint is at step {start}, at or past train.steps={cfg.train.steps}: "
-                          "nothing to train (raise --config.train.steps to train longer)", flush=True)
-                    return {}
-                if is_writer:
-                    write_workdir_config(workdir, cfg)
-                if exp.objective.generates:
-                    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-                stop.phase = "training"
-                stop.newest_checkpoint = ckpt.latest_step()
-                return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names)
+                with disk.writing(f"writing in {workdir}"):  # a write not named more closely below
+                    start, state = _restore_or_init(exp, ckpt, workdir, run_folder.had_run)
+                    stop.check()
+                    if start >= cfg.train.steps:
+                        print(f"the newest checkpoint is at step {start}, at or past train.steps={cfg.train.steps}: "
+                              "nothing to train (raise --config.train.steps to train longer)", flush=True)
+                        return {}
+                    if is_writer:
+                        write_workdir_config(workdir, cfg)
+                    if exp.objective.generates:
+                        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+                    stop.phase = "training"
+                    stop.newest_checkpoint = ckpt.latest_step()
+                    return _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval_names)
+            except disk.DiskFull as e:
+                raise _stopped_on_full_disk(e, ckpt) from e
             finally:
                 ckpt.close()
+
+
+def _stopped_on_full_disk(error: disk.DiskFull, ckpt) -> disk.StoppedOnFullDisk:
+    """The error for a run stopped by a full disk, once a save still under way has ended (it may have
+    completed, or failed for the same reason: the disk tells which checkpoint is kept)."""
+    with contextlib.suppress(UserError):
+        ckpt.wait()
+    return disk.StoppedOnFullDisk(error, ckpt.newest_on_disk())
 
 
 def _phase(stop: signals.StopRequest, what: str) -> None:
@@ -249,7 +260,7 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
         writer.write(step, {"event": "checkpoint", "checkpoint_blocking_s": time.perf_counter() - t})
 
     step, pending, last_log_time, last_log_step = start, [], time.time(), start
-    rollbacks, last_metrics = 0, {}
+    rollbacks, last_metrics, completed = 0, {}, False
     try:
         while step < cfg.train.steps:
             (state, metrics), n = run_call(state, step)
@@ -295,10 +306,11 @@ def _train_loop(exp, ckpt, workdir, start, state, step_fn, shardings, stop, eval
             if stopping:
                 writer.message(f"{stopping}: saved the checkpoint at step {step}; run the same command to resume")
                 break
+        completed = True
     finally:
         if pipeline is not None:
             pipeline.close()
-        writer.close()
+        writer.close(failing=not completed)
     return last_metrics
 
 
@@ -343,9 +355,15 @@ def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bo
     if not is_writer:
         return ""
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-    if exp.dataset.mixture is not None:
-        real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
-        sample_io.save_scatter(path, generated, real)
-    else:
-        sample_io.save_grid(path, sample_io.to_uint8(generated, exp.unit_range))
+    try:
+        with disk.writing(f"writing {path}"):
+            if exp.dataset.mixture is not None:
+                real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
+                sample_io.save_scatter(path, generated, real)
+            else:
+                sample_io.save_grid(path, sample_io.to_uint8(generated, exp.unit_range))
+    except disk.DiskFull:
+        with contextlib.suppress(OSError):
+            os.remove(path)  # a cut PNG would be drawn into progress.gif and the report
+        raise
     return path

@@ -2,6 +2,7 @@
 Biases (config.log.wandb; `pip install -e '.[wandb]'`), and a progress bar on a terminal (plain log
 lines otherwise). Only process 0 writes."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import time
 import jax
 import ml_collections
 
+from gan_jax import disk
 from gan_jax.errors import ConfigError
 
 WANDB_ID_FILE = "wandb_run_id"  # the W&B run of a workdir, so that a resumed run logs into the same one
@@ -34,30 +36,47 @@ class MetricWriter:
         self.tty = sys.stderr.isatty()
         self._start, self._start_step = None, None
         self._wandb = None
+        self.workdir = workdir
         if not self.enabled:
             return
         if cfg is not None and cfg.log.wandb:
             self._wandb = _start_wandb(workdir, cfg)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        # Unbuffered: a line that a full disk cuts short can be taken back (`_append`).
+        self._jsonl = os.open(os.path.join(workdir, "metrics.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        disk.quiet_event_threads()
+        with disk.writing(f"writing TensorBoard events in {workdir}"):
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, metrics: dict) -> None:
         """Appends {'step': step, **metrics} (floats) and shows progress."""
         if not self.enabled:
             return
         record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        self._append(json.dumps(record) + "\n")
         scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, int | float)
                    and not isinstance(v, bool)}
-        for k, v in scalars.items():
-            self._tb.add_scalar(k, v, step)
-        self._tb.flush()
+        with disk.writing(f"writing TensorBoard events in {self.workdir}"):
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, step)
+            self._tb.flush()
         if self._wandb is not None and scalars:
             self._wandb.log(scalars, step=int(step))
         self.progress(step, metrics)
+
+    def _append(self, line: str) -> None:
+        """Appends a whole line to metrics.jsonl or, on a full disk, nothing: a cut line is truncated
+        away, so that the file stays one JSON object per line for the resumed run and its readers."""
+        start = os.fstat(self._jsonl).st_size
+        data = memoryview(line.encode())
+        try:
+            with disk.writing(f"writing metrics.jsonl in {self.workdir}"):
+                while data:
+                    data = data[os.write(self._jsonl, data):]
+        except disk.DiskFull:
+            os.ftruncate(self._jsonl, start)
+            raise
 
     def progress(self, step: int, metrics: dict) -> None:
         now = time.time()
@@ -89,12 +108,16 @@ class MetricWriter:
         if self.enabled:
             print(("\n" if self.tty else "") + text, flush=True)
 
-    def close(self) -> None:
+    def close(self, failing: bool = False) -> None:
+        """Closes the files. `failing`: the run is stopping on an error, which stays the one reported
+        (events that do not fit on a full disk then are lost, as the error says)."""
         if self.enabled:
             if self.tty:
                 sys.stderr.write("\n")
-            self._jsonl.close()
-            self._tb.close()
+            os.close(self._jsonl)
+            with contextlib.suppress(disk.DiskFull) if failing else contextlib.nullcontext():
+                with disk.writing(f"writing TensorBoard events in {self.workdir}"):
+                    self._tb.close()
             if self._wandb is not None:
                 self._wandb.finish()
 

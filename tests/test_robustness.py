@@ -4,6 +4,7 @@ processes, real signals sent at the moment named, the workdir inspected afterwar
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -126,6 +127,100 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     assert (workdir / ".lock").exists()
     out = run(*RING, "--workdir", str(workdir), "--config.train.steps=4")
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_a_deleted_lock_file_still_keeps_a_second_run_out(tmp_path):
+    """The lock is on the workdir folder: deleting WORKDIR/.lock by hand while a run trains must not
+    let a second run in (it would remove the first run's save in progress)."""
+    workdir = tmp_path / "run"
+    args = [*RING, "--workdir", str(workdir), "--config.train.steps=1000000", "--config.train.checkpoint_every=20"]
+    first = Output(start(*args))
+    first.wait_for("checkpoint_blocking_s")  # training, with a checkpoint written
+    (workdir / ".lock").unlink()
+    second = run(*args, timeout=120)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr[-3000:]
+    assert "is in use by a training run" in lines[0] and f"pid {first.process.pid}" in lines[0], lines[0]
+    logged = len(first.lines)
+    while len(first.lines) <= logged + 2:  # the first run goes on
+        assert first.process.poll() is None, first.stderr[-3000:]
+        time.sleep(0.05)
+    first.process.send_signal(signal.SIGTERM)
+    assert first.finish() == 0, first.stderr[-3000:]
+    assert "Traceback" not in first.stderr, first.stderr[-3000:]
+    saved = [line for line in first.lines if "SIGTERM: saved the checkpoint at step" in line]
+    step = int(saved[0].split("step ")[1].split(";")[0])
+    assert not list((workdir / "checkpoints").glob("*tmp*"))
+    resumed = run(*RING, "--workdir", str(workdir), f"--config.train.steps={step + 2}")
+    assert resumed.returncode == 0 and f"resumed from checkpoint at step {step}" in resumed.stdout, resumed.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small filesystem (tmpfs, root only) with 40 MB; skipped where mount is refused."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {out.stderr.strip() or out.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: pathlib.Path, leave: int) -> pathlib.Path:
+    """A filler file that leaves `leave` bytes free on `disk`."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (free - leave))
+    return filler
+
+
+QUICK = ["--config", "experiments/quickstart.py:smoke"]  # checkpoints of ~11 MB: 2 and 4
+FULL_DISK = (r"error: no space left on device while {what} in .*: checkpoint 2 is the newest kept; "
+             r"free space and run the same command to resume")
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(small_disk, tmp_path):
+    workdir = small_disk / "run"
+    filler = fill(small_disk, 16 << 20)  # room for checkpoint 2, not for checkpoint 4 beside it
+    out = run(*QUICK, "--workdir", str(workdir))
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert re.fullmatch(FULL_DISK.format(what="saving checkpoint 4"), out.stderr.strip()), out.stderr
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
+    [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    filler.unlink()
+    resumed = run(*QUICK, "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "removed 1 unfinished checkpoint save" in resumed.stdout and "resumed from checkpoint at step 2" in \
+        resumed.stdout, resumed.stdout
+    uninterrupted = run(*QUICK, "--workdir", str(tmp_path / "uninterrupted"))
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    checksum = lambda w: json.loads((w / "checkpoints" / "4" / "checksum" / "metadata").read_text())
+    assert checksum(workdir) == checksum(tmp_path / "uninterrupted")  # bitwise the run never stopped
+
+
+def test_a_full_disk_while_writing_samples_or_metrics_is_one_line(small_disk):
+    workdir = small_disk / "run"
+    filler = fill(small_disk, 14 << 20)
+    first = run(*QUICK, "--workdir", str(workdir), "--config.train.steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Every step now writes a sample grid, progress.gif, curves.png, metrics and events until the disk is full.
+    args = [*QUICK, "--workdir", str(workdir), "--config.train.steps=30", "--config.train.sample_every=1",
+            "--config.train.log_every=1", "--config.train.checkpoint_every=1000"]
+    out = run(*args)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert re.fullmatch(FULL_DISK.format(what="writing .*"), out.stderr.strip()), out.stderr
+    [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]  # no line cut short
+    assert not list(workdir.rglob("*.tmp.*"))  # no half-written figure left
+    filler.unlink()
+    resumed = run(*args)
+    assert resumed.returncode == 0 and "resumed from checkpoint at step 2" in resumed.stdout, resumed.stderr[-3000:]
 
 
 def test_sigint_twice_during_sample_grids_still_saves(tmp_path):

@@ -1,0 +1,76 @@
+"""A full disk during training: every write of a run (checkpoints, metrics.jsonl, TensorBoard events,
+sample grids, curves.png) that fails with ENOSPC raises DiskFull naming what it was writing, and
+training turns that into one line saying which checkpoint is the newest kept (README, "What happens
+when...")."""
+
+import contextlib
+import errno
+import re
+import threading
+
+from gan_jax.errors import UserError
+
+# tensorstore (under orbax) reports the OS error inside its status text, not as an OSError.
+_TENSORSTORE_ENOSPC = re.compile(rf"os_error_code='{errno.ENOSPC}'")
+
+
+class DiskFull(UserError):
+    """The disk filled up while the run wrote `what` (e.g. 'writing metrics.jsonl in DIR')."""
+
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(f"no space left on device while {what}")
+
+
+def _chain(e: BaseException | None):
+    seen = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an exception it was raised from or during, is ENOSPC (from Python or tensorstore)."""
+    return any((isinstance(x, OSError) and x.errno == errno.ENOSPC) or bool(_TENSORSTORE_ENOSPC.search(str(x)))
+               for x in _chain(e))
+
+
+@contextlib.contextmanager
+def writing(what: str):
+    """`with writing('writing X in DIR'):` turns ENOSPC inside the block into DiskFull(what); any other
+    error passes unchanged, so real bugs keep their tracebacks."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFull(what) from e
+
+
+class StoppedOnFullDisk(UserError):
+    """A training run stopped by a full disk; the message says what is kept and what to do."""
+
+    def __init__(self, error: DiskFull, newest_checkpoint: int | None):
+        kept = (f"checkpoint {newest_checkpoint} is the newest kept" if newest_checkpoint is not None
+                else "no checkpoint is kept, the run will start from step 0")
+        super().__init__(f"{error}: {kept}; free space and run the same command to resume")
+
+
+def quiet_event_threads() -> None:
+    """tensorboardX writes events in a thread of its own, which dies with a traceback on a full disk;
+    the writer's next flush in the main thread raises the same ENOSPC (the events stay in the file's
+    buffer), and that becomes the run's one line. Drops exactly those thread tracebacks (idempotent)."""
+    previous = threading.excepthook
+    if getattr(previous, "_gan_jax_quiet", False):
+        return
+
+    def hook(args, previous=previous):
+        if type(args.thread).__module__.startswith("tensorboardX") and is_disk_full(args.exc_value):
+            return
+        previous(args)
+
+    hook._gan_jax_quiet = True
+    threading.excepthook = hook
