@@ -17,7 +17,8 @@ real and a fake batch that returns a scalar the step adds, times its weight, to 
                  fold_in(key, example_ids[i]), so a batch split over devices draws the same numbers
                  as the whole batch on one device.
     axis_name    the pmap axis, or None; accepted by every penalty so that the step calls them all
-                 alike, used only by those that couple the examples of a batch (BATCH_COUPLED).
+                 alike, used only by those that couple the examples of a batch (DRAGAN's batch
+                 standard deviation is taken over the global batch with it).
 
 Gradient norms are L2 over all non-batch axes; values are in squared (logit per input unit) units.
 `parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1")."""
@@ -36,16 +37,9 @@ Critic = Callable[[jax.Array], jax.Array]
 Penalty = Callable[..., jax.Array]
 PENALTIES: dict[str, Penalty] = {}
 
-# Penalties whose value couples the examples of a batch (a statistic over the batch inside): under
-# pmap without axis_name each device would use its own shard's statistic.
-BATCH_COUPLED: set[str] = set()
-
-
-def register_penalty(name: str, batch_coupled: bool = False) -> Callable[[Penalty], Penalty]:
+def register_penalty(name: str) -> Callable[[Penalty], Penalty]:
     def wrap(fn: Penalty) -> Penalty:
         PENALTIES[name] = fn
-        if batch_coupled:
-            BATCH_COUPLED.add(name)
         return fn
 
     return wrap
@@ -137,7 +131,7 @@ def r2(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example
     return _half_mean_squared_gradient(critic, fake)
 
 
-@register_penalty("dragan", batch_coupled=True)
+@register_penalty("dragan")
 def dragan(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
            axis_name: str | None = None) -> jax.Array:
     """DRAGAN: Kodali et al., "On Convergence and Stability of GANs", arXiv:1705.07215 (2017), in

@@ -41,11 +41,6 @@ def stream_indices(seed: int, size: int, positions: np.ndarray) -> np.ndarray:
     return out
 
 
-def global_indices(seed: int, size: int, first_position: int, count: int) -> np.ndarray:
-    """Data indices (count,) of stream positions [first_position, first_position + count)."""
-    return stream_indices(seed, size, np.arange(first_position, first_position + count, dtype=np.int64))
-
-
 class InputPipeline:
     """Host-side batches for `steps_per_call` steps: uint8 (K, n_critic, local_batch, H, W, C),
     this process's slice [process_index * local_batch, (process_index + 1) * local_batch) of each
