@@ -2,16 +2,15 @@
 
 1. tcmalloc. XLA:CPU allocates each execution's temporaries (301 MB for the dcgan_mnist step) with
    glibc's malloc, which maps anything over 32 MB fresh from the kernel and unmaps it on free: every
-   step then page-faults its whole working set again (75,000 faults, 0.13 s of kernel time per
-   step here) and memory-bound ops such as the im2col gathers run 5x slower than a copy. tcmalloc
-   keeps freed spans for reuse: 1.13x on the dcgan_mnist step (ratio.py, 4 rounds, 2026-11-23).
+   step then page-faults its whole working set again, and memory-bound ops such as the im2col
+   gathers run several times slower than a copy. tcmalloc keeps freed spans for reuse (its gain
+   on the dcgan_mnist step: README, Performance).
    It can only be preloaded when a process starts, so `configure_process()` replaces the process
    (same pid, same arguments) by one with LD_PRELOAD set, where the library is installed
    (Debian/Ubuntu: `apt-get install libtcmalloc-minimal4`). GAN_JAX_TCMALLOC=0 turns this off.
 2. XLA flags. jaxlib 0.10 hands dots and convolutions to YNNPACK by default; its kernels are slower
-   than XLA's own at the DCGAN shapes (the 7x7x256 -> 7x7x128 5x5 convolution's forward and
-   backward: 224 vs 175 ms), and turning them off is 1.11x on the dcgan_mnist step (ratio.py, 5
-   rounds, 2026-11-23). Set only for jaxlib 0.10.x, where the flag exists (an unknown XLA flag
+   than XLA's own at the DCGAN shapes (measured with benchmarks/conv_micro.py and ratio.py; README,
+   Performance). Set only for jaxlib 0.10.x, where the flag exists (an unknown XLA flag
    aborts the process), and only if XLA_FLAGS does not already choose; GAN_JAX_XLA_DEFAULTS=0
    turns it off.
 

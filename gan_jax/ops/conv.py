@@ -39,10 +39,9 @@ from gan_jax.ops.shapes import conv_out_size, conv_transpose_out_size
 
 Padding = str | Sequence[tuple[int, int]]
 IMPLS = ('lax', 'cpu_fast', 'dft')
-# 'auto' takes the DFT below this multiply-add ratio to im2col (`dft_cost_ratio`). Fwd+bwd time
-# against the faster other lowering (benchmarks/conv_micro.py, 2026-11-24): 0.20x at ratio 0.17,
-# 0.57x at 0.54 (the DCGAN's layers); 1.1-1.4x at 0.72-0.73 (Radford's 4x4 layers on 4x4-16x16
-# maps, whose transforms are relatively dearer), where it is not taken.
+# 'auto' takes the DFT below this multiply-add ratio to im2col (`dft_cost_ratio`): the threshold
+# between the DCGAN's layers, where benchmarks/conv_micro.py finds the DFT faster than the other
+# lowerings, and Radford's 4x4 layers on small maps, whose transforms are relatively dearer.
 DFT_MAX_COST_RATIO = 0.65
 
 
@@ -58,10 +57,9 @@ def default_conv_impl(
     'dft' where it needs under DFT_MAX_COST_RATIO of the multiply-adds of im2col (`dft_cost_ratio`:
     the DCGAN's 7x7x256 -> 7x7x128 5x5 layer 0.17, its 5x5 stride-2 layers between 7x7 and 14x14
     maps 0.54; larger maps make the dense transforms too dear). Otherwise 'lax' for stride 1;
-    'cpu_fast' for strided transposed convolutions (XLA:CPU's kernels for them are 8-32x slower)
-    and strided convolutions of few input channels (1.6-2.8x); 'lax' for the other strided ones
-    (0.7-0.9x of cpu_fast's time). Measured with benchmarks/conv_micro.py under the process
-    settings of gan_jax/cpu_runtime.py."""
+    'cpu_fast' for strided transposed convolutions (XLA:CPU's own kernels for them are much
+    slower) and strided convolutions of few input channels; 'lax' for the other strided ones. The
+    choices follow benchmarks/conv_micro.py under the process settings of gan_jax/cpu_runtime.py."""
     if jax.default_backend() != 'cpu':
         return 'lax'
     geometry = (tuple(x_shape), tuple(kernel_shape), tuple(strides), tuple(pads), tuple(dilation), transposed)
@@ -149,8 +147,8 @@ def _gather(x: jax.Array, offsets: list[list[int]], strides: Sequence[int], out_
         x = lax.pad(x, jnp.zeros((), x.dtype), [(lo, hi, 0) for lo, hi in pads])
     # One spatial dim at a time, last dim first: 5 + 5 slices for a 5x5 kernel instead of 25, the
     # second stage reading the first's smaller output, and each stage stacks its taps in front of
-    # the previous ones' so the taps come out row-major with no transpose (1.04x on the
-    # dcgan_mnist step for the split, 2026-11-23; the transpose it replaces cost ~15 ms a gather).
+    # the previous ones' so the taps come out row-major with no transpose (a transpose of the
+    # gathered taps is a full extra pass over the largest array of the layer).
     for d in reversed(range(len(offsets))):
         off, s, o = offsets[d], strides[d], out_size[d]
         axis = 1 + d
@@ -173,8 +171,7 @@ def _scatter(cols: jax.Array, offsets: list[list[int]], strides: Sequence[int], 
 
     Done per output phase (o mod stride): each phase only sums the taps that land on it, as
     stride-1 pads, and the phases are interleaved at the end. Summing all T taps as strided pads
-    of the full output instead was 2-4x slower at the DCGAN shapes (each output element
-    evaluates every pad).
+    of the full output instead makes each output element evaluate every pad.
     """
     taps = list(itertools.product(*[range(len(off)) for off in offsets]))
     n, c, nsp = cols.shape[0], cols.shape[-1] // len(taps), len(out_size)

@@ -2,8 +2,8 @@
 lowering that XLA:CPU fuses.
 
 JAX lowers threefry2x32 on the CPU as a rolled loop (for compile time) whose every round is a pass
-over the whole array in memory; the dropout masks of the tutorial DCGAN's discriminator then cost
-~90 ms of a 710 ms step (batch 256, 2026-11-23). Written out round by round, as JAX does on the
+over the whole array in memory, which makes the dropout masks of the tutorial DCGAN's discriminator
+a large share of its step (README, Performance). Written out round by round, as JAX does on the
 other backends, the hash is one elementwise fusion. Same keys, same counters, same bits: the
 tests compare against `jax.random` bit for bit. Off the CPU, `jax.random` itself is called.
 """
