@@ -40,7 +40,13 @@ EXPECTED = {
     "stacked_mnist": ("files", "train", (60_000, 28, 28, 3), 1000),
     "quickstart_digits": ("embedded", "train", (4_500, 28, 28, 1), 10),
 }
-MIXTURES = {"ring8": (synthetic.ring8_means(), 0.01), "grid25": (synthetic.grid25_means(), 0.05)}
+# The papers' mixtures written out (PacGAN, Lin et al. 2018, after Metz et al. 2017), not taken from the
+# library: 8 Gaussians of std 0.01 on the unit circle at angles 2 pi k / 8, and 25 of std 0.05 at
+# {-4, -2, 0, 2, 4}^2.
+_H = 0.5**0.5
+RING8_MEANS = np.array([[1, 0], [_H, _H], [0, 1], [-_H, _H], [-1, 0], [-_H, -_H], [0, -1], [_H, -_H]], np.float64)
+GRID25_MEANS = np.array([[x, y] for x in (-4, -2, 0, 2, 4) for y in (-4, -2, 0, 2, 4)], np.float64)
+MIXTURES = {"ring8": (RING8_MEANS, 0.01), "grid25": (GRID25_MEANS, 0.05)}
 
 
 def test_every_registered_name_is_tested() -> None:

@@ -161,8 +161,11 @@ def test_binarize_once():
     assert bits[:, 1, 1, 0].mean() == pytest.approx(images[:, 1, 1, 0].mean() / 255, abs=0.02)
     np.testing.assert_array_equal(vm.binarize_once(images, seed=0), bits)  # deterministic
     np.testing.assert_array_equal(vm.binarize_once(images[:37], seed=0), bits[:37])  # a prefix: the same bits
-    # later evaluation batches of any size see the same x
-    np.testing.assert_array_equal(np.concatenate([bits[i:i + 64] for i in range(0, len(bits), 64)]), bits)
+    # Example j's bits, one example at a time with jax.random (no chunks, no padding, no vmap), in
+    # the first chunk, at its edge and in the padded last one.
+    for j in (0, 1, 9_999, 10_000, 10_049):
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(0), j), images.shape[1:]))
+        np.testing.assert_array_equal(bits[j], (u < images[j] / np.float32(255.0)).astype(np.float32))
     assert not np.array_equal(vm.binarize_once(images, seed=1), bits)
     with pytest.raises(ValueError, match="uint8"):
         vm.binarize_once(images.astype(np.float32))
