@@ -212,3 +212,24 @@ def test_get_penalty_unknown_name_one_line():
     msg = str(info.value)
     assert "\n" not in msg and "loss.penalties" in msg and "'gp' is unknown" in msg
     assert "accepted: dragan, r1, r2, wgan_gp" in msg
+
+
+@pytest.mark.parametrize("update_index", range(8))
+def test_weighted_sum_scales_lazy_penalties_by_their_interval(update_index):
+    """loss.penalties='r1:2,r2:0.5:4,wgan_gp:10:2' with D(x) = w.x + b, ||w|| = 3 (R1 = R2 = 9/2,
+    WGAN-GP = (3 - 1)^2 = 4): a lazy penalty (every k) counts k times its weight on updates i with
+    i % k == 0 and nothing otherwise (Karras et al. 2020's lazy regularization)."""
+    real, fake = map(jnp.asarray, _batches(3))
+    w = jnp.full(SHAPE, 3.0 / np.sqrt(np.prod(SHAPE)))
+    critic = lambda x: jnp.sum(w * x, axis=(1, 2)) - 2.0
+    specs = penalties.parse_penalties("r1:2,r2:0.5:4,wgan_gp:10:2")
+    on4, on2 = update_index % 4 == 0, update_index % 2 == 0
+    for weights, (w_r1, w_r2, w_gp) in ((None, (2.0, 0.5, 10.0)), ({"r1": 3.0, "r2": 1.0, "wgan_gp": 0.0},
+                                                                     (3.0, 1.0, 0.0))):
+        total, metrics = penalties.weighted_sum(specs, critic, real, fake, jax.random.PRNGKey(0), jnp.asarray(IDS),
+                                                jnp.asarray(update_index), weights=weights)
+        expected = w_r1 * 4.5 + (w_r2 * 4 * 4.5 if on4 else 0.0) + (w_gp * 2 * 4.0 if on2 else 0.0)
+        assert float(total) == pytest.approx(expected, rel=1e-5)
+        assert float(metrics["penalty_r1"]) == pytest.approx(4.5, rel=1e-5)
+        assert float(metrics["penalty_r2"]) == pytest.approx(4.5 if on4 else 0.0, rel=1e-5, abs=1e-7)
+        assert float(metrics["penalty_wgan_gp"]) == pytest.approx(4.0 if on2 else 0.0, rel=1e-5, abs=1e-6)
