@@ -90,7 +90,14 @@ def test_fid_singular_covariance_refused_unless_allowed():
     x, y = rng.standard_normal((10, 16)), rng.standard_normal((10, 16))
     one_line_error(lambda: frechet_distance(x, y), "a", "10 samples", "dimension 16", "allow_singular")
     fid = frechet_distance(x, y, allow_singular=True)
-    assert np.isfinite(fid) and fid > 0
+    # Reference: the Frechet distance from the eigenvalues of sqrt(S1) S2 sqrt(S1), which is PSD and
+    # symmetric, so its square roots are exact where sqrtm of the singular product is ill-conditioned.
+    s1, s2 = np.cov(x.T), np.cov(y.T)
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    trace_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)))
+    ref = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt
+    assert fid == pytest.approx(ref, rel=1e-3)
 
 
 def test_fid_offsets_covariances_when_sqrtm_is_not_finite(monkeypatch):
@@ -226,7 +233,14 @@ def test_kid_subsets_spread_and_bad_inputs():
     rng = np.random.default_rng(10)
     x, y = rng.standard_normal((200, 4)), rng.standard_normal((150, 4)) + 0.5
     mean, std = kernel_distance(x, y, num_subsets=20, subset_size=50, seed=1)
-    assert mean > 0 and std > 0
+    # The subsets replayed (numpy's generator of the seed, rows of a then of b without replacement,
+    # subset after subset, as documented) through the double-loop reference.
+    rng = np.random.default_rng(1)
+    ref = [mmd2_unbiased_loop(x[rng.choice(200, 50, replace=False)], y[rng.choice(150, 50, replace=False)])
+           for _ in range(20)]
+    assert mean == pytest.approx(np.mean(ref), rel=1e-9) and std == pytest.approx(np.std(ref), rel=1e-7)
+    assert std > 0.05 * mean  # the subsets differ: a seed that drew one subset 20 times would fail this
+    assert kernel_distance(x, y, num_subsets=20, subset_size=50, seed=2) != (mean, std)
     assert kernel_distance(x, y, num_subsets=20, subset_size=50, seed=1) == (mean, std)
     one_line_error(lambda: kernel_distance(x, y[:, :3]), "(200, 4)", "(150, 3)", "dimension")
     y[0, 0] = np.nan
