@@ -83,22 +83,40 @@ def test_unknown_transformations_and_non_image_data_are_refused():
         build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
-def test_the_gan_step_augments_every_discriminator_forward():
-    # D sees augmented images: with 'cutout' D's output on the same real batch differs from the plain
-    # step's, and the step stays finite over a few updates.
-    def builder(policy):
+def test_the_gan_step_augments_every_discriminator_forward(monkeypatch):
+    """Every D forward of the step (the critic update's real and generated batches, the penalty's
+    critic, the generator update's) takes its input through DiffAugment, under both update rules,
+    with penalties or without: counted while the step is traced. A control without the policy
+    augments nothing; and D's output on the same batch and parameters differs from the plain step's."""
+    from gan_jax.objectives import gan
+
+    def builder(policy, rule="alternating", penalties=""):
         c = base_config()
         c.objective, c.data.batch_size, c.data.diff_augment = "dcgan", 8, policy
         c.model.name, c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = "mlp_gan", 4, 16, 8
+        c.train.update_rule, c.loss.penalties = rule, penalties
         return build_steps(c, models.build(c.model, (8, 8, 1)), (8, 8, 1), None, False)
 
     batch = (np.random.RandomState(1).rand(1, 8, 8, 8, 1) * 255).astype(np.uint8)
+    calls = {"augment": 0, "forward": 0}
+    real_augment = gan.diff_augment
+    monkeypatch.setattr(gan, "diff_augment", lambda *a, **k: calls.__setitem__("augment", calls["augment"] + 1)
+                        or real_augment(*a, **k))
+    for rule, penalties, policy in [("alternating", "", "translation,cutout,color"),
+                                    ("alternating", "r1:1", "translation,cutout,color"),
+                                    ("simultaneous", "", "translation,cutout,color"),
+                                    ("simultaneous", "r1:1", "translation,cutout,color"),
+                                    ("alternating", "r1:1", "")]:
+        steps = builder(policy, rule, penalties)
+        discriminate = steps.discriminate
+        counted = lambda *a, discriminate=discriminate, **k: calls.__setitem__("forward", calls["forward"] + 1) \
+            or discriminate(*a, **k)
+        monkeypatch.setattr(steps, "discriminate", counted)
+        calls.update(augment=0, forward=0)
+        jax.make_jaxpr(steps.train_step)(steps.init_state(0), batch)
+        assert calls["forward"] >= 2, (rule, penalties)
+        assert calls["augment"] == (calls["forward"] if policy else 0), (rule, penalties, policy, calls)
     plain, augmented = builder(""), builder("translation,cutout,color")
     _, first_plain = jax.jit(plain.train_step)(plain.init_state(0), batch)
-    step, state = jax.jit(augmented.train_step), augmented.init_state(0)
-    history = []
-    for _ in range(3):
-        state, metrics = step(state, batch)
-        history.append(metrics)
-    assert all(bool(m["finite"]) for m in history)
-    assert float(first_plain["d_real"]) != float(history[0]["d_real"])  # same parameters, augmented input
+    _, first_augmented = jax.jit(augmented.train_step)(augmented.init_state(0), batch)
+    assert float(first_plain["d_real"]) != float(first_augmented["d_real"])  # same parameters, augmented input

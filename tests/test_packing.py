@@ -67,12 +67,17 @@ def _ring_builder(pack, batch=64, penalties=""):
     return build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)
 
 
-def test_a_packed_gan_trains_and_logs_d_on_groups():
+def test_a_packed_gan_step_trains_both_networks_on_finite_values():
+    """50 updates of PacGAN2 on the ring: finite throughout, and both networks moved (the groups' one
+    logit each is what D is trained on: test_packed_discriminators_take_groups_and_return_a_logit_each)."""
     builder = _ring_builder(pack=2)
-    state, step = builder.init_state(0), jax.jit(builder.multi_step)
-    state, metrics = step(state, None)
-    assert np.asarray(metrics["finite"]).all()
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    initial = builder.init_state(0)
+    state, metrics = jax.jit(builder.multi_step)(initial, None)
+    assert np.asarray(metrics["finite"]).all() and np.asarray(metrics["d_loss"]).shape == (50,)
+    for net in ("generator", "discriminator"):
+        moved = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                 for a, b in zip(jax.tree.leaves(state.params[net]), jax.tree.leaves(initial.params[net]), strict=True)]
+        assert min(moved) > 0, net
 
 
 @pytest.mark.parametrize("pack,batch,penalties,expected", [
