@@ -9,7 +9,6 @@
     run.metrics                                                 # the training log: DataFrame (pandas) or dicts
 """
 
-import json
 import os
 
 import ml_collections
@@ -90,11 +89,9 @@ class Run:
     def metrics(self):
         """metrics.jsonl: a pandas DataFrame (one row per record, 'step' and every metric as columns)
         where pandas is installed, else a list of dicts."""
-        path = os.path.join(self.workdir, "metrics.jsonl")
-        records = []
-        if os.path.exists(path):
-            with open(path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
+        from gan_jax.writers import read_metrics
+
+        records = read_metrics(self.workdir)  # skips a line cut by a kill, saying so on stderr
         try:
             import pandas
         except ImportError:
