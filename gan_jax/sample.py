@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import keys
+from gan_jax import keys, signals
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
@@ -107,6 +107,7 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
             writer.write(chunk)
             if sum(map(len, shown)) < shown_count:
                 shown.append(chunk[:shown_count - sum(map(len, shown))])
+        signals.finishing(os.path.basename(path))  # the writer commits next: a signal no longer stops it
     if not is_writer:
         return ""
     shown = np.concatenate(shown)

@@ -302,11 +302,18 @@ def trained_quickstart(tmp_path_factory) -> pathlib.Path:
     return workdir
 
 
-def test_a_torn_metrics_line_is_skipped_by_readers_and_cut_by_the_resumed_run(trained_quickstart, tmp_path, capsys):
+@pytest.fixture
+def quickstart(trained_quickstart, tmp_path) -> pathlib.Path:
+    """A copy of the trained quickstart run that a test may change."""
+    workdir = tmp_path / "quickstart"
+    shutil.copytree(trained_quickstart, workdir)
+    return workdir
+
+
+def test_a_torn_metrics_line_is_skipped_by_readers_and_cut_by_the_resumed_run(quickstart, capsys):
     import gan_jax
 
-    workdir = tmp_path / "run"
-    shutil.copytree(trained_quickstart, workdir)
+    workdir = quickstart
     log = workdir / "metrics.jsonl"
     intact = log.read_text().splitlines()
     with open(log, "a") as f:
@@ -372,3 +379,61 @@ def test_metric_writer_appends_after_a_torn_line_is_cut(tmp_path, capsys):
     said = [line for line in capsys.readouterr().out.splitlines() if "metrics.jsonl" in line]
     assert said == [f"{tmp_path / 'metrics.jsonl'}: removed an incomplete last line ({len(TORN)} bytes, a write "
                     "cut when the run was killed) before appending"]
+
+
+# --- SIGHUP (the terminal or SSH session closed) ----------------------------------------------------
+def test_sighup_while_it_trains_saves_and_exits_0(tmp_path):
+    workdir = tmp_path / "run"
+    p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.sample_every=1",
+                     "--config.train.steps_per_call=1", "--config.train.log_every=1",
+                     "--config.train.checkpoint_every=4"))
+    p.wait_for("checkpoint_blocking_s")  # the periodic checkpoint at step 4
+    p.wait_for("step 6/")
+    p.process.send_signal(signal.SIGHUP)
+    assert p.finish() == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "SIGHUP: stopping cleanly" in p.stderr, p.stderr[-3000:]
+    saved = [line for line in p.lines if "SIGHUP: saved the checkpoint at step" in line]
+    assert saved, p.stdout[-2000:]
+    step = int(saved[0].split("step ")[1].split(";")[0])
+    assert step >= 6 and max(int(d.name) for d in (workdir / "checkpoints").iterdir()) == step
+
+
+# --- a signal during --mode=sample / --mode=eval ----------------------------------------------------
+def wait_for_file(path: pathlib.Path, p: Output, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if p.process.poll() is not None or time.monotonic() > deadline:
+            p.finish(timeout=10)
+            raise AssertionError(f"{path} never appeared:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_sampling_is_one_line_and_writes_nothing(sig, quickstart):
+    workdir = quickstart
+    before = listing(workdir)
+    # 200,000 images take tens of seconds: the signal comes while chunks are written to samples.npz.tmp.
+    p = Output(start("--mode=sample", "--workdir", str(workdir), "--num_samples=200000"))
+    wait_for_file(workdir / "samples.npz.tmp", p)
+    p.process.send_signal(sig)
+    assert p.finish() == 128 + sig, p.stderr[-3000:]
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert lines == [f"interrupted ({sig.name}) during --mode=sample: nothing was written; samples.npz is "
+                     "unchanged"], p.stderr[-3000:]
+    assert listing(workdir) == before  # no samples.npz, no samples.npz.tmp, no picture
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_evaluating_is_one_line_and_writes_nothing(sig, quickstart):
+    workdir = quickstart
+    before = listing(workdir)
+    # 20,000 samples scored by the classifier take minutes: the signal comes in the middle.
+    p = Output(start("--mode=eval", "--workdir", str(workdir), *QUICKSTART, "--config.eval.num_samples=20000"))
+    p.wait_for("evaluating step 4")
+    time.sleep(1)
+    p.process.send_signal(sig)
+    assert p.finish() == 128 + sig, p.stderr[-3000:]
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert lines == [f"interrupted ({sig.name}) during --mode=eval: nothing was written; no eval_step_XXXXXXX.json "
+                     "was written"], p.stderr[-3000:]
+    assert listing(workdir) == before  # no eval_step_0000004.json, no .tmp
