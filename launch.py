@@ -8,9 +8,10 @@
   python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
 
 Bad input (config values, config files, data files, a workdir in use) ends with one line on stderr and
-exit status 2; a run that diverges (NaN or inf) ends with one line and exit status 1. SIGTERM/SIGINT
-stop a training run cleanly at any moment, start-up included (exit 0; a third signal aborts, exit 130
-or 143): see gan_jax/signals.py and the README's "What happens when..."."""
+exit status 2; a run that diverges (NaN or inf) ends with one line and exit status 1. SIGTERM/SIGINT/SIGHUP
+stop a training run cleanly at any moment, start-up included (exit 0; a third signal aborts, exit 128 +
+the signal's number); they stop --mode=sample/eval with one line and nothing written (exit 128 + the
+number): see gan_jax/signals.py and the README's "What happens when..."."""
 
 import ast
 import os
@@ -174,6 +175,22 @@ def exit_without_teardown(status: int = 0) -> None:
     os._exit(status)
 
 
+# What an interrupted --mode=MODE leaves as it was (its output is written under a temporary name first).
+UNCHANGED = {"sample": "samples.npz is unchanged", "eval": "no eval_step_XXXXXXX.json was written",
+             "report": "report.html is unchanged"}
+
+
+def interrupted(signum: int) -> None:
+    """Ends a sampling or evaluation stopped by a signal (its temporary files removed by the unwinding)
+    with one line on stderr and exit status 128 + signum, as the signal itself would, without the
+    interpreter's teardown (see exit_without_teardown)."""
+    name = signal.Signals(signum).name
+    print(f"interrupted ({name}) during --mode={FLAGS.mode}: nothing was written; {UNCHANGED[FLAGS.mode]}",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)
+
+
 def run_sweep(workdir: str) -> None:
     """--sweep / --sweep_index: the runs of the experiment's get_sweep(), then a summary line per run."""
     from gan_jax import sweep
@@ -197,8 +214,10 @@ def main(argv):
     stop = signals.install()  # already installed when run as a script
     if FLAGS.mode != "train":  # sampling and evaluation write nothing a signal must wait for
         stop.uninstall()
+        if FLAGS.mode in ("sample", "eval"):
+            signals.raise_on_signals()  # their outputs are renamed into place: unwinding leaves nothing
         if stop.signal is not None:
-            sys.exit(128 + signal.Signals[stop.signal].value)
+            interrupted(signal.Signals[stop.signal])
 
     if FLAGS.workdir is None:
         fail("--workdir is required")
@@ -245,6 +264,8 @@ def main(argv):
 
             evaluate(workdir, FLAGS.step, run_config(workdir))
             exit_without_teardown()
+    except signals.Interrupted as e:
+        interrupted(e.signum)
     except InsufficientMemory as e:
         overrides = [a for a in sys.argv if a.startswith("--config.")]
         fail(f"{e}" + (f" (set on the command line: {' '.join(overrides)})" if overrides else ""))
@@ -264,5 +285,5 @@ if __name__ == "__main__":
     faulthandler.enable()  # a crash in native code prints the Python stacks of every thread
     from gan_jax import signals
 
-    signals.install()  # from here on SIGTERM/SIGINT stop the run cleanly, also during start-up
+    signals.install()  # from here on SIGTERM/SIGINT/SIGHUP stop the run cleanly, also during start-up
     app.run(main, flags_parser=parse_flags)

@@ -5,12 +5,14 @@
     gan_jax.train(cfg, "runs/quickstart")                       # resumes if the workdir holds this run
     run = gan_jax.load_run("runs/quickstart")                   # the newest intact checkpoint (or step=N)
     images = run.sample(16, seed=0)                             # uint8 (16, 28, 28, 1); 2D data: float32 points
+    for chunk in run.sample_chunks(10**9):                      # any count, <= 10,000 at a time: sample(n) in order
+        ...
     run.evaluate(metrics="classifier_space", num_samples=2000)  # {'classifier_space': {'fid': ...}, ...}
     run.metrics                                                 # the training log: DataFrame (pandas) or dicts
 """
 
-import json
 import os
+from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
@@ -46,7 +48,9 @@ class Run:
         from gan_jax.sample import restore
 
         self.workdir = os.fspath(workdir)
-        self.experiment, self.step, self.state = restore(self.workdir, step)
+        # How the user asked for the run, named in errors (instead of launch.py's --workdir and --step).
+        self.call = f"load_run({self.workdir!r}" + (f", step={step})" if step is not None else ")")
+        self.experiment, self.step, self.state = restore(self.workdir, step, call=self.call)
 
     @property
     def config(self) -> ml_collections.ConfigDict:
@@ -54,22 +58,37 @@ class Run:
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """n samples: uint8 images (n, H, W, C), or float32 points (n, 2) for 2D data. With seed = the
-        run's config.seed (the default) they are the first n of `launch.py --mode=sample` at this step."""
-        import jax
+        run's config.seed (the default) they are the first n of `launch.py --mode=sample` at this step.
+        A count whose array does not fit in the host's available memory is refused before anything is
+        drawn (sample_chunks streams any count)."""
+        from gan_jax.sample import check_memory, output_format
 
-        from gan_jax import keys
-        from gan_jax.evaluate import samples as sample_io
-        from gan_jax.sample import sample_chunks
+        self._check_count(n, "sample")
+        check_memory(f"{self.call}.sample", n, self.experiment)
+        out = np.empty((n, *self.experiment.example_shape), output_format(self.experiment)[1])
+        start = 0
+        for chunk in self._chunks(n, seed):  # filled in place: the array is the only copy held
+            out[start:start + len(chunk)] = chunk
+            start += len(chunk)
+        return out
 
-        if n <= 0:
-            raise UserError(f"n={n} must be positive")
-        seed = self.config.seed if seed is None else seed
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), keys.SAMPLES), self.step)
-        chunks = list(sample_chunks(self.experiment, self.state, key, n))
-        out = np.concatenate(chunks)
-        if self.experiment.dataset.mixture is not None:
-            return out.astype(np.float32)
-        return sample_io.to_uint8(out, self.experiment.unit_range)
+    def sample_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
+        """The samples of `sample(n, seed)`, in order, as arrays of at most gan_jax.sample.CHUNK (10,000)
+        samples each: uint8 (k, H, W, C) or float32 (k, 2); their concatenation is sample(n, seed) bit
+        for bit. Only a chunk at a time is held, so n may be larger than memory (10**9)."""
+        self._check_count(n, "sample_chunks")
+        return self._chunks(n, seed)
+
+    def _check_count(self, n: int, method: str) -> None:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
+            raise UserError(f"{self.call}.{method}(n={n!r}): n is not accepted; accepted: a positive count")
+
+    def _chunks(self, n: int, seed: int | None) -> Iterator[np.ndarray]:
+        from gan_jax.sample import sample_chunks, samples_key, to_output
+
+        key = samples_key(self.config.seed if seed is None else seed, self.step)
+        for generated in sample_chunks(self.experiment, self.state, key, int(n)):
+            yield to_output(self.experiment, generated)
 
     def evaluate(self, **eval_fields) -> dict:
         """The run's evaluators on this checkpoint, as `launch.py --mode=eval` (which also writes
@@ -90,11 +109,9 @@ class Run:
     def metrics(self):
         """metrics.jsonl: a pandas DataFrame (one row per record, 'step' and every metric as columns)
         where pandas is installed, else a list of dicts."""
-        path = os.path.join(self.workdir, "metrics.jsonl")
-        records = []
-        if os.path.exists(path):
-            with open(path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
+        from gan_jax.writers import read_metrics
+
+        records = read_metrics(self.workdir)  # skips a line cut by a kill, saying so on stderr
         try:
             import pandas
         except ImportError:

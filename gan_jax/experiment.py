@@ -159,9 +159,12 @@ def write_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> None:
     os.replace(tmp, path)
 
 
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+def load_workdir_config(workdir: str, call: str | None = None) -> ml_collections.ConfigDict:
+    """The config of the run in `workdir`; `call` names, in the errors, the API call that asked for it
+    (e.g. "load_run('runs/q')"), instead of launch.py's --workdir."""
     if not os.path.exists(os.path.join(workdir, "config.json")):
-        raise UserError(f"--workdir={workdir!r} holds no run (no config.json); train there first")
+        named = f"{call}: {workdir!r}" if call else f"--workdir={workdir!r}"
+        raise UserError(f"{named} holds no run (no config.json); train there first")
     return ml_collections.ConfigDict(_with_defaults(_read_config_json(workdir)))
 
 

@@ -21,15 +21,21 @@ def available_bytes() -> tuple[int | None, str]:
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.device_kind} memory"
-    try:
-        with open("/proc/meminfo") as f:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
-        total = info.get("MemAvailable", info.get("MemTotal"))
-    except (OSError, ValueError, IndexError):
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    total = host_available_bytes()
     if total is None:
         return None, "unknown"
     return total // jax.local_device_count(), f"available host memory / {jax.local_device_count()} devices"
+
+
+def host_available_bytes() -> int | None:
+    """The host's available memory in bytes (MemAvailable: free plus reclaimable caches; without
+    /proc/meminfo the physical memory), None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info.get("MemAvailable", info.get("MemTotal"))
+    except (OSError, ValueError, IndexError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
 
 
 def needed_bytes(compiled) -> int | None:

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from gan_jax.writers import read_metrics
+
 # Panels of curves.png: (title, does a metric name belong to it). A metric goes to the first that takes
 # it; evaluator metrics ('name/metric') get one panel per evaluator.
 PANELS = (
@@ -25,14 +27,6 @@ PANELS = (
     ("accuracy", lambda k: k == "accuracy"),
 )
 SKIPPED = {"step", "event", "seconds_per_step", "checkpoint_blocking_s", "finite"}
-
-
-def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def series(records: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

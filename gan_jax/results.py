@@ -30,6 +30,7 @@ import numpy as np
 from scipy import stats
 
 from gan_jax import report, sweep
+from gan_jax.writers import read_metrics
 
 CONFIDENCE = 0.95
 FOOTNOTE = ("mean ± half-width of the 95% confidence interval of the mean over seeds, t_{0.975, n-1} · std / √n; "
@@ -95,7 +96,7 @@ def read_run(sweep_dir: str, entry: dict) -> Run:
     with open(os.path.join(folder, "config.json")) as f:
         run.steps = json.load(f).get("train", {}).get("steps")
     diverged_at = None
-    for r in report.read_metrics(folder):
+    for r in read_metrics(folder):
         if r.get("event") == "eval":
             run.evals[r["step"]] = r  # a resumed run's repeated step: the later line wins
         elif r.get("event") == "diverged":

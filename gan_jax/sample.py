@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import keys
+from gan_jax import keys, memory, signals
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
 from gan_jax.evaluate import samples as sample_io
@@ -24,13 +24,19 @@ GRID_IMAGES = 64  # the PNG's 8x8 grid
 SCATTER_POINTS = 10_000  # more would only blot out the scatter, and take minutes to draw
 # Beyond the samples: the zip and .npy headers (a few KiB), the PNG, and slack for other writers.
 DISK_MARGIN_BYTES = 16 * 2**20
+# Beyond the samples held in memory (Run.sample): chunks in model range (float32) in flight, the sampler's
+# buffers among them, and slack for the rest of the process.
+MEMORY_MARGIN_CHUNKS = 4
+MEMORY_MARGIN_BYTES = 256 * 2**20
 
 
-def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | None = None):
+def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | None = None, call: str | None = None):
     """(experiment, step, state) of the checkpoint `step` (default: the newest intact one) of `workdir`,
-    with the run's config.json or `cfg`, which may differ from it only in resumable fields (eval.*, ...)."""
+    with the run's config.json or `cfg`, which may differ from it only in resumable fields (eval.*, ...).
+    `call` names, in the errors, the API call that asked (e.g. "load_run('runs/q', step=7)"), instead of
+    launch.py's --workdir and --step."""
     if cfg is None:
-        cfg = load_workdir_config(workdir)
+        cfg = load_workdir_config(workdir, call)
     elif difference := differing_field(workdir, cfg):  # its checkpoints would not fit cfg's networks
         raise UserError(f"--config differs from the run in {workdir} ({difference}); sampling and evaluation "
                         "use the run's own config: drop --config, and override only eval.* fields "
@@ -39,17 +45,37 @@ def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | Non
     ckpt = exp.checkpointer(workdir, asynchronous=False, create=False)
     steps = ckpt.all_steps()
     if not steps:
-        raise UserError(f"--workdir={workdir!r} has no checkpoint; train there first")
+        named = f"{call}: {workdir!r}" if call else f"--workdir={workdir!r}"
+        raise UserError(f"{named} has no checkpoint; train there first")
     if step is not None and step not in steps:
-        raise UserError(f"--step={step} has no checkpoint in {workdir}; accepted: {', '.join(map(str, steps))}")
+        named = f"{call}: step={step}" if call else f"--step={step}"
+        raise UserError(f"{named} has no checkpoint in {workdir}; accepted: {', '.join(map(str, steps))}")
     if step is not None:
         state = ckpt.restore(step, exp.abstract_state())
     else:
         step, state = ckpt.restore_latest_good(exp.abstract_state())
         if state is None:
-            raise UserError(f"no intact checkpoint in {workdir}")
+            raise UserError(f"{call + ': ' if call else ''}no intact checkpoint in {workdir}")
     ckpt.close()
     return exp, step, state
+
+
+def samples_key(seed: int, step: int) -> jax.Array:
+    """The base key of the samples of checkpoint `step` (chunk i: fold_in(it, i)), for a run's `seed`."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), keys.SAMPLES), step)
+
+
+def output_format(exp: Experiment) -> tuple[str, np.dtype]:
+    """How samples are handed out: ('points', float32) for 2D data, else ('images', uint8)."""
+    return ("points", np.dtype(np.float32)) if exp.dataset.mixture is not None else ("images", np.dtype(np.uint8))
+
+
+def to_output(exp: Experiment, generated) -> np.ndarray:
+    """A chunk in model range (k, *example_shape) in the output format: float32 points, or uint8 images
+    rounded as the saved PNGs are."""
+    if exp.dataset.mixture is not None:
+        return np.asarray(generated, np.float32)
+    return sample_io.to_uint8(generated, exp.unit_range)
 
 
 def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int) -> Iterator[np.ndarray]:
@@ -83,6 +109,24 @@ def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None
                         f"{directory} but only {free / 1e9:.3g} GB are free; accepted: at most {most} samples here")
 
 
+def check_memory(call: str, num_samples: int, exp: Experiment) -> None:
+    """Raises UserError, in one line naming `call` (the API call, e.g. "load_run('runs/q').sample"),
+    unless `num_samples` samples in the output format (one array) fit in the host's available memory
+    with a margin: MEMORY_MARGIN_CHUNKS chunks of float32 samples in flight and MEMORY_MARGIN_BYTES.
+    An unknown amount of memory is not checked."""
+    available = memory.host_available_bytes()
+    if available is None:
+        return
+    per_sample = math.prod(exp.example_shape) * output_format(exp)[1].itemsize
+    margin = MEMORY_MARGIN_CHUNKS * CHUNK * math.prod(exp.example_shape) * 4 + MEMORY_MARGIN_BYTES
+    need = num_samples * per_sample + margin
+    if need > available:
+        most = max(0, (available - margin) // per_sample)
+        raise UserError(f"{call}(n={num_samples}) needs {need / 1e9:,.2f} GB of memory ({per_sample} bytes per "
+                        f"sample and {margin / 1e9:.2f} GB for sampling) but {available / 1e9:,.2f} GB are available; "
+                        f"accepted: n <= {most}; sample_chunks(n) streams any n, a chunk at a time")
+
+
 def sample(workdir: str, num_samples: int, step: int | None = None,
            cfg: ml_collections.ConfigDict | None = None) -> str:
     """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a picture
@@ -94,12 +138,11 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
         raise UserError(f"--num_samples={num_samples} must be positive")
     exp, step, state = restore(workdir, step, cfg)
     points = exp.dataset.mixture is not None
-    name, dtype = ("points", np.float32) if points else ("images", np.uint8)
+    name, dtype = output_format(exp)
     shape = (num_samples, *exp.example_shape)
     path = os.path.join(workdir, "samples.npz")
-    check_disk_space(path, num_samples, math.prod(exp.example_shape) * np.dtype(dtype).itemsize)
-    key = jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.SAMPLES)
-    base_key = jax.random.fold_in(key, step)
+    check_disk_space(path, num_samples, math.prod(exp.example_shape) * dtype.itemsize)
+    base_key = samples_key(exp.seed, step)
     is_writer = jax.process_index() == 0
     grid_path = os.path.join(workdir, f"samples_step_{step:07d}.png")
     shown, shown_count = [], min(num_samples, SCATTER_POINTS if points else GRID_IMAGES)
@@ -109,10 +152,11 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
         for generated in sample_chunks(exp, state, base_key, num_samples):
             if not is_writer:
                 continue
-            chunk = generated.astype(np.float32) if points else sample_io.to_uint8(generated, exp.unit_range)
+            chunk = to_output(exp, generated)
             writer.write(chunk)
             if sum(map(len, shown)) < shown_count:
                 shown.append(chunk[:shown_count - sum(map(len, shown))])
+        signals.finishing(os.path.basename(path))  # the writer commits next: a signal no longer stops it
     if not is_writer:
         return ""
     shown = np.concatenate(shown)

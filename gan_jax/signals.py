@@ -1,17 +1,19 @@
-"""SIGTERM/SIGINT for a training run, from the moment launch.py starts to its exit.
+"""SIGTERM/SIGINT/SIGHUP for a training run, from the moment launch.py starts to its exit.
 
 The first signal sets a flag: during start-up the run stops before training (nothing to save, or the
 restored state untouched); during training the current call finishes, a checkpoint is written and the
 run exits 0. A second signal only says that this is still happening, because preemption systems and
 impatient users often send two; a third aborts at once (exit 130), keeping the checkpoints already on
-disk (an unfinished save is never taken for a good one and is removed on the next start)."""
+disk (an unfinished save is never taken for a good one and is removed on the next start). SIGHUP is
+what a run started from a terminal or an SSH session gets when that closes: a stop like the others."""
 
 import contextlib
 import os
 import signal
 import threading
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP where the platform has it (not on Windows).
+SIGNALS = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 ABORT_AFTER = 3  # the signal count that aborts without saving
 
 
@@ -20,7 +22,7 @@ class StoppedBeforeTraining(Exception):
 
 
 class StopRequest:
-    """The process's stop flag; `install()` replaces the SIGTERM/SIGINT handlers until `uninstall()`."""
+    """The process's stop flag; `install()` replaces the handlers of SIGNALS until `uninstall()`."""
 
     def __init__(self):
         self.signal: str | None = None
@@ -65,6 +67,44 @@ class StopRequest:
         if self.signal is not None:
             raise StoppedBeforeTraining(f"{self.signal} during start-up ({self.phase}): stopped before training; "
                                         "nothing was trained, the workdir's checkpoints are untouched")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal during work that `raise_on_signals` made interruptible (launch.py --mode=sample/eval).
+    A KeyboardInterrupt, so that `except Exception` on the way does not swallow it."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+_finishing: str | None = None  # the output being moved into place, after which a signal stops nothing
+
+
+def raise_on_signals() -> None:
+    """From here on each of SIGNALS raises Interrupted in the main thread, for work whose output is built
+    under a temporary name and renamed at its end: the exception unwinds through the writer, which
+    removes its temporary file, so an interrupted run leaves nothing behind. Until `finishing()`."""
+    global _finishing
+    _finishing = None
+    for s in SIGNALS:
+        signal.signal(s, _raise_interrupted)
+
+
+def finishing(output: str) -> None:
+    """Says that the work is done and `output` (a file name) is about to be moved into place: a signal
+    from here on is only acknowledged, so that the process never stops between the rename and saying
+    what it wrote (which would make 'nothing was written' untrue). A no-op without raise_on_signals."""
+    global _finishing
+    _finishing = output
+
+
+def _raise_interrupted(signum, frame) -> None:
+    if _finishing is not None:
+        _say(f"{signal.Signals(signum).name}: the work is done and {_finishing} is being written; finishing")
+        return
+    raise Interrupted(signum)
 
 
 def _say(text: str) -> None:

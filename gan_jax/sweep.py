@@ -9,7 +9,6 @@ without the seed ('PacGAN2'): results average over the runs of a setting. The ke
 variant) names a setting in place of its overrides."""
 
 import builtins
-import contextlib
 import importlib.util
 import itertools
 import json
@@ -169,20 +168,12 @@ def run_status(workdir: str, cfg: ml_collections.ConfigDict) -> str:
     steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
     if steps and max(steps) >= cfg.train.steps:
         return "finished"
-    events = []
-    with contextlib.suppress(OSError):
-        with open(os.path.join(workdir, "metrics.jsonl")) as f:
-            events = [r["event"] for r in map(_json_or_none, f) if r and r.get("event") in ("diverged", "checkpoint")]
+    from gan_jax.writers import read_metrics
+
+    events = [r["event"] for r in read_metrics(workdir) if r.get("event") in ("diverged", "checkpoint")]
     if events and events[-1] == "diverged":
         return "diverged"
     return "partial" if steps or os.path.exists(os.path.join(workdir, "config.json")) else "new"
-
-
-def _json_or_none(line: str) -> dict | None:
-    try:
-        return json.loads(line)
-    except ValueError:  # a line cut by a kill
-        return None
 
 
 def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int | None = None) -> dict[str, str]:

@@ -16,6 +16,58 @@ from gan_jax import disk
 from gan_jax.errors import ConfigError
 
 WANDB_ID_FILE = "wandb_run_id"  # the W&B run of a workdir, so that a resumed run logs into the same one
+METRICS_FILE = "metrics.jsonl"
+_reported_skips: set[tuple[str, int]] = set()  # (path, lines skipped) already said by read_metrics
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The records of WORKDIR/metrics.jsonl in order ([] without the file); the one reader of the log.
+    A line that is not a JSON object (a write cut by a kill, or one still being written) is skipped,
+    and said once per process on stderr with the file and the number of lines skipped."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    records, skipped = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in filter(str.strip, f):
+            record = _record_or_none(line)
+            if record is None:
+                skipped += 1
+            else:
+                records.append(record)
+    if skipped and (path, skipped) not in _reported_skips:
+        _reported_skips.add((path, skipped))
+        print(f"{path}: skipped {skipped} line(s) that are not complete JSON records (a write cut by a kill, "
+              "or one in progress)", file=sys.stderr, flush=True)
+    return records
+
+
+def _record_or_none(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def truncate_torn_tail(path: str, block: int = 1 << 16) -> int:
+    """Cuts the file at `path` back to its last complete line (its last b"\\n"; to nothing without
+    one) when its last byte is not a newline, as a kill in the middle of a write leaves it, so that
+    what is appended next starts a line of its own. Returns the bytes removed (0: nothing to do)."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n":
+            return 0
+        end = size  # the torn line starts after the last newline before `end`
+        while end > 0:
+            start = max(0, end - block)
+            newline = os.pread(f.fileno(), end - start, start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        f.truncate(end)
+    return size - end
 
 
 def check_wandb(cfg: ml_collections.ConfigDict) -> None:
@@ -41,8 +93,7 @@ class MetricWriter:
             return
         if cfg is not None and cfg.log.wandb:
             self._wandb = _start_wandb(workdir, cfg)
-        # Unbuffered: a line that a full disk cuts short can be taken back (`_append`).
-        self._jsonl = os.open(os.path.join(workdir, "metrics.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._jsonl = _open_log(os.path.join(workdir, METRICS_FILE))
         from tensorboardX import SummaryWriter
 
         disk.quiet_event_threads()
@@ -120,6 +171,18 @@ class MetricWriter:
                     self._tb.close()
             if self._wandb is not None:
                 self._wandb.finish()
+
+
+def _open_log(path: str) -> int:
+    """A file descriptor of `path` for appending, a torn last line (a killed run's) cut first, and said
+    on stdout with the other start-up messages: appended to, it would swallow the next record.
+    Unbuffered: a line that a full disk cuts short can be taken back (`MetricWriter._append`)."""
+    if os.path.exists(path):
+        removed = truncate_torn_tail(path)
+        if removed:
+            print(f"{path}: removed an incomplete last line ({removed} bytes, a write cut when the run was "
+                  "killed) before appending", flush=True)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 def _start_wandb(workdir: str, cfg: ml_collections.ConfigDict):

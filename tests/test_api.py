@@ -1,11 +1,14 @@
 """The notebook API (gan_jax/api.py): the same runs, samples and evaluations as launch.py."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import load_experiment
 
 import gan_jax
 from gan_jax.errors import UserError
+from gan_jax.sample import CHUNK
 from gan_jax.sample import sample as sample_to_file
 
 
@@ -46,5 +49,79 @@ def test_an_image_run_samples_uint8_images(tmp_path):
     gan_jax.train("quickstart:smoke", tmp_path / "q")
     # The training loop refreshes the report's figures with every grid.
     assert (tmp_path / "q" / "curves.png").is_file() and (tmp_path / "q" / "samples" / "progress.gif").is_file()
-    images = gan_jax.load_run(tmp_path / "q").sample(5, seed=3)
+    run = gan_jax.load_run(tmp_path / "q")
+    images = run.sample(5, seed=3)
     assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8 and images.max() > images.min()
+    # Streamed in chunks (uint8, at most CHUNK each), the same images to the bit.
+    chunks = list(run.sample_chunks(CHUNK + 3, seed=3))
+    assert [(len(c), c.dtype) for c in chunks] == [(CHUNK, np.uint8), (3, np.uint8)]
+    np.testing.assert_array_equal(np.concatenate(chunks), run.sample(CHUNK + 3, seed=3))
+    np.testing.assert_array_equal(chunks[0][:5], images)
+
+
+@pytest.fixture(scope="module")
+def ring_run(tmp_path_factory):
+    """A gan_ring smoke run trained in this process (checkpoints 2 and 4), once per module."""
+    workdir = tmp_path_factory.mktemp("api") / "ring"
+    cfg = gan_jax.load_config("experiments/gan_ring.py:smoke")
+    cfg.data.batch_size = 96  # the tests' 8 devices
+    gan_jax.train(cfg, workdir)
+    return workdir
+
+
+def test_sample_chunks_concatenate_to_sample_bit_for_bit(ring_run):
+    run = gan_jax.load_run(ring_run)
+    n = 2 * CHUNK + 7
+    chunks = list(run.sample_chunks(n, seed=5))
+    assert [len(c) for c in chunks] == [CHUNK, CHUNK, 7] and all(c.dtype == np.float32 for c in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), run.sample(n, seed=5))
+    np.testing.assert_array_equal(next(run.sample_chunks(3)), run.sample(3))  # the run's own seed
+
+
+def test_sampling_more_than_memory_is_refused_before_drawing(ring_run, monkeypatch):
+    import gan_jax.sample
+
+    run = gan_jax.load_run(ring_run)
+    drawn = gan_jax.sample.sample_chunks
+
+    def not_drawn(*args):
+        raise AssertionError("samples were drawn before the count was checked")
+
+    monkeypatch.setattr(gan_jax.sample, "sample_chunks", not_drawn)
+    call = f"load_run({str(ring_run)!r}).sample"
+    with pytest.raises(UserError, match=rf"^{re.escape(call)}\(n=1000000000000\) needs 8,000\.\d\d GB of memory "
+                       r"\(8 bytes per sample and 0\.\d\d GB for sampling\) but [\d,]+\.\d\d GB are available; "
+                       r"accepted: n <= \d+; sample_chunks\(n\) streams any n, a chunk at a time$"):
+        run.sample(10**12)  # 8 TB of float32 points
+    with pytest.raises(UserError, match=r"\.sample\(n=0\): n is not accepted; accepted: a positive count$"):
+        run.sample(0)
+    # The largest accepted count is accepted, one more is not (memory as a test sets it).
+    margin = gan_jax.sample.MEMORY_MARGIN_CHUNKS * gan_jax.sample.CHUNK * 2 * 4 + gan_jax.sample.MEMORY_MARGIN_BYTES
+    monkeypatch.setattr(gan_jax.memory, "host_available_bytes", lambda: margin + 100 * 8 + 7)
+    with pytest.raises(UserError, match=r"\(n=101\) needs .* accepted: n <= 100;"):
+        run.sample(101)
+    monkeypatch.setattr(gan_jax.sample, "sample_chunks", drawn)
+    assert run.sample(100).shape == (100, 2)
+
+
+def test_errors_through_the_api_name_the_call_and_through_launch_the_flags(ring_run, tmp_path):
+    from gan_jax.sample import restore
+
+    d, q = str(ring_run), lambda path: re.escape(repr(str(path)))
+    with pytest.raises(UserError, match=rf"^load_run\({q(d)}, step=3\): step=3 has no checkpoint in {re.escape(d)}; "
+                                        r"accepted: 2, 4$"):
+        gan_jax.load_run(d, step=3)
+    with pytest.raises(UserError, match=rf"^--step=3 has no checkpoint in {re.escape(d)}; accepted: 2, 4$"):
+        restore(d, 3)
+    empty = tmp_path / "empty"  # a run whose checkpoints were deleted
+    empty.mkdir()
+    (empty / "config.json").write_bytes((ring_run / "config.json").read_bytes())
+    with pytest.raises(UserError, match=rf"^load_run\({q(empty)}\): {q(empty)} has no checkpoint; train there first$"):
+        gan_jax.load_run(empty)
+    with pytest.raises(UserError, match=rf"^--workdir={q(empty)} has no checkpoint; train there first$"):
+        restore(str(empty), None)
+    nothing = tmp_path / "nothing"
+    with pytest.raises(UserError, match=rf"^load_run\({q(nothing)}\): {q(nothing)} holds no run \(no config.json\)"):
+        gan_jax.load_run(nothing)
+    with pytest.raises(UserError, match=rf"^--workdir={q(nothing)} holds no run \(no config.json\)"):
+        restore(str(nothing), None)

@@ -412,3 +412,154 @@ def test_eval_overrides_without_config_apply_to_the_run(trained):
         out = run("--mode=eval", "--workdir", str(trained), *args)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), out.stderr[-3000:]
+
+
+# --- a torn metrics.jsonl (a kill in the middle of a write) -----------------------------------------
+QUICKSTART = ["--config", "experiments/quickstart.py:smoke"]
+TORN = '{"step": 5, "d_loss": 0.69'  # a record cut by a kill: no closing brace, no newline
+
+
+@pytest.fixture(scope="module")
+def trained_quickstart(tmp_path_factory) -> pathlib.Path:
+    """A quickstart smoke run trained to its end (step 4, checkpoints 2 and 4), trained once per module."""
+    workdir = tmp_path_factory.mktemp("trained") / "quickstart"
+    out = run(*QUICKSTART, "--workdir", str(workdir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture
+def quickstart(trained_quickstart, tmp_path) -> pathlib.Path:
+    """A copy of the trained quickstart run that a test may change."""
+    workdir = tmp_path / "quickstart"
+    shutil.copytree(trained_quickstart, workdir)
+    return workdir
+
+
+def test_a_torn_metrics_line_is_skipped_by_readers_and_cut_by_the_resumed_run(quickstart, capsys):
+    import gan_jax
+
+    workdir = quickstart
+    log = workdir / "metrics.jsonl"
+    intact = log.read_text().splitlines()
+    with open(log, "a") as f:
+        f.write(TORN)
+    report = run("--mode=report", "--workdir", str(workdir))
+    assert report.returncode == 0 and (workdir / "report.html").is_file(), report.stderr[-3000:]
+    assert "Traceback" not in report.stderr and f"{log}: skipped 1 line" in report.stderr, report.stderr[-3000:]
+    frame = gan_jax.load_run(workdir).metrics
+    assert list(frame["step"]) == [json.loads(line)["step"] for line in intact]
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"{log}: skipped 1 line"), said
+
+    resumed = run(*QUICKSTART, "--workdir", str(workdir), "--config.train.steps=8")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{log}: removed an incomplete last line ({len(TORN)} bytes" in resumed.stdout, resumed.stdout[-3000:]
+    assert "could not refresh" not in resumed.stderr and "skipped" not in resumed.stderr, resumed.stderr[-3000:]
+    lines = log.read_text().splitlines()
+    assert lines[:len(intact)] == intact and log.read_bytes().endswith(b"\n")
+    new = [json.loads(line) for line in lines[len(intact):]]  # every line parses
+    assert [r["step"] for r in new if "event" not in r] == [6, 8]  # log_every=2: none lost to the torn line
+    assert [r["step"] for r in new if r.get("event") == "checkpoint"] == [6, 8]
+
+
+def test_read_metrics_skips_what_does_not_parse_and_says_so_once(tmp_path, capsys):
+    from gan_jax.writers import read_metrics
+
+    lines = ['{"step": 2, "d_loss": 1.0}', '{"step": 4, "d_lo{"step": 6, "d_loss": 0.5}', "[1, 2]", "",
+             '{"step": 8}', TORN]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    assert read_metrics(str(tmp_path)) == [{"step": 2, "d_loss": 1.0}, {"step": 8}]
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'metrics.jsonl'}: skipped 3 line"), said
+    assert read_metrics(str(tmp_path)) == [{"step": 2, "d_loss": 1.0}, {"step": 8}]
+    assert capsys.readouterr().err == ""  # said once (training reads the log at every sample grid)
+    assert read_metrics(str(tmp_path / "nothing")) == []
+
+
+@pytest.mark.parametrize("content,kept", [
+    (b"", b""),
+    (b'{"step": 2}\n', b'{"step": 2}\n'),
+    (b'{"step": 2}\n{"step": 4, "d_loss": 0.69', b'{"step": 2}\n'),  # the torn line spans blocks of 4 bytes
+    (b'{"step": 2', b""),
+    (b'{"step": 2}\n\n{', b'{"step": 2}\n\n'),
+])
+def test_truncate_torn_tail_cuts_back_to_the_last_complete_line(content, kept, tmp_path):
+    from gan_jax.writers import truncate_torn_tail
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(content)
+    assert truncate_torn_tail(str(path), block=4) == len(content) - len(kept)
+    assert path.read_bytes() == kept
+
+
+def test_metric_writer_appends_after_a_torn_line_is_cut(tmp_path, capsys):
+    from gan_jax.writers import MetricWriter
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "d_loss": 1.0}\n' + TORN)
+    writer = MetricWriter(str(tmp_path), 10, enabled=True)
+    writer.write(6, {"d_loss": 0.5})
+    writer.close()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"step": 4, "d_loss": 1.0}, {"step": 6, "d_loss": 0.5}]
+    said = [line for line in capsys.readouterr().out.splitlines() if "metrics.jsonl" in line]
+    assert said == [f"{tmp_path / 'metrics.jsonl'}: removed an incomplete last line ({len(TORN)} bytes, a write "
+                    "cut when the run was killed) before appending"]
+
+
+# --- SIGHUP (the terminal or SSH session closed) ----------------------------------------------------
+def test_sighup_while_it_trains_saves_and_exits_0(tmp_path):
+    workdir = tmp_path / "run"
+    p = Output(start(*RING, "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.sample_every=1",
+                     "--config.train.steps_per_call=1", "--config.train.log_every=1",
+                     "--config.train.checkpoint_every=4"))
+    p.wait_for("checkpoint_blocking_s")  # the periodic checkpoint at step 4
+    p.wait_for("step 6/")
+    p.process.send_signal(signal.SIGHUP)
+    assert p.finish() == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "SIGHUP: stopping cleanly" in p.stderr, p.stderr[-3000:]
+    saved = [line for line in p.lines if "SIGHUP: saved the checkpoint at step" in line]
+    assert saved, p.stdout[-2000:]
+    step = int(saved[0].split("step ")[1].split(";")[0])
+    assert step >= 6 and max(int(d.name) for d in (workdir / "checkpoints").iterdir()) == step
+
+
+# --- a signal during --mode=sample / --mode=eval ----------------------------------------------------
+def wait_for_file(path: pathlib.Path, p: Output, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if p.process.poll() is not None or time.monotonic() > deadline:
+            p.finish(timeout=10)
+            raise AssertionError(f"{path} never appeared:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_sampling_is_one_line_and_writes_nothing(sig, quickstart):
+    workdir = quickstart
+    before = listing(workdir)
+    # 200,000 images take tens of seconds: the signal comes while chunks are written to samples.npz.tmp.
+    p = Output(start("--mode=sample", "--workdir", str(workdir), "--num_samples=200000"))
+    wait_for_file(workdir / "samples.npz.tmp", p)
+    p.process.send_signal(sig)
+    assert p.finish() == 128 + sig, p.stderr[-3000:]
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert lines == [f"interrupted ({sig.name}) during --mode=sample: nothing was written; samples.npz is "
+                     "unchanged"], p.stderr[-3000:]
+    assert listing(workdir) == before  # no samples.npz, no samples.npz.tmp, no picture
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_evaluating_is_one_line_and_writes_nothing(sig, quickstart):
+    workdir = quickstart
+    before = listing(workdir)
+    # 20,000 samples scored by the classifier take minutes: the signal comes in the middle.
+    p = Output(start("--mode=eval", "--workdir", str(workdir), *QUICKSTART, "--config.eval.num_samples=20000"))
+    p.wait_for("evaluating step 4")
+    time.sleep(1)
+    p.process.send_signal(sig)
+    assert p.finish() == 128 + sig, p.stderr[-3000:]
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert lines == [f"interrupted ({sig.name}) during --mode=eval: nothing was written; no eval_step_XXXXXXX.json "
+                     "was written"], p.stderr[-3000:]
+    assert listing(workdir) == before  # no eval_step_0000004.json, no .tmp

@@ -8,6 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from gan_jax import signals
 from gan_jax.evaluate import evaluators
 from gan_jax.sample import restore
 
@@ -15,11 +16,15 @@ from gan_jax.sample import restore
 def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDict | None = None) -> dict:
     """{'step', evaluator name: its metrics, 'num_parameters'} of checkpoint `step` (default: the newest)."""
     exp, step, state = restore(workdir, step, cfg)
-    result = {"step": int(step), **evaluators.run_all(exp, state, step, evaluators.selected(exp))}
+    names = evaluators.selected(exp)
+    if jax.process_index() == 0:
+        print(f"evaluating step {step} of {workdir}: {', '.join(names)}", flush=True)
+    result = {"step": int(step), **evaluators.run_all(exp, state, step, names)}
     result["num_parameters"] = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
                                 for k, v in state.params.items()}
     if jax.process_index() == 0:
         path = os.path.join(workdir, f"eval_step_{step:07d}.json")
+        signals.finishing(os.path.basename(path))  # the work is done: a signal no longer stops the write
         with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=2)
         os.replace(path + ".tmp", path)
