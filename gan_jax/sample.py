@@ -91,6 +91,7 @@ def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int)
             drawn = min(CHUNK, -(-n // SAMPLE_BATCH) * SAMPLE_BATCH)
         else:
             drawn = CHUNK
+        signals.check_interrupted()  # a signal dropped inside a callback stops the work here
         yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index))[:n]
 
 

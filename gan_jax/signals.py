@@ -10,6 +10,7 @@ what a run started from a terminal or an SSH session gets when that closes: a st
 import contextlib
 import os
 import signal
+import sys
 import threading
 
 # SIGHUP where the platform has it (not on Windows).
@@ -80,30 +81,53 @@ class Interrupted(KeyboardInterrupt):
 
 
 _finishing: str | None = None  # the output being moved into place, after which a signal stops nothing
+_pending: int | None = None  # a signal whose Interrupted may have been raised where Python drops it
 
 
 def raise_on_signals() -> None:
     """From here on each of SIGNALS raises Interrupted in the main thread, for work whose output is built
     under a temporary name and renamed at its end: the exception unwinds through the writer, which
-    removes its temporary file, so an interrupted run leaves nothing behind. Until `finishing()`."""
-    global _finishing
-    _finishing = None
+    removes its temporary file, so an interrupted run leaves nothing behind. Until `finishing()`.
+
+    Python drops an exception raised in a garbage-collection callback or a __del__ (the signal's
+    handler runs wherever the main thread is): such a signal stays pending, `check_interrupted()`
+    raises it at the next chunk, and `finishing()` at the latest; the dropped one prints nothing."""
+    global _finishing, _pending
+    _finishing, _pending = None, None
     for s in SIGNALS:
         signal.signal(s, _raise_interrupted)
+    previous = sys.unraisablehook
+    if not getattr(previous, "_gan_jax_interrupted", False):
+        def hook(args, previous=previous):
+            if not isinstance(args.exc_value, Interrupted):
+                previous(args)
+
+        hook._gan_jax_interrupted = True
+        sys.unraisablehook = hook
+
+
+def check_interrupted() -> None:
+    """Raises Interrupted if a signal arrived under raise_on_signals and was dropped on the way."""
+    if _pending is not None and _finishing is None:
+        raise Interrupted(_pending)
 
 
 def finishing(output: str) -> None:
     """Says that the work is done and `output` (a file name) is about to be moved into place: a signal
     from here on is only acknowledged, so that the process never stops between the rename and saying
-    what it wrote (which would make 'nothing was written' untrue). A no-op without raise_on_signals."""
+    what it wrote (which would make 'nothing was written' untrue). A signal that arrived before and was
+    dropped raises Interrupted now. A no-op without raise_on_signals."""
     global _finishing
+    check_interrupted()
     _finishing = output
 
 
 def _raise_interrupted(signum, frame) -> None:
+    global _pending
     if _finishing is not None:
         _say(f"{signal.Signals(signum).name}: the work is done and {_finishing} is being written; finishing")
         return
+    _pending = signum
     raise Interrupted(signum)
 
 
