@@ -134,7 +134,7 @@ def test_penalties_that_cannot_be_served_are_refused(overrides, expected):
     if overrides.get("update_rule"):
         c.train.update_rule = overrides["update_rule"]
     if overrides.get("bn"):
-        c.objective, c.model.name = "dcgan", "dcgan"
+        c.model.name = "dcgan"
         c.model.generator_width = c.model.discriminator_width = 4
     shape = (2,) if c.model.name == "mlp_gan" else (16, 16, 1)  # 16x16: a second D layer, with BatchNorm
     with pytest.raises(ConfigError, match=expected) as e:

@@ -1,5 +1,5 @@
-"""The GAN objective (and `dcgan`, the same with the DCGAN models): a generator G and a discriminator D
-trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
+"""The GAN objective, whatever the models (mlp_gan, dcgan_tutorial, dcgan, ...): a generator G and a
+discriminator D trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
 
 One discriminator objective and one generator objective serve both update rules: `alternating`
 (n_critic D updates, then G against the updated D) and `simultaneous` (both from the same parameters).
@@ -38,7 +38,6 @@ fold = jax.random.fold_in
 
 
 @register("gan", nets=("generator", "discriminator"))
-@register("dcgan", nets=("generator", "discriminator"))
 class GanSteps(Steps):
     """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
 
