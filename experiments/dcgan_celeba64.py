@@ -8,7 +8,7 @@ VARIANTS = ("smoke",)
 
 def get_config(arg=None):
     c = base_config()
-    c.objective = "dcgan"
+    c.objective = "gan"
     c.data.name = "celeba64"
     c.data.batch_size = 64
     c.data.random_flip = True

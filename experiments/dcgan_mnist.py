@@ -10,7 +10,7 @@ VARIANTS = ("smoke",)
 
 def get_config(arg=None):
     c = base_config()
-    c.objective = "dcgan"
+    c.objective = "gan"
     c.data.name = "mnist"
     c.data.batch_size = 256
     c.model.name = "dcgan_tutorial"

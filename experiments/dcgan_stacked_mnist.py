@@ -10,7 +10,7 @@ VARIANTS = ("smoke",)
 
 def get_config(arg=None):
     c = base_config()
-    c.objective = "dcgan"
+    c.objective = "gan"
     c.data.name = "stacked_mnist"
     c.data.batch_size = 64
     c.model.name = "dcgan_tutorial"

@@ -9,7 +9,7 @@ VARIANTS = ("smoke",)
 
 def get_config(arg=None):
     c = base_config()
-    c.objective = "dcgan"
+    c.objective = "gan"
     c.data.name = "quickstart_digits"
     c.data.source = "embedded"
     c.data.batch_size = 64

@@ -19,7 +19,7 @@ ACTIVATIONS = ("relu", "tanh")  # model.activation (models/mlp_gan.py: ACTIVATIO
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.objective = "dcgan"
+    c.objective = "gan"
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()

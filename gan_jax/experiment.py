@@ -22,6 +22,9 @@ RESUMABLE_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "tra
                     "model.conv_impl")
 # How a run is evaluated, logged or batched with other runs never changes what it trains.
 RESUMABLE_SECTIONS = ("eval.", "log.", "sweep.")
+# Values renamed since older workdirs were written (top-level field -> {old: new}), read under their new
+# names: the GAN objective was also registered under a model's name, 'dcgan' (the same class).
+RENAMED_VALUES = {"objective": {"dcgan": "gan"}}
 
 
 SAMPLE_BATCH = 500  # latents per sampler call; samples of a run depend on it in the last bit
@@ -170,14 +173,18 @@ def load_workdir_config(workdir: str, call: str | None = None) -> ml_collections
 
 def _with_defaults(saved: dict) -> dict:
     """A saved config with the fields added to base_config() since it was written, at their defaults,
-    so that older workdirs resume, sample and evaluate (a new field's default keeps the old behaviour)."""
+    and renamed values (RENAMED_VALUES) under their new names, so that older workdirs resume, sample
+    and evaluate (a new field's default keeps the old behaviour)."""
     def merge(defaults: dict, values: dict) -> dict:
         out = dict(defaults)
         for k, v in values.items():
             out[k] = merge(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
         return out
 
-    return merge(json.loads(base_config().to_json()), saved)
+    config = merge(json.loads(base_config().to_json()), saved)
+    for field, renamed in RENAMED_VALUES.items():
+        config[field] = renamed.get(config[field], config[field])
+    return config
 
 
 def _read_config_json(workdir: str) -> dict:

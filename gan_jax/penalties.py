@@ -234,3 +234,9 @@ def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.
         total = total + weight * every * v
         metrics[f"penalty_{name}"] = v
     return total, metrics
+
+
+def structure(spec: str) -> list[tuple[str, int]]:
+    """The part of loss.penalties compiled into the step: each penalty's name and interval (the
+    weights reach the step as arrays, vectorized runs may differ in them)."""
+    return [(name, every) for name, _, every in parse_penalties(spec)]

@@ -200,6 +200,7 @@ def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int |
     for v, c in builtins.zip(variants, cfgs, strict=True):
         try:
             config_lib.validate(c)
+            vectorized.program_key(c)  # reads what the step compiles in (penalty names): refused here, per variant
         except UserError as e:
             raise UserError(f"sweep variant {run_name(v)!r}: {e}") from None
     if jax.process_index() == 0:

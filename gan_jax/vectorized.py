@@ -21,29 +21,39 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import experiment, memory, parallel, penalties, report, signals
+from gan_jax import experiment, memory, objectives, parallel, report, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.evaluate import evaluators
 from gan_jax.experiment import Experiment, write_workdir_config
 from gan_jax.training import _restore_or_init, _rollback, _summarize, _Workdir, train_arrays, write_samples
 from gan_jax.writers import MetricWriter, check_wandb
 
-# Fields whose values reach the step as arrays or only steer the loop: runs that differ in nothing
-# else share one compiled program. (Penalty weights too: their names and intervals must agree.)
-HYPERPARAMETER_FIELDS = ("seed", "data.seed", "optimizer.learning_rate", "optimizer.discriminator_learning_rate",
-                         "loss.beta", "loss.feature_reconstruction_weight", "train.ema_decay")
-PER_RUN_FIELDS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
-                  "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep", "data.dir", "data.tfds_dir")
+# Fields that only steer a run's own loop, data order or keys: runs may differ in them. The fields
+# whose values reach the step as arrays are each objective's to declare (objectives/base.py
+# Steps.HYPERPARAMETERS, read through step_hyperparameter_fields).
+PER_RUN_FIELDS = ("seed", "data.seed", "train.steps", "train.log_every", "train.sample_every",
+                  "train.checkpoint_every", "train.on_nonfinite", "train.max_rollbacks", "checkpoint.max_to_keep",
+                  "data.dir", "data.tfds_dir")
 PER_RUN_SECTIONS = ("eval.", "log.", "sweep.")
 
 
+def step_hyperparameter_fields(cfg: ml_collections.ConfigDict) -> dict:
+    """Config field -> None, or the function of its value giving the part compiled into the step, for
+    the fields whose values `cfg.objective`'s step reads as arrays."""
+    return objectives.get(cfg.objective).steps.hyperparameter_fields()
+
+
 def program_key(cfg: ml_collections.ConfigDict) -> str:
-    """What must agree between runs that share a compiled program: the config without the fields
-    above, penalties without their weights."""
+    """What must agree between runs that share a compiled program: the config without the per-run
+    fields and the step's hyperparameters (of those, only the part compiled in: e.g. the penalties'
+    names and intervals, not their weights)."""
     flat = experiment.flatten(json.loads(cfg.to_json()))
-    flat = {k: v for k, v in flat.items()
-            if k not in HYPERPARAMETER_FIELDS + PER_RUN_FIELDS and not k.startswith(PER_RUN_SECTIONS)}
-    flat["loss.penalties"] = [(name, every) for name, _, every in penalties.parse_penalties(flat["loss.penalties"])]
+    flat = {k: v for k, v in flat.items() if k not in PER_RUN_FIELDS and not k.startswith(PER_RUN_SECTIONS)}
+    for field, compiled in step_hyperparameter_fields(cfg).items():
+        if compiled is None:
+            flat.pop(field, None)
+        else:
+            flat[field] = compiled(flat[field])
     return json.dumps(flat, sort_keys=True, default=str)
 
 
@@ -82,7 +92,7 @@ def _structural_field(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict
     """'train.ema_decay (0.0 vs 0.999)': the first hyperparameter field whose value from `b` changes
     the state signature of `a` (found by trying each, so no field is singled out by name here)."""
     flat_a, flat_b = experiment.flatten(json.loads(a.to_json())), experiment.flatten(json.loads(b.to_json()))
-    for field in HYPERPARAMETER_FIELDS:
+    for field in step_hyperparameter_fields(a):
         if flat_a.get(field) != flat_b.get(field):
             tried = ml_collections.ConfigDict(a.to_dict())
             section, _, name = field.rpartition(".")

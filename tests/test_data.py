@@ -345,7 +345,7 @@ def test_to_model_range() -> None:
 
 
 @pytest.mark.parametrize("objective, flip, binarize, mixture", [
-    ("dcgan", True, False, None), ("vae", False, True, None), ("vae", True, True, None),
+    ("gan", True, False, None), ("vae", False, True, None), ("vae", True, True, None),
     ("gan", False, False, "ring8"),
 ])
 def test_real_examples_are_keyed_per_example(objective: str, flip: bool, binarize: bool,

@@ -92,7 +92,7 @@ def test_the_gan_step_augments_every_discriminator_forward(monkeypatch):
 
     def builder(policy, rule="alternating", penalties=""):
         c = base_config()
-        c.objective, c.data.batch_size, c.data.diff_augment = "dcgan", 8, policy
+        c.objective, c.data.batch_size, c.data.diff_augment = "gan", 8, policy
         c.model.name, c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = "mlp_gan", 4, 16, 8
         c.train.update_rule, c.loss.penalties = rule, penalties
         return build_steps(c, models.build(c.model, (8, 8, 1)), (8, 8, 1), None, False)

@@ -105,7 +105,7 @@ def test_resume_and_sample(name, tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--config.objective=wgan"], "objective='wgan' is not accepted; accepted: classifier, dcgan, gan, vae, vaegan"),
+    (["--config.objective=wgan"], "objective='wgan' is not accepted; accepted: classifier, gan, vae, vaegan"),
     (["--config.loss.name=relativistic_average", "--config.parallel.mode=pmap"],
      "loss.name='relativistic_average' averages over the whole batch inside the loss"),
     (["--config.model.name=resnet"], "model.name='resnet' is unknown; accepted:"),

@@ -30,3 +30,27 @@ def test_an_old_workdir_resumes_samples_and_evaluates(tmp_path):
         assert f["points"].shape == (7, 2) and np.isfinite(f["points"]).all()
     out = run("--mode=eval", "--workdir", str(workdir), "--step", "4")
     assert out.returncode == 0 and (workdir / "eval_step_0000004.json").exists(), out.stderr[-3000:]
+
+
+def test_a_workdir_of_the_objective_once_named_dcgan_resumes_samples_and_evaluates(tmp_path):
+    """objective='dcgan' was the GAN objective registered under a model's name too; a workdir whose
+    config.json says so reads as objective='gan' (experiment.RENAMED_VALUES): the experiment, now
+    objective='gan', resumes it, and it samples and evaluates."""
+    import json
+
+    from gan_jax.experiment import load_workdir_config
+
+    workdir = tmp_path / "dcgan"
+    shutil.copytree(OLD, workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    (workdir / "config.json").write_text(json.dumps({**config, "objective": "dcgan"}))
+    assert load_workdir_config(str(workdir)).objective == "gan"
+    out = run("--mode=sample", "--workdir", str(workdir), "--num_samples", "7")
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = run("--mode=eval", "--workdir", str(workdir), "--step", "4")
+    assert out.returncode == 0 and (workdir / "eval_step_0000004.json").exists(), out.stderr[-3000:]
+    out = run("--config", "experiments/gan_ring.py:smoke", "--workdir", str(workdir), "--config.train.steps=6")
+    assert out.returncode == 0 and "resumed from checkpoint at step 4" in out.stdout, out.stderr[-3000:]
+    out = run("--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "new"),
+              "--config.objective=dcgan", "--config.train.steps=1")
+    assert out.returncode == 2 and "objective='dcgan' is not accepted; accepted: classifier, gan, vae" in out.stderr

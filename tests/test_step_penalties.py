@@ -75,16 +75,28 @@ def _d_params(state):
     return np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params)])
 
 
+def _relative(a, b) -> float:
+    return float(np.linalg.norm(_d_params(a) - _d_params(b)) / np.linalg.norm(_d_params(b)))
+
+
 def test_the_simultaneous_rule_through_the_objectives_equals_its_logit_space_fast_path():
     # Without a penalty the simultaneous rule pulls both losses back through one D forward; the general
-    # path (what a penalty needs) differentiates the D and G objectives themselves: same update.
+    # path (what a penalty or an overridden objective needs) differentiates the D and G objectives
+    # themselves: the same update within float rounding, while a 10% other learning rate is not.
     fast = _ring_builder(steps_per_call=5, rule="simultaneous")
     general = _ring_builder(steps_per_call=5, rule="simultaneous")
     general.logit_fast_path = False
+    control = _ring_builder(steps_per_call=5, rule="simultaneous")
+    control.cfg.optimizer.learning_rate = 1.1e-3
+    assert fast.logit_fast_path
     a, ma = _train(fast, 2)
     b, mb = _train(general, 2)
-    np.testing.assert_allclose(_d_params(a), _d_params(b), rtol=1e-5, atol=1e-6)
+    c, _ = _train(control, 2)
+    same, other = _relative(a, b), _relative(c, a)
+    print(f"fast vs general path: {same:.1e}; learning rate 1.1e-3 vs 1e-3: {other:.1e}")
+    assert same < 1e-5 < 1e-3 < other
     np.testing.assert_allclose(ma["g_loss"], mb["g_loss"], rtol=1e-5)
+    np.testing.assert_allclose(ma["d_loss"], mb["d_loss"], rtol=1e-5)
 
 
 def test_a_penalty_under_the_simultaneous_rule_reaches_the_critic():
@@ -122,7 +134,7 @@ def test_penalties_that_cannot_be_served_are_refused(overrides, expected):
     if overrides.get("update_rule"):
         c.train.update_rule = overrides["update_rule"]
     if overrides.get("bn"):
-        c.objective, c.model.name = "dcgan", "dcgan"
+        c.model.name = "dcgan"
         c.model.generator_width = c.model.discriminator_width = 4
     shape = (2,) if c.model.name == "mlp_gan" else (16, 16, 1)  # 16x16: a second D layer, with BatchNorm
     with pytest.raises(ConfigError, match=expected) as e:
@@ -152,32 +164,53 @@ def test_a_loss_and_a_penalty_defined_outside_the_package_train(monkeypatch):
     assert metrics["finite"].all() and metrics["penalty_r1_plus"].min() > 0
 
 
-def test_an_objective_defined_outside_the_package_trains(monkeypatch):
-    """The README's objective example: a GAN variant overriding its generator objective, registered by
-    name, then selected by config.objective."""
+def _feature_matching_class():
+    """The README's objective example, as written there."""
     import jax.numpy as jnp
 
-    from gan_jax import objectives
+    from gan_jax.objectives import register
     from gan_jax.objectives.gan import GanSteps
 
-    monkeypatch.setattr(objectives, "OBJECTIVES", dict(objectives.OBJECTIVES))
-
-    @objectives.register("gan_feature_matching", nets=("generator", "discriminator"))
+    @register("gan_feature_matching", nets=("generator", "discriminator"))
     class FeatureMatchingSteps(GanSteps):
         def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key):
-            adversarial = super().generator_objective(fake, p_d, d_stats, sn_vectors, real, key)
+            loss, metrics = super().generator_objective(fake, p_d, d_stats, sn_vectors, real, key)
             f_real = self.discriminate(p_d, d_stats, sn_vectors, real, key, features=True)[2]
             f_fake = self.discriminate(p_d, d_stats, sn_vectors, fake, key, features=True)[2]
-            return adversarial + jnp.sum((f_real.mean(0) - f_fake.mean(0)) ** 2)
+            matching = jnp.sum((f_real.mean(0) - f_fake.mean(0)) ** 2)
+            return loss + matching, {**metrics, "feature_matching": matching}
 
-    plain = _ring_builder(steps_per_call=20)
-    c = plain.cfg
+    return FeatureMatchingSteps
+
+
+@pytest.mark.parametrize("rule", ["alternating", "simultaneous"])
+def test_an_objective_defined_outside_the_package_trains_under_both_update_rules(monkeypatch, rule):
+    """The README's objective example: a GAN variant overriding its generator objective, registered by
+    name, then selected by config.objective. Its extra term moves G under either update rule (the
+    simultaneous rule's logit-space shortcut would skip it) and is logged under its own name."""
+    from gan_jax import objectives
+
+    monkeypatch.setattr(objectives, "OBJECTIVES", dict(objectives.OBJECTIVES))
+    feature_matching = _feature_matching_class()
+    plain = _ring_builder(steps_per_call=5, rule=rule)
+    c = plain.cfg.copy_and_resolve_references()
     c.objective = "gan_feature_matching"
     builder = build_steps(c, plain.nets, (2,), "ring8", False)
-    assert isinstance(builder, FeatureMatchingSteps)
+    assert isinstance(builder, feature_matching) and not builder.logit_fast_path
     state, metrics = _train(builder, 1)
-    reference, _ = _train(plain, 1)
-    assert metrics["finite"].all()
-    # D's first update is the same; G's objective differs, so G moves differently.
+    reference, plain_metrics = _train(plain, 1)
+    again, _ = _train(_ring_builder(steps_per_call=5, rule=rule), 1)
+    assert metrics["finite"].all() and metrics["feature_matching"].min() > 0
+    assert "feature_matching" not in plain_metrics
     g = lambda s: np.concatenate([np.ravel(x) for x in jax.tree.leaves(s.params["generator"])])  # noqa: E731
-    assert np.abs(g(state) - g(reference)).max() > 1e-6
+    moved = float(np.linalg.norm(g(state) - g(reference)) / np.linalg.norm(g(reference)))
+    print(f"{rule}: G feature matching vs plain {moved:.1e}, plain vs plain {np.abs(g(again) - g(reference)).max()}")
+    assert np.array_equal(g(again), g(reference))  # the control: the same seed trains the same bits
+    assert moved > 1e-3
+    # Its first D update is the plain GAN's (only G's objective differs).
+    np.testing.assert_allclose(metrics["d_loss"][0], plain_metrics["d_loss"][0], rtol=1e-6)
+    if rule == "simultaneous":  # what the shortcut did: the subclass trained as the plain GAN
+        skipping = build_steps(c, plain.nets, (2,), "ring8", False)
+        skipping.logit_fast_path = True
+        shortcut, shortcut_metrics = _train(skipping, 1)
+        assert np.array_equal(g(shortcut), g(reference)) and "feature_matching" not in shortcut_metrics

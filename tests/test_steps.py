@@ -11,7 +11,7 @@ from gan_jax.data.synthetic import sample_mixture
 from gan_jax.objectives import build_steps
 
 
-def _builder(objective="dcgan", **overrides):
+def _builder(objective="gan", **overrides):
     c = base_config()
     c.objective = objective
     c.data.batch_size = 16
@@ -85,7 +85,7 @@ def test_weight_clipping_bounds_every_critic_parameter(update_rule):
     assert np.abs(g).max() > clip
 
 
-@pytest.mark.parametrize("objective", ["dcgan", "vae"])
+@pytest.mark.parametrize("objective", ["gan", "vae"])
 def test_step_compiles_once(objective):
     _, b = _builder(objective)
     state = b.init_state(0)

@@ -301,3 +301,45 @@ def test_runs_whose_train_states_differ_never_share_a_program(tmp_path, capsys):
     assert "2 groups of runs that can share a program (the runs differ in train.ema_decay" in capsys.readouterr().out
     for name in outcome:
         assert (tmp_path / "runs" / name / "checkpoints" / "8").is_dir()
+
+
+def test_the_objectives_declare_what_may_differ_within_a_program(tmp_path):
+    """vectorized.py reads the step's hyperparameter fields from the objective (Steps.HYPERPARAMETERS):
+    penalty weights share a program (ring_runs trains r1:1, r1:0.1 and r1:2 as one), another penalty
+    set or model.pack does not, and weight 0 is refused in one line before anything is written."""
+    from gan_jax import objectives, vectorized
+
+    spec = write_experiment(tmp_path)
+    base = sweep.load_experiment_file(spec)[0].get_config()
+    fields = vectorized.step_hyperparameter_fields(base)
+    assert {"optimizer.learning_rate", "optimizer.discriminator_learning_rate", "loss.penalties",
+            "train.ema_decay"} <= set(fields) and "loss.beta" not in fields
+    assert set(objectives.get("vae").steps.hyperparameter_fields()) == {
+        "optimizer.learning_rate", "optimizer.discriminator_learning_rate", "loss.beta"}
+    assert "loss.feature_reconstruction_weight" in objectives.get("vaegan").steps.hyperparameter_fields()
+    # Every array the GAN's step reads is declared (lr_NETWORK per network, penalty_NAME per penalty).
+    import re
+
+    from gan_jax.experiment import Experiment
+
+    builder = Experiment(sweep.apply(base, {"train.ema_decay": 0.999}), load_train_data=False).builder
+    declared = {name for klass in type(builder).__mro__ for name in vars(klass).get("HYPERPARAMETERS", {})}
+    patterns = [re.sub(r"[A-Z]+", r"\\w+", name) for name in declared]
+    assert set(builder.hyperparameters()) == {"lr_generator", "lr_discriminator", "penalty_r1", "ema_decay"}
+    assert all(any(re.fullmatch(p, name) for p in patterns) for name in builder.hyperparameters())
+
+    def reason(a: dict, b: dict):
+        return vectorized.why_not_vectorizable([sweep.apply(base, a), sweep.apply(base, b)])
+
+    assert reason({"loss.penalties": "r1:0.01"}, {"loss.penalties": "r1:10", "seed": 1}) is None
+    assert reason({"loss.penalties": ""}, {"loss.penalties": "r1:10"}) == (
+        "the runs differ in loss.penalties, which changes the compiled step")
+    assert reason({"loss.penalties": "", "model.pack": 1}, {"loss.penalties": "", "model.pack": 2}) == (
+        "the runs differ in model.pack, which changes the compiled step")
+    zero = RING.split("def get_sweep")[0] + (
+        "def get_sweep(arg=None):\n    return sweep.axis('loss.penalties', ['r1:0', 'r1:10'])\n")
+    spec = write_experiment(tmp_path, text=zero)
+    with pytest.raises(UserError, match=r"^sweep variant 'loss.penalties=r1:0': loss.penalties='r1:0': weight '0'"
+                                        r" of 'r1' is not a finite number > 0; accepted: [^\n]*$"):
+        sweep.run(spec, sweep.load_experiment_file(spec)[0].get_config(), str(tmp_path / "zero"))
+    assert not (tmp_path / "zero").exists()

@@ -1,10 +1,11 @@
 """Objective registry. An objective is one module with one step-builder class (objectives/base.py
-`Steps`): its state's initialization, its pure update step and its sampler, registered by name with
-the networks it trains, so that `config.objective = 'name'` selects it and nothing else changes:
+`Steps`, which writes the pure `train_step` once): its state's initialization, its update, its
+hyperparameters and its sampler, registered by name with the networks it trains, so that
+`config.objective = 'name'` selects it and nothing else changes:
 
     @register("my_objective", nets=("generator", "discriminator"))
     class MySteps(GanSteps):
-        def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key): ...
+        def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key): ...  # -> (loss, metrics)
 """
 
 import dataclasses

@@ -144,10 +144,17 @@ def all_finite(tree) -> jnp.ndarray:
 
 class Steps:
     """Base of an objective's step builder: what its pure steps close over (networks, optimizers,
-    static config). Subclasses define `init_state`, `train_step(state, batch, hp)`, `sample_fn` and
-    extend `hyperparameters`."""
+    static config) and the step itself, `train_step`, written once here. A subclass supplies
+    `init_state(seed)`, its update `update_step`, its sampler `sample_fn` and its hyperparameters
+    (`HYPERPARAMETERS` and `hyperparameters()`, extended)."""
 
     unit_range = False  # model range [0, 1] instead of [-1, 1]
+    # The step's hyperparameter arrays, declared beside the code that reads them: array name -> the config
+    # field its value comes from, or (field, compiled) where compiled(value) is the part of the field
+    # still compiled into the step. Runs that differ only in these fields share one compiled program
+    # (gan_jax/vectorized.py). A subclass's mapping adds to its bases'; lr_NETWORK is per trained network.
+    HYPERPARAMETERS: dict[str, str | tuple[str, Callable]] = {
+        "lr_NETWORK": "optimizer.learning_rate", "lr_discriminator": "optimizer.discriminator_learning_rate"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -159,6 +166,17 @@ class Steps:
                               f"mixture: {', '.join(MIXTURES)})")
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
+
+    @classmethod
+    def hyperparameter_fields(cls) -> dict[str, Callable | None]:
+        """Config field -> None (its whole value reaches the step as arrays) or the function giving
+        the part of its value compiled in, over the HYPERPARAMETERS of this class and its bases."""
+        fields = {}
+        for klass in reversed(cls.__mro__):
+            for spec in vars(klass).get("HYPERPARAMETERS", {}).values():
+                field, compiled = (spec, None) if isinstance(spec, str) else spec
+                fields[field] = compiled
+        return fields
 
     def hyperparameters(self) -> Hyperparameters:
         """The values the step reads as arrays (not compiled in): peak learning rates, loss weights."""
@@ -206,6 +224,22 @@ class Steps:
         return self.global_batch if self.axis_name is None else self.global_batch // jax.lax.psum(1, self.axis_name)
 
     def train_step(self, state: TrainState, batch, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
+        """One update of every network the objective trains: its batch (objective-specific, with a
+        leading (n_critic or 1,) axis; None for synthetic data), `hp` from `hyperparameters()` (default:
+        its values, compiled in). Returns the new state and scalar metrics, averaged over devices,
+        with metrics['finite']: every parameter and metric finite."""
+        hp = self.hyperparameters() if hp is None else hp
+        step_key = jax.random.fold_in(state.key, state.step)  # all of step N's randomness (keys.py)
+        params, stats, opt_state = dict(state.params), dict(state.batch_stats), dict(state.opt_state)
+        metrics = pmean(self.update_step(params, stats, opt_state, batch, step_key, state, hp), self.axis_name)
+        metrics["finite"] = all_finite(params) & all_finite(metrics)
+        return TrainState(state.step + 1, state.key, params, stats, opt_state), metrics
+
+    def update_step(self, params: dict, stats: dict, opt_state: dict, batch, step_key: jax.Array,
+                    state: TrainState, hp: Hyperparameters) -> dict:
+        """The objective's update: replaces entries of params, stats (BatchNorm statistics) and opt_state
+        (copies of the state's, network name -> tree) in place and returns this device's scalar
+        metrics, each loss the value that was differentiated. step_key = fold_in(state.key, state.step)."""
         raise NotImplementedError
 
     def multi_step(self, state: TrainState, batches, hp: Hyperparameters | None = None,

@@ -13,10 +13,8 @@ import optax
 from gan_jax import keys
 from gan_jax.objectives import register
 from gan_jax.objectives.base import (
-    Hyperparameters,
     Steps,
     TrainState,
-    all_finite,
     example_ids,
     learning_rate,
     pmean,
@@ -62,25 +60,21 @@ class ClassifierSteps(Steps):
             x = random_flip(jax.random.fold_in(key, keys.FLIP), x, self.axis_name)
         return x
 
-    def train_step(self, state: TrainState, batch, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
-        """One update on (images, labels); metrics: mean cross-entropy (nats), batch accuracy, lr."""
-        hp = self.hyperparameters() if hp is None else hp
+    def objective(self, p, batch_stats, x: jnp.ndarray, labels: jnp.ndarray):
+        """Mean cross-entropy (nats) of images x (N, H, W, C) against int labels (N,), as a function of the
+        parameters p: (loss, ({'loss', 'accuracy'}, new BatchNorm statistics))."""
+        logits, new = self.nets["classifier"].apply({"params": p, "batch_stats": batch_stats}, x, train=True,
+                                                    mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, ({"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}, new["batch_stats"])
+
+    def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
+        """One update on (images uint8 (1, local_batch, H, W, C), labels (1, local_batch)); metrics: mean
+        cross-entropy (nats), batch accuracy, lr."""
         images_u8, labels = batch[0][0], batch[1][0]
-        x = self.augment(jax.random.fold_in(state.key, state.step), images_u8)
-        net = self.nets["classifier"]
-
-        def loss_fn(p):
-            logits, new = net.apply({"params": p, "batch_stats": state.batch_stats["classifier"]}, x,
-                                    train=True, mutable=["batch_stats"])
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-            return loss, (logits, new["batch_stats"])
-
-        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["classifier"])
-        params, opt_state = dict(state.params), dict(state.opt_state)
+        x = self.augment(step_key, images_u8)
+        (_, (metrics, new_stats)), grads = jax.value_and_grad(self.objective, has_aux=True)(
+            params["classifier"], stats["classifier"], x, labels)
         self.update("classifier", params, opt_state, grads, hp)
-        metrics = pmean({"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-                         "lr": learning_rate(opt_state["classifier"])}, self.axis_name)
-        metrics["finite"] = all_finite(params) & jnp.isfinite(metrics["loss"])
-        state = state.replace(step=state.step + 1, params=params,
-                              batch_stats={"classifier": pmean(stats, self.axis_name)}, opt_state=opt_state)
-        return state, metrics
+        stats["classifier"] = pmean(new_stats, self.axis_name)
+        return {**metrics, "lr": learning_rate(opt_state["classifier"])}

@@ -1,11 +1,14 @@
-"""The GAN objective (and `dcgan`, the same with the DCGAN models): a generator G and a discriminator D
-trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
+"""The GAN objective, whatever the models (mlp_gan, dcgan_tutorial, dcgan, ...): a generator G and a
+discriminator D trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
 
 One discriminator objective and one generator objective serve both update rules: `alternating`
 (n_critic D updates, then G against the updated D) and `simultaneous` (both from the same parameters).
-Without penalties the simultaneous rule takes a fast path in logit space: one D forward on the real and
-one on the generated batch give both networks' gradients. D's forward (spectral normalization,
-DiffAugment, BatchNorm state) is written once, in `discriminate`."""
+Each objective returns (loss, metrics): the metrics name the parts of the loss (d_loss and penalty_NAME,
+g_loss, and whatever a subclass adds), each the value that was differentiated. Without penalties, and
+with neither objective overridden, the simultaneous rule takes a fast path in logit space that is the
+same computation: one D forward on the real and one on the generated batch give both networks'
+gradients. D's forward (spectral normalization, DiffAugment, BatchNorm state) is written once, in
+`discriminate`."""
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +23,6 @@ from gan_jax.objectives.base import (
     Hyperparameters,
     Steps,
     TrainState,
-    all_finite,
     example_ids,
     global_normal,
     learning_rate,
@@ -36,9 +38,12 @@ fold = jax.random.fold_in
 
 
 @register("gan", nets=("generator", "discriminator"))
-@register("dcgan", nets=("generator", "discriminator"))
 class GanSteps(Steps):
     """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
+
+    # Penalty weights are arrays, the penalties' names and intervals compiled in; ema_decay exists
+    # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it).
+    HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -52,7 +57,11 @@ class GanSteps(Steps):
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
         self.loss_fn = losses.get_gan_loss(cfg.loss.name)
         self.penalties = penalties.parse_penalties(cfg.loss.penalties)
-        self.logit_fast_path = not self.penalties  # the simultaneous rule's shortcut (tests turn it off)
+        # The simultaneous rule's shortcut, only where it is the same computation as the objectives
+        # (a subclass's objective, or a penalty, would be skipped by it); tests turn it off.
+        overridden = (type(self).generator_objective is not GanSteps.generator_objective
+                      or type(self).discriminator_objective is not GanSteps.discriminator_objective)
+        self.logit_fast_path = not self.penalties and not overridden
         self._check_packing_and_penalties(cfg)
         if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
             raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
@@ -134,7 +143,8 @@ class GanSteps(Steps):
     # --- the two objectives ------------------------------------------------------------------
     def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp):
         """Adversarial D loss + weighted penalties, as a function of D's parameters. Returns (total,
-        (D's new stats, real logits, fake logits, adversarial loss, penalty metrics))."""
+        (metrics, D's new stats)): metrics d_loss (the adversarial part), penalty_NAME (unweighted) and
+        D's mean outputs (output_metrics)."""
         real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
         fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE))
         loss, _ = self.loss_fn(real_logits, fake_logits)
@@ -144,23 +154,21 @@ class GanSteps(Steps):
         term, penalty_metrics = penalties.weighted_sum(
             self.penalties, critic, real, fake, fold(key, keys.PENALTIES), example_ids(real.shape[0], self.axis_name),
             update_index, weights=weights, axis_name=self.axis_name)
-        return loss + term, (s, real_logits, fake_logits, loss, penalty_metrics)
+        metrics = {"d_loss": loss, **self.output_metrics(real_logits, fake_logits), **penalty_metrics}
+        return loss + term, (metrics, s)
 
     def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key):
-        """The adversarial G loss as a function of the generated batch (D's statistics from these
-        forwards are not kept: only D's own update moves them)."""
+        """The adversarial G loss as a function of the generated batch: (g_loss, {'g_loss': g_loss}).
+        D's statistics from these forwards are not kept: only D's own update moves them."""
         real_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))  # dead unless read
         fake_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE))
-        return self.loss_fn(real_logits, fake_logits)[1]
+        g_loss = self.loss_fn(real_logits, fake_logits)[1]
+        return g_loss, {"g_loss": g_loss}
 
     # --- one update --------------------------------------------------------------------------
-    def train_step(self, state: TrainState, batch_u8, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
+    def update_step(self, params, stats, opt_state, batch_u8, step_key, state, hp) -> dict:
         """One generator update (after n_critic D updates, or with one, simultaneously). batch_u8:
-        (n_critic, local_batch, H, W, C) uint8, or None for synthetic data. Returns the new state and
-        scalar metrics."""
-        hp = self.hyperparameters() if hp is None else hp
-        step_key = fold(state.key, state.step)
-        params, stats, opt_state = dict(state.params), dict(state.batch_stats), dict(state.opt_state)
+        (n_critic, local_batch, H, W, C) uint8, or None for synthetic data."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
         rule = self._simultaneous if self.cfg.train.update_rule == "simultaneous" else self._alternating
         sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp,
@@ -168,20 +176,18 @@ class GanSteps(Steps):
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
-            params[EMA], stats[EMA] = self._updated_ema(params, stats, state, hp["ema_decay"], batch_u8)
-        metrics = pmean(metrics, self.axis_name)
-        metrics["finite"] = all_finite(params) & all_finite(metrics)
-        return TrainState(state.step + 1, state.key, params, stats, opt_state), metrics
+            params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch_u8)
+        return metrics
 
-    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp):
-        """One D update in place; returns the logged (adversarial loss, logits, penalty metrics)."""
-        (_, (s, real_logits, fake_logits, loss, penalty_metrics)), grads = jax.value_and_grad(
-            self.discriminator_objective, has_aux=True)(params["discriminator"], stats["discriminator"], sn_vectors,
-                                                        real, jax.lax.stop_gradient(fake), key, update_index, hp)
+    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp) -> dict:
+        """One D update in place; returns its objective's metrics."""
+        (_, (metrics, s)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
+            params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
+            update_index, hp)
         stats["discriminator"] = pmean(s, self.axis_name)
         self.update("discriminator", params, opt_state, grads, hp)
-        params["discriminator"] = self._constrain_critic(params["discriminator"])
-        return loss, real_logits, fake_logits, penalty_metrics
+        params["discriminator"] = self.constrain_critic(params["discriminator"])
+        return metrics
 
     def _alternating(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
         n_critic, local_batch = self.cfg.train.n_critic, self.local_batch(batch_u8)
@@ -198,15 +204,15 @@ class GanSteps(Steps):
             else:
                 fake, g_stats = generate(params["generator"])
             stats["generator"] = g_stats
-            logged = self._critic_update(params, stats, opt_state, sn_vectors, real, fake, key,
-                                         step * n_critic + i, hp)
-        g_loss, fake_grad = jax.value_and_grad(self.generator_objective)(
+            d_metrics = self._critic_update(params, stats, opt_state, sn_vectors, real, fake, key,
+                                            step * n_critic + i, hp)  # the last D update's are logged
+        (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
             fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
             fold(step_key, keys.GENERATOR_UPDATE))
         (g_grads,) = g_vjp(fake_grad)
         stats["generator"] = pmean(stats["generator"], self.axis_name)
         self.update("generator", params, opt_state, g_grads, hp)
-        return sn_vectors, self._metrics(*logged, g_loss, opt_state, hp)
+        return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
     def _simultaneous(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
         """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
@@ -220,26 +226,26 @@ class GanSteps(Steps):
             params["generator"], has_aux=True)
         p_d, d_stats = params["discriminator"], stats["discriminator"]
         if self.logit_fast_path:
-            d_loss, real_logits, fake_logits, d_grads, fake_grad, d_stats = self._logit_space_grads(
+            d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = self._logit_space_grads(
                 p_d, d_stats, sn_vectors, real, fake, key)
-            penalty_metrics = {}
         else:
-            (_, (d_stats, real_logits, fake_logits, d_loss, penalty_metrics)), d_grads = jax.value_and_grad(
-                self.discriminator_objective, has_aux=True)(p_d, d_stats, sn_vectors, real,
-                                                            jax.lax.stop_gradient(fake), key, step, hp)
-            fake_grad = jax.grad(self.generator_objective)(fake, p_d, d_stats, sn_vectors, real, key)
+            (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
+                p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp)
+            (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
+                fake, p_d, d_stats, sn_vectors, real, key)
         (g_grads,) = g_vjp(fake_grad)
         self.update("discriminator", params, opt_state, d_grads, hp)
-        params["discriminator"] = self._constrain_critic(params["discriminator"])
+        params["discriminator"] = self.constrain_critic(params["discriminator"])
         self.update("generator", params, opt_state, g_grads, hp)
-        stats.update(generator=pmean(stats["generator"], self.axis_name), discriminator=pmean(d_stats, self.axis_name))
-        g_loss = self.loss_fn(real_logits, fake_logits)[1]
-        return sn_vectors, self._metrics(d_loss, real_logits, fake_logits, penalty_metrics, g_loss, opt_state, hp)
+        stats.update(generator=pmean(stats["generator"], self.axis_name),
+                     discriminator=pmean(new_d_stats, self.axis_name))
+        return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
     def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key):
-        """Both losses' gradients from one D forward per batch: each loss's gradient with respect to the
-        logits, pulled back through the same forward (D's parameters get d_loss's, the generated
-        images g_loss's; XLA drops the other half of each pullback)."""
+        """The plain objectives' gradients from one D forward per batch: each loss's gradient with
+        respect to the logits, pulled back through the same forward (D's parameters get d_loss's, the
+        generated images g_loss's; XLA drops the other half of each pullback). Returns (D's metrics,
+        G's metrics, D's gradients, the generated batch's gradient, D's new stats)."""
         def discriminate_both(p_d, fake_images):
             real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
             fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake_images, fold(key, keys.D_FAKE))
@@ -247,22 +253,25 @@ class GanSteps(Steps):
 
         logits, d_vjp, new_stats = jax.vjp(discriminate_both, p_d, fake, has_aux=True)
         d_loss, d_logit_grads = jax.value_and_grad(lambda lg: self.loss_fn(*lg)[0])(logits)
-        g_logit_grads = jax.grad(lambda lg: self.loss_fn(*lg)[1])(logits)
+        g_loss, g_logit_grads = jax.value_and_grad(lambda lg: self.loss_fn(*lg)[1])(logits)
         d_grads, _ = d_vjp(d_logit_grads)
         _, fake_grad = d_vjp(g_logit_grads)
-        return d_loss, *logits, d_grads, fake_grad, new_stats
+        d_metrics = {"d_loss": d_loss, **self.output_metrics(*logits)}
+        return d_metrics, {"g_loss": g_loss}, d_grads, fake_grad, new_stats
 
-    def _metrics(self, d_loss, real_logits, fake_logits, penalty_metrics, g_loss, opt_state, hp) -> dict:
-        """Losses, mean D(x) and D(G(z)) (probabilities for losses in losses.PROBABILISTIC, else the raw
-        outputs as d_real_output/d_fake_output), the learning rates, the penalties."""
+    def output_metrics(self, real_logits, fake_logits) -> dict:
+        """Mean D(x) and D(G(z)): probabilities for losses in losses.PROBABILISTIC, else the raw outputs
+        as d_real_output/d_fake_output."""
         if self.cfg.loss.name in losses.PROBABILISTIC:
-            d = {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
-        else:
-            d = {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits)}
-        lr = {f"lr_{n}": learning_rate(opt_state[n]) for n in ("generator", "discriminator")}
-        return {"d_loss": d_loss, **d, "g_loss": g_loss, **lr, **penalty_metrics}
+            return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        return {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits)}
 
-    def _updated_ema(self, params: dict, stats: dict, state: TrainState, decay: jax.Array, batch_u8):
+    def learning_rates(self, opt_state) -> dict:
+        """lr_NAME: the learning rate each network's last update used."""
+        return {f"lr_{n}": learning_rate(opt_state[n]) for n in self.nets}
+
+    def updated_ema(self, params: dict, stats: dict, state: TrainState, step_key: jax.Array, decay: jax.Array,
+                    batch_u8):
         """G's moving average after this step's update: a copy of G until train.ema_start, then
         ema <- decay * ema + (1 - decay) * G. Its BatchNorm statistics (if G has any) are its own: the
         averaged G's batch statistics on a fresh latent batch, averaged like G's, because G's running
@@ -272,11 +281,11 @@ class GanSteps(Steps):
                            params[EMA], params["generator"])
         if not stats[EMA]:
             return ema, stats[EMA]
-        key = fold(fold(state.key, state.step), keys.EMA_STATISTICS)
+        key = fold(step_key, keys.EMA_STATISTICS)
         _, ema_stats = self.generate(ema, stats[EMA], key, self.local_batch(batch_u8))
         return ema, pmean(ema_stats, self.axis_name)
 
-    def _constrain_critic(self, d_params):
+    def constrain_critic(self, d_params):
         """WGAN weight clipping (Arjovsky et al. 2017), after each D update: every D parameter into
         [-loss.clip, loss.clip]; loss.clip = 0 leaves D unconstrained."""
         c = self.cfg.loss.clip

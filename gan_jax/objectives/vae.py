@@ -13,7 +13,7 @@ import numpy as np
 from gan_jax import keys, losses
 from gan_jax.errors import ConfigError
 from gan_jax.objectives import register
-from gan_jax.objectives.base import Hyperparameters, Steps, TrainState, all_finite, learning_rate, pmean
+from gan_jax.objectives.base import Hyperparameters, Steps, TrainState, learning_rate
 
 fold = jax.random.fold_in
 
@@ -23,6 +23,7 @@ class VaeSteps(Steps):
     """Steps of a VAE: batch (1, local_batch, H, W, C) uint8 per update, model range [0, 1]."""
 
     unit_range = True
+    HYPERPARAMETERS = {"beta": "loss.beta"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -87,18 +88,13 @@ class VaeSteps(Steps):
         bound = losses.iwae_bound(log_w)  # (N,)
         return -jnp.mean(bound), {"iwae_bound": jnp.mean(bound), **kl}
 
-    def train_step(self, state: TrainState, batch_u8, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
+    def update_step(self, params, stats, opt_state, batch_u8, step_key, state, hp) -> dict:
         """One update on batch_u8 (1, local_batch, H, W, C) uint8; metrics in nats per example."""
-        hp = self.hyperparameters() if hp is None else hp
-        step_key = fold(state.key, state.step)
         x = self.real_examples(fold(step_key, keys.REAL), batch_u8[0])
         eps = self.noise(fold(step_key, keys.LATENT), x.shape[0])
-        (loss, parts), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params["vae"], x, eps, hp["beta"])
-        params, opt_state = dict(state.params), dict(state.opt_state)
+        (loss, parts), grads = jax.value_and_grad(self.loss, has_aux=True)(params["vae"], x, eps, hp["beta"])
         self.update("vae", params, opt_state, grads, hp)
-        metrics = pmean({"loss": loss, **parts, "lr": learning_rate(opt_state["vae"])}, self.axis_name)
-        metrics["finite"] = all_finite(params) & all_finite(metrics)
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return {"loss": loss, **parts, "lr": learning_rate(opt_state["vae"])}
 
     def sample_fn(self):
         V, bernoulli = self.nets["vae"], self.cfg.loss.likelihood == "bernoulli"

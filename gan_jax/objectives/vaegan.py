@@ -19,7 +19,7 @@ import numpy as np
 from gan_jax import keys, losses
 from gan_jax.errors import ConfigError
 from gan_jax.objectives import register
-from gan_jax.objectives.base import Hyperparameters, TrainState, all_finite, global_normal, learning_rate, pmean
+from gan_jax.objectives.base import Hyperparameters, TrainState, global_normal, pmean
 from gan_jax.objectives.gan import EMA, SPECTRAL_NORM, GanSteps
 from gan_jax.ops import spectral_norm
 
@@ -29,6 +29,8 @@ fold = jax.random.fold_in
 @register("vaegan", nets=("encoder", "generator", "discriminator"), needs_images=True)
 class VaeganSteps(GanSteps):
     """Steps of a VAE-GAN: batch (1, local_batch, H, W, C) uint8 per update, model range [-1, 1]."""
+
+    HYPERPARAMETERS = {"beta": "loss.beta", "feature_reconstruction_weight": "loss.feature_reconstruction_weight"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -74,11 +76,10 @@ class VaeganSteps(GanSteps):
         new_stats = {"encoder": e_new.get("batch_stats", {}), "generator": g_stats, "discriminator": d_stats}
         return jnp.stack([kl, feature_nll, d_loss, g_loss]), (new_stats, real_logits, fake_logits)
 
-    def train_step(self, state: TrainState, batch_u8, hp: Hyperparameters | None = None) -> tuple[TrainState, dict]:
-        """One update of encoder, decoder and discriminator from the same parameters."""
-        hp = self.hyperparameters() if hp is None else hp
-        step_key = fold(state.key, state.step)
-        params, stats, opt_state = dict(state.params), dict(state.batch_stats), dict(state.opt_state)
+    def update_step(self, params, stats, opt_state, batch_u8, step_key, state, hp) -> dict:
+        """One update of encoder, decoder and discriminator from the same parameters: batch_u8
+        (1, local_batch, H, W, C) uint8; metrics the four losses (kl, feature_reconstruction, d_loss,
+        g_loss) of the one forward that all three gradients come from."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
         if sn_vectors is not None:
             sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
@@ -96,14 +97,11 @@ class VaeganSteps(GanSteps):
                    "discriminator": (2, jnp.stack([zero, zero, one, zero]))}
         for name, (i, w) in weights.items():
             self.update(name, params, opt_state, pullback(w.astype(values.dtype))[i], hp)
-        params["discriminator"] = self._constrain_critic(params["discriminator"])
+        params["discriminator"] = self.constrain_critic(params["discriminator"])
         stats.update({k: pmean(v, self.axis_name) for k, v in new_stats.items()})
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
-            params[EMA], stats[EMA] = self._updated_ema(params, stats, state, hp["ema_decay"], batch_u8)
-        metrics = {**self._metrics(d_loss, real_logits, fake_logits, {}, g_loss, opt_state, hp), "kl": kl,
-                   "feature_reconstruction": feature_nll, "lr_encoder": learning_rate(opt_state["encoder"])}
-        metrics = pmean(metrics, self.axis_name)
-        metrics["finite"] = all_finite(params) & all_finite(metrics)
-        return TrainState(state.step + 1, state.key, params, stats, opt_state), metrics
+            params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch_u8)
+        return {"d_loss": d_loss, **self.output_metrics(real_logits, fake_logits), "g_loss": g_loss, "kl": kl,
+                "feature_reconstruction": feature_nll, **self.learning_rates(opt_state)}
