@@ -112,7 +112,7 @@ def test_resume_and_sample(name, tmp_path):
     (["--config.loss.name=hinge2"], "loss.name='hinge2' is unknown for a GAN; accepted:"),
     (["--config.data.name=imagenet"], "data.name='imagenet' is unknown"),
     (["--config.data.batch_size=0"], "data.batch_size=0 is not accepted; accepted: > 0"),
-    (["--config.train.steps=-3"], "train.steps=-3 is not accepted; accepted: > 0"),
+    (["--config.train.steps=-3"], "train.steps=-3 is not accepted; accepted: in (0, 1073741824]"),
     (["--config.data.prefetch=-1"], "data.prefetch=-1 is not accepted; accepted: >= 0"),
     (["--config.seed=-1"], "seed=-1 is not accepted; accepted: >= 0"),
     (["--config.optimizer.learning_rate=nan"], "optimizer.learning_rate=nan is not accepted; accepted: a finite"),
@@ -122,7 +122,7 @@ def test_resume_and_sample(name, tmp_path):
     (["--config.loss.beta=-inf"], "loss.beta=-inf is not accepted"),
     (["--config.model.latent_dim=1000000000"], "GiB per device but"),
     (["--config.eval.metrics=fid9"], "eval.metrics='fid9': 'fid9' is unknown; accepted: classifier_accuracy, "
-                                       "classifier_space, inception, modes, stacked_modes, vae_likelihood"),
+                                       "classifier_space, inception, modes, parzen, stacked_modes, vae_likelihood"),
     (["--config.eval.metrics=modes"], "eval.metrics='modes': 'modes' needs a 2D mixture (ring8, grid25)"),
     (["--config.data.source=files", "--config.data.name=mnist", "--config.data.dir=/nonexistent"], "/nonexistent"),
     (["--config.train.update_rule=simultaneous", "--config.train.n_critic=2"],
