@@ -2,7 +2,7 @@
 
   python launch.py --config experiments/quickstart.py --workdir runs/quickstart [--config.train.steps=100]
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
-  python launch.py --mode=eval --workdir runs/vae_mnist
+  python launch.py --mode=eval --workdir runs/vae_mnist [--config.eval.iwae_k=500]  # overrides the run's config.json
   python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
   python launch.py --config experiments/pacgan_ring.py --workdir runs/pacgan_ring --sweep [--sweep_index=I]
   python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
