@@ -53,9 +53,15 @@ def writing(what: str):
 class StoppedOnFullDisk(UserError):
     """A training run stopped by a full disk; the message says what is kept and what to do."""
 
-    def __init__(self, error: DiskFull, newest_checkpoint: int | None):
-        kept = (f"checkpoint {newest_checkpoint} is the newest kept" if newest_checkpoint is not None
-                else "no checkpoint is kept, the run will start from step 0")
+    def __init__(self, error: DiskFull, newest_checkpoint: int | None | dict[str, int | None]):
+        """newest_checkpoint: the run's newest kept step, or {run name: its newest} for a sweep's runs."""
+        if isinstance(newest_checkpoint, dict):
+            kept = "the newest checkpoints kept: " + ", ".join(
+                f"{name} {'none' if step is None else step}" for name, step in newest_checkpoint.items())
+        elif newest_checkpoint is not None:
+            kept = f"checkpoint {newest_checkpoint} is the newest kept"
+        else:
+            kept = "no checkpoint is kept, the run will start from step 0"
         super().__init__(f"{error}: {kept}; free space and run the same command to resume")
 
 

@@ -21,8 +21,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import experiment, memory, objectives, parallel, report, signals
+from gan_jax import disk, experiment, memory, objectives, parallel, report, signals
 from gan_jax.data.pipeline import InputPipeline
+from gan_jax.errors import UserError
 from gan_jax.evaluate import evaluators
 from gan_jax.experiment import Experiment, write_workdir_config
 from gan_jax.training import _restore_or_init, _rollback, _summarize, _Workdir, train_arrays, write_samples
@@ -146,15 +147,19 @@ def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str],
         runs.compile(cfgs[0].train.steps_per_call)
         stop.check()
         stop.phase = "looking for checkpoints"
-        runs.restore([f.had_run for f in folders])
-        stop.check()
-        if is_writer:
-            for w, c in zip(workdirs, cfgs, strict=True):
-                write_workdir_config(w, c)
-                if exps[0].objective.generates:
-                    os.makedirs(os.path.join(w, "samples"), exist_ok=True)
-        stop.phase = "training"
-        return runs.loop(eval_names, diverged or [False] * len(cfgs))
+        try:
+            with disk.writing(f"writing in {os.path.dirname(workdirs[0])}"):  # a write not named more closely
+                runs.restore([f.had_run for f in folders])
+                stop.check()
+                if is_writer:
+                    for w, c in zip(workdirs, cfgs, strict=True):
+                        write_workdir_config(w, c)
+                        if exps[0].objective.generates:
+                            os.makedirs(os.path.join(w, "samples"), exist_ok=True)
+                stop.phase = "training"
+                return runs.loop(eval_names, diverged or [False] * len(cfgs))
+        except disk.DiskFull as e:
+            raise runs.stopped_on_full_disk(e) from e
 
 
 class _Runs:
@@ -172,6 +177,15 @@ class _Runs:
         self.fns, self.pipelines, self.writers = {}, [], []
         for e in exps[1:] if exps[0].objective.generates else ():  # one compiled sampler: the same networks
             e.share_sampler(exps[0])
+
+    def stopped_on_full_disk(self, error: disk.DiskFull) -> disk.StoppedOnFullDisk:
+        """The error for runs stopped by a full disk, once every save under way has ended (completed, or
+        failed for the same reason: each run's folder tells which checkpoint it keeps)."""
+        for ckpt in self.ckpts:
+            with contextlib.suppress(UserError):
+                ckpt.wait()
+        return disk.StoppedOnFullDisk(error, {os.path.basename(w): c.newest_on_disk()
+                                              for w, c in zip(self.workdirs, self.ckpts, strict=True)})
 
     def close(self) -> None:
         for p in self.pipelines:

@@ -205,6 +205,24 @@ def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(small_disk, tm
     assert checksum(workdir) == checksum(tmp_path / "uninterrupted")  # bitwise the run never stopped
 
 
+def test_a_full_disk_in_a_vectorized_sweep_is_one_line_naming_each_runs_newest_checkpoint(small_disk):
+    """Three quickstart:smoke runs as one program, the disk full at the first checkpoints: one line
+    (orbax's save tasks printed their tracebacks here too), each run's newest kept checkpoint named as
+    its folder holds it; every metrics.jsonl whole."""
+    sweep_dir = small_disk / "sweep"
+    fill(small_disk, 20 << 20)  # one run's checkpoint 2 fits, not three
+    out = run(*QUICK, "--workdir", str(sweep_dir), "--sweep")
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr[-3000:]
+    assert re.fullmatch(r"error: no space left on device while .*: the newest checkpoints kept: seed=0 \S+, "
+                        r"seed=1 \S+, seed=2 \S+; free space and run the same command to resume", lines[0]), lines
+    for name, kept in re.findall(r"(seed=\d) (\S+?)[,;]", lines[0]):
+        saved = sorted(int(p.name) for p in (sweep_dir / name / "checkpoints").iterdir() if p.name.isdigit())
+        assert (str(saved[-1]) if saved else "none") == kept, (name, saved)
+        [json.loads(line) for line in (sweep_dir / name / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_a_full_disk_while_writing_samples_or_metrics_is_one_line(small_disk):
     workdir = small_disk / "run"
     filler = fill(small_disk, 14 << 20)
