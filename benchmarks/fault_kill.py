@@ -95,8 +95,10 @@ def compare_states(a: pathlib.Path, b: pathlib.Path) -> tuple[int, int, list[str
 
 
 def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, root: pathlib.Path,
-               seed: int = 0, verbose: bool = True, sweep: bool = False) -> dict:
-    """Runs the reference and the killed run under `root`; returns the counts and the comparison."""
+               seed: int = 0, verbose: bool = True, sweep: bool = False, spread: float = 1.0) -> dict:
+    """Runs the reference and the killed run under `root`; returns the counts and the comparison.
+    `spread`: the part of the run the kills are spread over, by the reference run's speed (below 1
+    leaves room for lives that run faster than the reference did, as on a machine whose load drops)."""
     rng = random.Random(seed)
     say = print if verbose else (lambda *a, **k: None)
     env = environment(root / "jax_cache")
@@ -113,7 +115,7 @@ def fault_test(kills: int, steps: int, checkpoint_every: int, data_dir: str, roo
     # This run also fills the compilation cache, so its start-up is longer than that of the lives.
     say(f"uninterrupted run: {ref_seconds:.1f} s, of which {startup:.1f} s before the first step line")
     # Lives advance about half a window each (less what is redone), so the kills spread over the run.
-    window = (ref_seconds - startup) / max(kills, 1) + 1.0  # + the first save of a life, ~1 s
+    window = spread * (ref_seconds - startup) / max(kills, 1) + 1.0  # + the first save of a life, ~1 s
     cmd = command(faulty, steps, checkpoint_every, data_dir, sweep)
     during_save, during_startup, lives, finished_early, warm_startups = 0, 0, [], False, []
     while len(lives) < kills:
