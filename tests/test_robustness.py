@@ -79,21 +79,30 @@ def records(workdir: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def trained_ring(tmp_path_factory) -> pathlib.Path:
-    """A gan_ring smoke run trained to its end (step 4, checkpoints 2 and 4), trained once per module."""
-    workdir = tmp_path_factory.mktemp("trained") / "run"
-    out = run(*RING, "--workdir", str(workdir))
+def train_to_end(tmp_path_factory, config: list[str], name: str) -> pathlib.Path:
+    """A smoke run of `config` trained to its end (step 4, checkpoints 2 and 4) in a folder `name`."""
+    workdir = tmp_path_factory.mktemp("trained") / name
+    out = run(*config, "--workdir", str(workdir))
     assert out.returncode == 0, out.stderr[-3000:]
     return workdir
 
 
+def copy_run(workdir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of a trained run that a test may change."""
+    copy = tmp_path / workdir.name
+    shutil.copytree(workdir, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def trained_ring(tmp_path_factory) -> pathlib.Path:
+    """gan_ring smoke, trained once per module."""
+    return train_to_end(tmp_path_factory, RING, "run")
+
+
 @pytest.fixture
 def trained(trained_ring, tmp_path) -> pathlib.Path:
-    """A copy of the trained run that a test may change."""
-    workdir = tmp_path / "run"
-    shutil.copytree(trained_ring, workdir)
-    return workdir
+    return copy_run(trained_ring, tmp_path)
 
 
 def test_second_run_in_a_workdir_is_refused_while_the_first_goes_on(tmp_path):
@@ -440,19 +449,13 @@ TORN = '{"step": 5, "d_loss": 0.69'  # a record cut by a kill: no closing brace,
 
 @pytest.fixture(scope="module")
 def trained_quickstart(tmp_path_factory) -> pathlib.Path:
-    """A quickstart smoke run trained to its end (step 4, checkpoints 2 and 4), trained once per module."""
-    workdir = tmp_path_factory.mktemp("trained") / "quickstart"
-    out = run(*QUICKSTART, "--workdir", str(workdir))
-    assert out.returncode == 0, out.stderr[-3000:]
-    return workdir
+    """quickstart smoke, trained once per module."""
+    return train_to_end(tmp_path_factory, QUICKSTART, "quickstart")
 
 
 @pytest.fixture
 def quickstart(trained_quickstart, tmp_path) -> pathlib.Path:
-    """A copy of the trained quickstart run that a test may change."""
-    workdir = tmp_path / "quickstart"
-    shutil.copytree(trained_quickstart, workdir)
-    return workdir
+    return copy_run(trained_quickstart, tmp_path)
 
 
 def test_a_torn_metrics_line_is_skipped_by_readers_and_cut_by_the_resumed_run(quickstart, capsys):
