@@ -80,6 +80,12 @@ SEARCH = {
          "train.steps": 6400, "train.ema_decay": 0.999},
         {"name": "3,steps6400,linear", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
          "optimizer.schedule": "linear", "train.steps": 6400, "train.ema_decay": 0.999}],
+    # 6: from 3, D against over-fitting its 4,500 digits: DiffAugment (Zhao et al. 2020) before every
+    # D forward, translations alone or with cutout
+    6: [{"name": "3,translation", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "data.diff_augment": "translation", "train.ema_decay": 0.999},
+        {"name": "3,translation,cutout", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "data.diff_augment": "translation,cutout", "train.ema_decay": 0.999}],
 }
 
 
