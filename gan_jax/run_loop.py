@@ -15,13 +15,12 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gan_jax import disk, keys, report, signals
+from gan_jax import keys, report, signals
 from gan_jax.data.pipeline import InputPipeline
-from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
 from gan_jax.evaluate import evaluators
-from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment, check_workdir_config, make_workdir
+from gan_jax.grids import write_samples
 from gan_jax.lock import LOCK_NAME, WorkdirLock
 from gan_jax.writers import MetricWriter
 
@@ -253,25 +252,3 @@ def summarize(pending: list, first_step: int, row: int | None = None) -> tuple[d
     i = int(np.argmin(finite))
     bad = [k for k, v in stacked.items() if not np.isfinite(v[i])] or ["parameters"]
     return summary, first_step + i + 1, bad
-
-
-def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bool) -> str:
-    """samples/step_XXXXXXX.png: an 8x8 grid from the fixed latents, or a scatter over the real points;
-    returns its path ('' on processes other than 0, which draw the samples but write nothing)."""
-    n = 1000 if exp.dataset.mixture is not None else 64
-    generated = exp.sample(state, n)
-    if not is_writer:
-        return ""
-    path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-    try:
-        with disk.writing(f"writing {path}"):
-            if exp.dataset.mixture is not None:
-                real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
-                sample_io.save_scatter(path, generated, real)
-            else:
-                sample_io.save_grid(path, sample_io.to_uint8(generated, exp.unit_range))
-    except disk.DiskFull:
-        with contextlib.suppress(OSError):
-            os.remove(path)  # a cut PNG would be drawn into progress.gif and the report
-        raise
-    return path
