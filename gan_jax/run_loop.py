@@ -19,7 +19,7 @@ from gan_jax import keys, report, signals
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import UserError
 from gan_jax.evaluate import evaluators
-from gan_jax.experiment import Experiment, check_workdir_config, make_workdir
+from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
 from gan_jax.grids import write_samples
 from gan_jax.lock import LOCK_NAME, WorkdirLock
 from gan_jax.writers import MetricWriter
@@ -117,9 +117,13 @@ class Run:
         return self.exp.init_state()
 
     def start(self, eval_names: list[str]) -> None:
-        """Opens the writer and the input pipeline, from `step` on."""
+        """Writes the run's config.json, opens the writer and the input pipeline, from `step` on."""
         cfg = self.cfg
         self.eval_names = eval_names
+        if self.is_writer:
+            write_workdir_config(self.workdir, cfg)
+            if self.exp.objective.generates:
+                os.makedirs(os.path.join(self.workdir, "samples"), exist_ok=True)
         self.writer = MetricWriter(self.workdir, cfg.train.steps, enabled=self.is_writer, cfg=cfg)
         if self.exp.images is not None:
             data_seed = cfg.seed if cfg.data.seed is None else cfg.data.seed

@@ -40,9 +40,9 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
            cfg: ml_collections.ConfigDict | None = None) -> str:
     """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a picture
     samples_step_XXXXXXX.png (an 8x8 grid of the first images, or the first SCATTER_POINTS points
-    over the real data). Samples come sampling.CHUNK at a time from keys folded from the seed, the step and
-    the chunk index, so a run's first N samples are those of any run with more; they are streamed
-    to disk, so the count is bounded by the free disk space (checked first), not by memory."""
+    over the real data). Samples come sampling.CHUNK at a time from keys folded from the seed, the
+    step and the chunk index, so a run's first N samples are those of any run with more; they are
+    streamed to disk, so the count is bounded by the free disk space (checked first), not by memory."""
     if num_samples <= 0:
         raise UserError(f"--num_samples={num_samples} must be positive")
     exp, step, state = sampling.restore(workdir, step, cfg)

@@ -5,7 +5,6 @@ same for runs trained together by vectorized.py) to the run; resumes from the ne
 and stops cleanly on SIGTERM/SIGINT/SIGHUP from start-up on."""
 
 import functools
-import os
 
 import jax
 import ml_collections
@@ -14,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from gan_jax import disk, memory, parallel, signals
 from gan_jax.evaluate import evaluators
-from gan_jax.experiment import Experiment, write_workdir_config
+from gan_jax.experiment import Experiment
 from gan_jax.run_loop import DIVERGED, ROLLBACK, Run, Workdir, train_arrays
 from gan_jax.writers import check_wandb
 
@@ -51,10 +50,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                               f"{cfg.train.steps}: nothing to train (raise --config.train.steps to train longer)",
                               flush=True)
                         return {}
-                    if is_writer:
-                        write_workdir_config(workdir, cfg)
-                    if exp.objective.generates:
-                        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
                     stop.phase = "training"
                     stop.newest_checkpoint = run.ckpt.latest_step()
                     return _train_loop(exp, run, state, step_fn, shardings, stop, eval_names)

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from gan_jax import disk, experiment, memory, objectives, parallel, signals
 from gan_jax.evaluate import evaluators
-from gan_jax.experiment import Experiment, write_workdir_config
+from gan_jax.experiment import Experiment
 from gan_jax.run_loop import DIVERGED, ROLLBACK, Run, Workdir, train_arrays
 from gan_jax.writers import check_wandb
 
@@ -149,11 +149,6 @@ def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str],
             with disk.writing(f"writing in {os.path.dirname(workdirs[0])}"):  # a write not named more closely
                 runs.restore([f.had_run for f in folders])
                 stop.check()
-                if is_writer:
-                    for w, c in zip(workdirs, cfgs, strict=True):
-                        write_workdir_config(w, c)
-                        if exps[0].objective.generates:
-                            os.makedirs(os.path.join(w, "samples"), exist_ok=True)
                 stop.phase = "training"
                 return runs.loop(eval_names, diverged or [False] * len(cfgs))
         except disk.DiskFull as e:
