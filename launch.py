@@ -131,7 +131,7 @@ def check_config_file(argv) -> None:
     except (SyntaxError, UnicodeDecodeError, OSError) as e:
         where = f"{path}:{e.lineno}: " if isinstance(e, SyntaxError) else f"{path}: "
         fail(f"--config={value}: {where}{type(e).__name__}: {getattr(e, 'msg', None) or e}")
-    from gan_jax.sweep import unknown_variants
+    from gan_jax.experiment_files import unknown_variants
 
     variants = ()
     for node in tree.body:
@@ -193,9 +193,9 @@ def interrupted(signum: int) -> None:
 
 def run_sweep(workdir: str) -> None:
     """--sweep / --sweep_index: the runs of the experiment's get_sweep(), then a summary line per run."""
-    from gan_jax import sweep
+    from gan_jax import sweep_runner
 
-    outcome = sweep.run(config_argument(sys.argv), FLAGS.config, workdir, FLAGS.sweep_index)
+    outcome = sweep_runner.run(config_argument(sys.argv), FLAGS.config, workdir, FLAGS.sweep_index)
     counts = {o: sum(1 for v in outcome.values() if v == o) for o in sorted(set(outcome.values()))}
     print("sweep: " + ", ".join(f"{n} {o}" for o, n in counts.items()) + f" (of {len(outcome)} runs here)", flush=True)
     diverged = [name for name, o in outcome.items() if o == "diverged"]

@@ -15,9 +15,9 @@ import numpy as np
 
 from gan_jax import data
 from gan_jax.evaluate import classify, metrics
-from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import Experiment
-from gan_jax.sample import sample_chunks
+from gan_jax.grids import to_uint8
+from gan_jax.sampling import sample_chunks
 
 
 def run(cfg, num_samples: int = 10_000, rounds: int = 3) -> None:
@@ -31,7 +31,7 @@ def run(cfg, num_samples: int = 10_000, rounds: int = 3) -> None:
     key = jax.random.PRNGKey(0)
 
     def generate():
-        return [sample_io.to_uint8(c, exp.unit_range) for c in sample_chunks(exp, state, key, num_samples)]
+        return [to_uint8(c, exp.unit_range) for c in sample_chunks(exp, state, key, num_samples)]
 
     def generate_and_fid():
         stats = metrics.FeatureStats()

@@ -84,7 +84,7 @@ def compare_states(a: pathlib.Path, b: pathlib.Path) -> tuple[int, int, list[str
     import jax
     import numpy as np
 
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     (_, step_a, state_a), (_, step_b, state_b) = restore(str(a), None), restore(str(b), None)
     leaves_a = jax.tree_util.tree_leaves_with_path(jax.device_get(state_a))

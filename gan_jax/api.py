@@ -24,7 +24,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     """The config of an experiment file, 'PATH[:ARG]' as launch.py's --config takes it (a path to
     experiments/NAME.py, or its NAME alone for the repository's experiments), validated."""
     from gan_jax.config import validate
-    from gan_jax.sweep import load_experiment_file
+    from gan_jax.experiment_files import load_experiment_file
 
     module, arg = load_experiment_file(spec)
     cfg = module.get_config(arg)
@@ -45,7 +45,7 @@ class Run:
     """A trained run, restored from a checkpoint of its workdir."""
 
     def __init__(self, workdir: str, step: int | None = None):
-        from gan_jax.sample import restore
+        from gan_jax.sampling import restore
 
         self.workdir = os.fspath(workdir)
         # How the user asked for the run, named in errors (instead of launch.py's --workdir and --step).
@@ -61,7 +61,7 @@ class Run:
         run's config.seed (the default) they are the first n of `launch.py --mode=sample` at this step.
         A count whose array does not fit in the host's available memory is refused before anything is
         drawn (sample_chunks streams any count)."""
-        from gan_jax.sample import check_memory, output_format
+        from gan_jax.sampling import check_memory, output_format
 
         self._check_count(n, "sample")
         check_memory(f"{self.call}.sample", n, self.experiment)
@@ -73,7 +73,7 @@ class Run:
         return out
 
     def sample_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
-        """The samples of `sample(n, seed)`, in order, as arrays of at most gan_jax.sample.CHUNK (10,000)
+        """The samples of `sample(n, seed)`, in order, as arrays of at most gan_jax.sampling.CHUNK (10,000)
         samples each: uint8 (k, H, W, C) or float32 (k, 2); their concatenation is sample(n, seed) bit
         for bit. Only a chunk at a time is held, so n may be larger than memory (10**9)."""
         self._check_count(n, "sample_chunks")
@@ -84,7 +84,7 @@ class Run:
             raise UserError(f"{self.call}.{method}(n={n!r}): n is not accepted; accepted: a positive count")
 
     def _chunks(self, n: int, seed: int | None) -> Iterator[np.ndarray]:
-        from gan_jax.sample import sample_chunks, samples_key, to_output
+        from gan_jax.sampling import sample_chunks, samples_key, to_output
 
         key = samples_key(self.config.seed if seed is None else seed, self.step)
         for generated in sample_chunks(self.experiment, self.state, key, int(n)):

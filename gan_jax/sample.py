@@ -1,98 +1,24 @@
-"""`launch.py --mode=sample`: samples from a saved checkpoint, without training."""
+"""`launch.py --mode=sample`: samples from a saved checkpoint, without training, streamed to
+samples.npz, and a picture of the first ones."""
 
 import contextlib
 import math
 import os
 import shutil
-from collections.abc import Iterator
 
 import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import keys, memory, signals
+from gan_jax import grids, sampling, signals
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.errors import UserError
-from gan_jax.evaluate import samples as sample_io
-from gan_jax.experiment import SAMPLE_BATCH, Experiment, differing_field, load_workdir_config
+from gan_jax.npz_stream import NpzStreamWriter
 
-# Samples per call of the sampler, and so per key: part of what the samples are (chunk i comes from
-# fold_in(key, i)), so changing it changes every run's samples beyond the first chunk. Memory holds a
-# few chunks in model range (float32) at a time: 31 MB each for 28x28x1 images, 490 MB for 64x64x3.
-CHUNK = 10_000
 GRID_IMAGES = 64  # the PNG's 8x8 grid
 SCATTER_POINTS = 10_000  # more would only blot out the scatter, and take minutes to draw
 # Beyond the samples: the zip and .npy headers (a few KiB), the PNG, and slack for other writers.
 DISK_MARGIN_BYTES = 16 * 2**20
-# Beyond the samples held in memory (Run.sample): chunks in model range (float32) in flight, the sampler's
-# buffers among them, and slack for the rest of the process.
-MEMORY_MARGIN_CHUNKS = 4
-MEMORY_MARGIN_BYTES = 256 * 2**20
-
-
-def restore(workdir: str, step: int | None, cfg: ml_collections.ConfigDict | None = None, call: str | None = None):
-    """(experiment, step, state) of the checkpoint `step` (default: the newest intact one) of `workdir`,
-    with the run's config.json or `cfg`, which may differ from it only in resumable fields (eval.*, ...).
-    `call` names, in the errors, the API call that asked (e.g. "load_run('runs/q', step=7)"), instead of
-    launch.py's --workdir and --step."""
-    if cfg is None:
-        cfg = load_workdir_config(workdir, call)
-    elif difference := differing_field(workdir, cfg):  # its checkpoints would not fit cfg's networks
-        raise UserError(f"--config differs from the run in {workdir} ({difference}); sampling and evaluation "
-                        "use the run's own config: drop --config, and override only eval.* fields "
-                        "(--config.eval.FIELD=VALUE)")
-    exp = Experiment(cfg, load_train_data=False)
-    ckpt = exp.checkpointer(workdir, asynchronous=False, create=False)
-    steps = ckpt.all_steps()
-    if not steps:
-        named = f"{call}: {workdir!r}" if call else f"--workdir={workdir!r}"
-        raise UserError(f"{named} has no checkpoint; train there first")
-    if step is not None and step not in steps:
-        named = f"{call}: step={step}" if call else f"--step={step}"
-        raise UserError(f"{named} has no checkpoint in {workdir}; accepted: {', '.join(map(str, steps))}")
-    if step is not None:
-        state = ckpt.restore(step, exp.abstract_state())
-    else:
-        step, state = ckpt.restore_latest_good(exp.abstract_state())
-        if state is None:
-            raise UserError(f"{call + ': ' if call else ''}no intact checkpoint in {workdir}")
-    ckpt.close()
-    return exp, step, state
-
-
-def samples_key(seed: int, step: int) -> jax.Array:
-    """The base key of the samples of checkpoint `step` (chunk i: fold_in(it, i)), for a run's `seed`."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), keys.SAMPLES), step)
-
-
-def output_format(exp: Experiment) -> tuple[str, np.dtype]:
-    """How samples are handed out: ('points', float32) for 2D data, else ('images', uint8)."""
-    return ("points", np.dtype(np.float32)) if exp.dataset.mixture is not None else ("images", np.dtype(np.uint8))
-
-
-def to_output(exp: Experiment, generated) -> np.ndarray:
-    """A chunk in model range (k, *example_shape) in the output format: float32 points, or uint8 images
-    rounded as the saved PNGs are."""
-    if exp.dataset.mixture is not None:
-        return np.asarray(generated, np.float32)
-    return sample_io.to_uint8(generated, exp.unit_range)
-
-
-def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int) -> Iterator[np.ndarray]:
-    """`num_samples` samples in model range, as arrays (k <= CHUNK, *example_shape) in order; chunk i
-    is drawn from fold_in(base_key, i), so sample j depends only on base_key and j (and CHUNK)."""
-    for index, start in enumerate(range(0, num_samples, CHUNK)):
-        n = min(CHUNK, num_samples - start)
-        # A short last chunk is drawn as the start of a longer one, so that each of its samples comes
-        # out of the same computation, to the bit, as in a run that draws more: the sampler's batches
-        # must have the same sizes (XLA's kernels for other sizes round differently in the last bit),
-        # and with non-partitionable threefry the latents must have the same count.
-        if jax.config.jax_threefry_partitionable:
-            drawn = min(CHUNK, -(-n // SAMPLE_BATCH) * SAMPLE_BATCH)
-        else:
-            drawn = CHUNK
-        signals.check_interrupted()  # a signal dropped inside a callback stops the work here
-        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index))[:n]
 
 
 def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None:
@@ -100,7 +26,7 @@ def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None
     DISK_MARGIN_BYTES, fit in the free space of the file system that holds the file `path`."""
     directory = os.path.dirname(path) or "."
     free = shutil.disk_usage(directory).free
-    stale = sample_io.NpzStreamWriter.temporary_path(path)
+    stale = NpzStreamWriter.temporary_path(path)
     if os.path.isfile(stale):  # a killed run's leftover, which this run's writer overwrites
         free += os.path.getsize(stale)
     need = num_samples * bytes_per_sample + DISK_MARGIN_BYTES
@@ -110,50 +36,32 @@ def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None
                         f"{directory} but only {free / 1e9:.3g} GB are free; accepted: at most {most} samples here")
 
 
-def check_memory(call: str, num_samples: int, exp: Experiment) -> None:
-    """Raises UserError, in one line naming `call` (the API call, e.g. "load_run('runs/q').sample"),
-    unless `num_samples` samples in the output format (one array) fit in the host's available memory
-    with a margin: MEMORY_MARGIN_CHUNKS chunks of float32 samples in flight and MEMORY_MARGIN_BYTES.
-    An unknown amount of memory is not checked."""
-    available = memory.host_available_bytes()
-    if available is None:
-        return
-    per_sample = math.prod(exp.example_shape) * output_format(exp)[1].itemsize
-    margin = MEMORY_MARGIN_CHUNKS * CHUNK * math.prod(exp.example_shape) * 4 + MEMORY_MARGIN_BYTES
-    need = num_samples * per_sample + margin
-    if need > available:
-        most = max(0, (available - margin) // per_sample)
-        raise UserError(f"{call}(n={num_samples}) needs {need / 1e9:,.2f} GB of memory ({per_sample} bytes per "
-                        f"sample and {margin / 1e9:.2f} GB for sampling) but {available / 1e9:,.2f} GB are available; "
-                        f"accepted: n <= {most}; sample_chunks(n) streams any n, a chunk at a time")
-
-
 def sample(workdir: str, num_samples: int, step: int | None = None,
            cfg: ml_collections.ConfigDict | None = None) -> str:
     """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a picture
     samples_step_XXXXXXX.png (an 8x8 grid of the first images, or the first SCATTER_POINTS points
-    over the real data). Samples come CHUNK at a time from keys folded from the seed, the step and
-    the chunk index, so a run's first N samples are those of any run with more; they are streamed
-    to disk, so the count is bounded by the free disk space (checked first), not by memory."""
+    over the real data). Samples come sampling.CHUNK at a time from keys folded from the seed, the
+    step and the chunk index, so a run's first N samples are those of any run with more; they are
+    streamed to disk, so the count is bounded by the free disk space (checked first), not by memory."""
     if num_samples <= 0:
         raise UserError(f"--num_samples={num_samples} must be positive")
-    exp, step, state = restore(workdir, step, cfg)
+    exp, step, state = sampling.restore(workdir, step, cfg)
     points = exp.dataset.mixture is not None
-    name, dtype = output_format(exp)
+    name, dtype = sampling.output_format(exp)
     shape = (num_samples, *exp.example_shape)
     path = os.path.join(workdir, "samples.npz")
     check_disk_space(path, num_samples, math.prod(exp.example_shape) * dtype.itemsize)
-    base_key = samples_key(exp.seed, step)
+    base_key = sampling.samples_key(exp.seed, step)
     is_writer = jax.process_index() == 0
     grid_path = os.path.join(workdir, f"samples_step_{step:07d}.png")
     shown, shown_count = [], min(num_samples, SCATTER_POINTS if points else GRID_IMAGES)
     # Every process draws every chunk (the sampler is one program over all devices); process 0 writes.
-    writer = sample_io.NpzStreamWriter(path, name, shape, dtype) if is_writer else contextlib.nullcontext()
+    writer = NpzStreamWriter(path, name, shape, dtype) if is_writer else contextlib.nullcontext()
     with writer:
-        for generated in sample_chunks(exp, state, base_key, num_samples):
+        for generated in sampling.sample_chunks(exp, state, base_key, num_samples):
             if not is_writer:
                 continue
-            chunk = to_output(exp, generated)
+            chunk = sampling.to_output(exp, generated)
             writer.write(chunk)
             if sum(map(len, shown)) < shown_count:
                 shown.append(chunk[:shown_count - sum(map(len, shown))])
@@ -164,8 +72,8 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
     if points:
         # The mixture itself (what real_examples draws without a training set), outside any step.
         real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), exp.cfg.data.batch_size))
-        sample_io.save_scatter(grid_path, shown, real)
+        grids.save_scatter(grid_path, shown, real)
     else:
-        sample_io.save_grid(grid_path, shown)
+        grids.save_grid(grid_path, shown)
     print(f"wrote {num_samples} samples of step {step} to {path} and {grid_path}")
     return path

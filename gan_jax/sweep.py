@@ -6,14 +6,13 @@ each a dict of config overrides ({'model.pack': 2, 'seed': 3}), built with `prod
 
 A variant's run folder is named by its overrides ('PacGAN2,seed=3'); its *setting* is that name
 without the seed ('PacGAN2'): results average over the runs of a setting. The key NAME ('name' in a
-variant) names a setting in place of its overrides."""
+variant) names a setting in place of its overrides. A sweep folder's SWEEP_FILE records its runs (written
+by sweep_runner.py, read by results.py)."""
 
 import builtins
-import importlib.util
 import itertools
 import json
 import os
-import pathlib
 
 import ml_collections
 
@@ -134,135 +133,3 @@ def read_sweep_file(sweep_dir: str) -> dict:
         raise UserError(f"--workdir={sweep_dir!r} holds no sweep (no {SWEEP_FILE}); run launch.py --sweep there first")
     with open(path) as f:
         return json.load(f)
-
-
-# --- loading ---------------------------------------------------------------------------------
-def load_experiment_file(spec: str):
-    """(module, arg) of 'PATH[:ARG]' (or a repository experiment's NAME[:ARG]). ARG's bare words must
-    be variants the file declares in VARIANTS; its name=value words go to get_config (parse_arg)."""
-    path, _, arg = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.suffix:  # 'quickstart' -> the repository's experiments/quickstart.py
-        file = pathlib.Path(__file__).resolve().parents[1] / "experiments" / f"{path}.py"
-    if not file.is_file():
-        raise UserError(f"config {spec!r}: no file {file}; accepted: PATH[:ARG] of an experiment file")
-    module_spec = importlib.util.spec_from_file_location(f"gan_jax_experiment_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    variants = getattr(module, "VARIANTS", ())
-    unknown = unknown_variants(arg, variants)
-    if unknown:
-        raise UserError(f"config {spec!r}: unknown variant {unknown[0]!r}; accepted: {', '.join(variants) or 'none'}")
-    return module, arg or None
-
-
-def unknown_variants(arg: str, variants) -> list[str]:
-    """The bare words of an experiment argument ('smoke,budget=0.1') that `variants` does not declare."""
-    return [w for w in (arg or "").split(",") if w and "=" not in w and w not in variants]
-
-
-# --- running ---------------------------------------------------------------------------------
-def run_status(workdir: str, cfg: ml_collections.ConfigDict) -> str:
-    """'new', 'partial', 'finished' (a checkpoint at train.steps) or 'diverged' (its last event)."""
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
-    if steps and max(steps) >= cfg.train.steps:
-        return "finished"
-    from gan_jax.writers import read_metrics
-
-    events = [r["event"] for r in read_metrics(workdir) if r.get("event") in ("diverged", "checkpoint")]
-    if events and events[-1] == "diverged":
-        return "diverged"
-    return "partial" if steps or os.path.exists(os.path.join(workdir, "config.json")) else "new"
-
-
-def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int | None = None) -> dict[str, str]:
-    """Runs the sweep of experiment `spec` over `base` (its config with the command line's overrides)
-    in sweep_dir/<run name>/: every variant, or variant `index` alone. Finished and diverged runs are
-    skipped, partial ones resume. Runs that may share a compiled step train as one vmapped program
-    (sweep.vectorize: None = where possible, True, False). Returns {run name: outcome}; writes
-    results.md/.csv at the end of a whole sweep."""
-    import jax
-
-    from gan_jax import config as config_lib
-    from gan_jax import training, vectorized
-
-    module, arg = load_experiment_file(spec)
-    if not hasattr(module, "get_sweep"):
-        raise UserError(f"--sweep: {spec.partition(':')[0]} defines no get_sweep(arg=None); accepted: an "
-                        "experiment file with one (see gan_jax/sweep.py)")
-    variants = module.get_sweep(arg)
-    check_unique(variants)
-    if index is not None and not 0 <= index < len(variants):
-        raise UserError(f"--sweep_index={index} is not accepted; accepted: 0..{len(variants) - 1} "
-                        f"({len(variants)} variants)")
-    cfgs = [apply(base, v) for v in variants]
-    for v, c in builtins.zip(variants, cfgs, strict=True):
-        try:
-            config_lib.validate(c)
-            vectorized.program_key(c)  # reads what the step compiles in (penalty names): refused here, per variant
-        except UserError as e:
-            raise UserError(f"sweep variant {run_name(v)!r}: {e}") from None
-    if jax.process_index() == 0:
-        write_sweep_file(sweep_dir, spec, variants, getattr(module, "PUBLISHED", None),
-                         getattr(module, "PUBLISHED_SOURCE", ""))
-    names = [run_name(v) for v in variants]
-    dirs = [os.path.join(sweep_dir, n) for n in names]
-    chosen = [index] if index is not None else range(len(variants))
-    outcome, todo, diverged = {}, [], []
-    for i in chosen:
-        status = run_status(dirs[i], cfgs[i])
-        if status in ("finished", "diverged"):
-            print(f"sweep: {names[i]} {status}" + (" (delete its folder to retry)" if status == "diverged" else ""),
-                  flush=True)
-            outcome[names[i]] = status
-            diverged += [i] if status == "diverged" else []
-        else:
-            todo.append(i)
-    for group in _groups(list(chosen), todo, cfgs, base.sweep.vectorize):
-        if len(group) > 1:
-            print(f"sweep: training {len(group)} runs as one vectorized program: {', '.join(names[i] for i in group)}",
-                  flush=True)
-            results = vectorized.train_runs([cfgs[i] for i in group], [dirs[i] for i in group],
-                                            [i in diverged for i in group])
-            outcome.update({names[i]: r for i, r in builtins.zip(group, results, strict=True)})
-            if "stopped" in results:
-                return outcome
-            continue
-        i = group[0]
-        print(f"sweep: training {names[i]} ({todo.index(i) + 1} of {len(todo)} to train)", flush=True)
-        try:
-            training.train(cfgs[i], dirs[i])
-            outcome[names[i]] = "finished" if run_status(dirs[i], cfgs[i]) == "finished" else "stopped"
-        except training.TrainingDiverged:
-            outcome[names[i]] = "diverged"  # said in the run's log; the sweep goes on
-        if outcome[names[i]] == "stopped":
-            return outcome
-    if index is None and jax.process_index() == 0:
-        from gan_jax.results import write_results
-
-        for path in write_results(sweep_dir):
-            print(f"wrote {path}", flush=True)
-    return outcome
-
-
-def _groups(chosen: list[int], todo: list[int], cfgs: list, vectorize: bool | None) -> list[list[int]]:
-    """The runs to train, alone or in groups that share one program (said on stdout). A group keeps
-    its ended members (inactive in the program): a resumed sweep runs the program it started with,
-    so that its runs end bitwise as without the interruption."""
-    from gan_jax import vectorized
-
-    if vectorize is False or len(chosen) < 2:
-        return [[i] for i in todo]
-    by_key: dict[str, list[int]] = {}
-    for i in chosen:
-        by_key.setdefault(vectorized.group_key(cfgs[i]), []).append(i)
-    groups = list(by_key.values())
-    reason = vectorized.why_not_vectorizable([cfgs[g[0]] for g in groups[:1]])
-    if reason is not None:
-        print(f"sweep: training the runs one after another: {reason}", flush=True)
-        return [[i] for i in todo]
-    if len(groups) > 1:
-        print(f"sweep: {len(groups)} groups of runs that can share a program "
-              f"({vectorized.why_not_vectorizable([cfgs[g[0]] for g in groups[:2]])})", flush=True)
-    return [g for g in groups if any(i in todo for i in g)]

@@ -10,9 +10,9 @@ alone; the others go on). Runs may be at different steps (a rollback, a SIGKILL 
 saves): each step call advances the unfinished runs and leaves the others' slices unchanged."""
 
 import contextlib
+import functools
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,14 +21,12 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import disk, experiment, memory, objectives, parallel, report, signals
-from gan_jax.data.pipeline import InputPipeline
-from gan_jax.errors import UserError
+from gan_jax import disk, experiment, memory, objectives, parallel, signals
 from gan_jax.evaluate import evaluators
-from gan_jax.experiment import Experiment, write_workdir_config
+from gan_jax.experiment import Experiment
 from gan_jax.objectives.base import schedule_horizon
-from gan_jax.training import _restore_or_init, _rollback, _summarize, _Workdir, train_arrays, write_samples
-from gan_jax.writers import MetricWriter, check_wandb
+from gan_jax.run_loop import DIVERGED, ROLLBACK, Run, Workdir, train_arrays
+from gan_jax.writers import check_wandb
 
 # Fields that only steer a run's own loop, data order or keys: runs may differ in them. The fields
 # whose values reach the step as arrays are each objective's to declare (objectives/base.py
@@ -142,7 +140,7 @@ def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str],
         for c in cfgs:
             check_wandb(c)
         eval_names = [evaluators.selected(e) for e in exps]
-        folders = [stack.enter_context(_Workdir(w, c, is_writer)) for w, c in zip(workdirs, cfgs, strict=True)]
+        folders = [stack.enter_context(Workdir(w, c, is_writer)) for w, c in zip(workdirs, cfgs, strict=True)]
         stop.check()
         stop.phase = "compiling the step"
         runs = _Runs(exps, workdirs, stop)
@@ -154,49 +152,32 @@ def train_runs(cfgs: list[ml_collections.ConfigDict], workdirs: list[str],
             with disk.writing(f"writing in {os.path.dirname(workdirs[0])}"):  # a write not named more closely
                 runs.restore([f.had_run for f in folders])
                 stop.check()
-                if is_writer:
-                    for w, c in zip(workdirs, cfgs, strict=True):
-                        write_workdir_config(w, c)
-                        if exps[0].objective.generates:
-                            os.makedirs(os.path.join(w, "samples"), exist_ok=True)
                 stop.phase = "training"
                 return runs.loop(eval_names, diverged or [False] * len(cfgs))
         except disk.DiskFull as e:
-            raise runs.stopped_on_full_disk(e) from e
+            # Once every save under way has ended: each run's folder tells which checkpoint it keeps.
+            raise disk.StoppedOnFullDisk(e, {os.path.basename(r.workdir): r.newest_kept() for r in runs.runs}) from e
 
 
 class _Runs:
-    """The stacked state of R runs and each run's own pipeline, writer, checkpoints and step."""
+    """The stacked state of R runs, the program that steps it, and each run's own side (run_loop.Run:
+    its pipeline, writer, checkpoints and step), which sees its slice of the state."""
 
     def __init__(self, exps: list[Experiment], workdirs: list[str], stop: signals.StopRequest):
-        self.exps, self.workdirs, self.stop = exps, workdirs, stop
+        self.exps, self.stop = exps, stop
         self.cfgs = [e.cfg for e in exps]
         self.mesh = exps[0].mesh
-        self.is_writer = jax.process_index() == 0
-        self.ckpts = [e.checkpointer(w) for e, w in zip(exps, workdirs, strict=True)]
+        self.runs = [Run(e, w, stop, row=i, alone=False) for i, (e, w) in enumerate(zip(exps, workdirs, strict=True))]
         self.hps = jax.tree.map(lambda *v: np.stack(v), *[e.builder.hyperparameters() for e in exps])
         self.hps = parallel.host_replicated(self.hps, self.mesh)
         self.shardings = exps[0].state_shardings()  # of one run's state: the same for all
-        self.fns, self.pipelines, self.writers = {}, [], []
+        self.fns = {}
         for e in exps[1:] if exps[0].objective.generates else ():  # one compiled sampler: the same networks
             e.share_sampler(exps[0])
 
-    def stopped_on_full_disk(self, error: disk.DiskFull) -> disk.StoppedOnFullDisk:
-        """The error for runs stopped by a full disk, once every save under way has ended (completed, or
-        failed for the same reason: each run's folder tells which checkpoint it keeps)."""
-        for ckpt in self.ckpts:
-            with contextlib.suppress(UserError):
-                ckpt.wait()
-        return disk.StoppedOnFullDisk(error, {os.path.basename(w): c.newest_on_disk()
-                                              for w, c in zip(self.workdirs, self.ckpts, strict=True)})
-
     def close(self) -> None:
-        for p in self.pipelines:
-            p.close()
-        for w in self.writers:
-            w.close()
-        for c in self.ckpts:
-            c.close()
+        for r in self.runs:
+            r.close()
 
     # --- the program -------------------------------------------------------------------------
     def _batch_sharding(self):
@@ -233,13 +214,7 @@ class _Runs:
 
     # --- state -------------------------------------------------------------------------------
     def restore(self, had_run: list[bool]) -> None:
-        starts, states = [], []
-        for exp, ckpt, w, had in zip(self.exps, self.ckpts, self.workdirs, had_run, strict=True):
-            start, state = _restore_or_init(exp, ckpt, w, had)
-            starts.append(start)
-            states.append(state)
-        self.steps = starts
-        self.state = self._stack(states)
+        self.state = self._stack([r.restore(had) for r, had in zip(self.runs, had_run, strict=True)])
 
     def _stack(self, states):
         return jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *states), parallel.replicated(self.mesh))
@@ -253,93 +228,53 @@ class _Runs:
 
     # --- the loop ----------------------------------------------------------------------------
     def loop(self, eval_names: list[list[str]], diverged: list[bool]) -> list[str]:
-        exps, cfgs, n_runs = self.exps, self.cfgs, len(self.exps)
-        outcome = ["diverged" if d else "finished" if s >= c.train.steps else None
-                   for s, c, d in zip(self.steps, cfgs, diverged, strict=True)]
-        self.writers = [MetricWriter(w, c.train.steps, enabled=self.is_writer, cfg=c)
-                        for w, c in zip(self.workdirs, cfgs, strict=True)]
-        if exps[0].images is not None:
-            self.pipelines = [InputPipeline(train_arrays(e), c.data.batch_size, c.seed if c.data.seed is None
-                                            else c.data.seed, c.train.n_critic, c.train.steps_per_call,
-                                            prefetch=c.data.prefetch) for e, c in zip(exps, cfgs, strict=True)]
-        k = cfgs[0].train.steps_per_call
-        pending = [[] for _ in range(n_runs)]
-        last_log = [(time.time(), s) for s in self.steps]
-        rollbacks = [0] * n_runs
-        while any(o is None for o in outcome):
-            running = [i for i in range(n_runs) if outcome[i] is None]
-            n = min(k, *(cfgs[i].train.steps - self.steps[i] for i in running))
-            if n not in self.fns:
-                self.compile(n)
-            active = np.array([o is None for o in outcome])
-            self.state, metrics = self.fns[n](self.state, self._batches(running, n), self.hps,
-                                              parallel.host_replicated(active, self.mesh))
-            stopping = self.stop.signal
-            for i in running:
-                pending[i].append((metrics, i))
-                self.steps[i] += n
-                outcome[i] = self._after_call(i, n, pending, last_log, rollbacks, stopping, eval_names[i])
-            if stopping:
-                for i in range(n_runs):
-                    outcome[i] = outcome[i] or "stopped"
-                    self.writers[i].message(f"{stopping}: saved the checkpoint at step {self.steps[i]}; run the "
-                                            "same command to resume")
-        for c in self.ckpts:
-            c.wait()
+        runs = self.runs
+        outcome = ["diverged" if d else "finished" if r.step >= r.cfg.train.steps else None
+                   for r, d in zip(runs, diverged, strict=True)]
+        for r, names in zip(runs, eval_names, strict=True):
+            r.start(names)
+        k = self.cfgs[0].train.steps_per_call
+        completed = False
+        try:
+            while any(o is None for o in outcome):
+                running = [i for i, o in enumerate(outcome) if o is None]
+                n = min(k, *(runs[i].cfg.train.steps - runs[i].step for i in running))
+                if n not in self.fns:
+                    self.compile(n)
+                active = np.array([o is None for o in outcome])
+                self.state, metrics = self.fns[n](self.state, self._batches(running, n), self.hps,
+                                                  parallel.host_replicated(active, self.mesh))
+                stopping = self.stop.signal
+                for i in running:
+                    outcome[i] = self._after_call(i, metrics, n, stopping)
+                if stopping:
+                    for i, r in enumerate(runs):
+                        outcome[i] = outcome[i] or "stopped"
+                        r.say_stopped(stopping)
+            for r in runs:
+                r.ckpt.wait()
+            completed = True
+        finally:
+            for r in runs:
+                r.finish(failing=not completed)
+        return outcome
+
+    def _after_call(self, i: int, metrics, n: int, stopping: str | None) -> str | None:
+        """Run i's side of a call: its outcome if it ended ('finished', 'diverged'), else None."""
+        run = self.runs[i]
+        outcome = run.after_call(metrics, n, stopping, functools.partial(self.run_state, i))
+        if outcome == ROLLBACK:
+            self.replace(i, run.roll_back())
+            return None
+        if outcome == DIVERGED:
+            run.writer.message(f"{run.workdir}: {run.divergence}; the other runs go on")
         return outcome
 
     def _batches(self, running: list[int], n: int):
-        if not self.pipelines:
+        if self.exps[0].images is None:
             return None
-        local = {i: jax.tree.map(lambda a: a[:n], self.pipelines[i].get(self.steps[i])) for i in running}
+        local = {i: self.runs[i].batch(n) for i in running}
         filler = jax.tree.map(np.zeros_like, local[running[0]])  # finished runs' slices: computed, discarded
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *[local.get(i, filler) for i in range(len(self.exps))])
         return jax.tree.map(lambda a, s: parallel.global_batch_array(a, s, batch_axis=3), stacked,
                             self._batch_sharding())
-
-    def _after_call(self, i, n, pending, last_log, rollbacks, stopping, eval_names) -> str | None:
-        """Run i's logging, non-finite handling, checkpoint, samples and evaluation after a call;
-        its outcome if it ended ('finished', 'diverged'), else None."""
-        cfg, exp, writer, step = self.cfgs[i], self.exps[i], self.writers[i], self.steps[i]
-        done = step >= cfg.train.steps
-        log_now = step % cfg.train.log_every < n or done
-        save_now = step % cfg.train.checkpoint_every < n or done or stopping
-        if log_now or save_now:
-            per_run = [{key: np.asarray(v)[j] for key, v in m.items()} for m, j in pending[i]]
-            summary, bad_step, bad = _summarize(per_run, step - n * len(per_run), pmap=False)
-            pending[i] = []
-            if bad_step is not None:
-                if cfg.train.on_nonfinite != "rollback" or rollbacks[i] >= cfg.train.max_rollbacks:
-                    after = f" after {rollbacks[i]} rollbacks" if rollbacks[i] else ""
-                    writer.write(bad_step, {"event": "diverged", "nonfinite": ", ".join(bad)})
-                    writer.message(f"{self.workdirs[i]}: training diverged: non-finite {', '.join(bad)} at step "
-                                   f"{bad_step}{after}; the other runs go on")
-                    return "diverged"
-                rollbacks[i] += 1
-                self.steps[i], restored = _rollback(exp, self.ckpts[i], writer, bad_step, bad, rollbacks[i])
-                self.replace(i, restored)
-                last_log[i] = (time.time(), self.steps[i])
-                return None
-            if log_now:
-                now, (then, then_step) = time.time(), last_log[i]
-                summary["seconds_per_step"] = (now - then) / max(step - then_step, 1)  # of all R runs together
-                last_log[i] = (now, step)
-                writer.write(step, summary)
-        state = None
-        if save_now:
-            state = self.run_state(i)
-            t = time.perf_counter()
-            self.ckpts[i].save(step, state, config=json.loads(cfg.to_json()))
-            writer.write(step, {"event": "checkpoint", "checkpoint_blocking_s": time.perf_counter() - t})
-        if step % cfg.train.sample_every < n or done:
-            state = self.run_state(i) if state is None else state
-            if exp.objective.generates:
-                writer.image(step, "samples", write_samples(exp, state, self.workdirs[i], step, self.is_writer))
-            if self.is_writer:
-                report.refresh(self.workdirs[i])
-        if cfg.eval.every and (step % cfg.eval.every < n or done):
-            state = self.run_state(i) if state is None else state
-            results = evaluators.run_all(exp, state, step, eval_names)
-            writer.write(step, {"event": "eval", **evaluators.flat(results)})
-        return "finished" if done else None
-

@@ -8,8 +8,8 @@ from conftest import load_experiment
 
 import gan_jax
 from gan_jax.errors import UserError
-from gan_jax.sample import CHUNK
 from gan_jax.sample import sample as sample_to_file
+from gan_jax.sampling import CHUNK
 
 
 def test_load_config_is_launch_s_config():
@@ -79,15 +79,15 @@ def test_sample_chunks_concatenate_to_sample_bit_for_bit(ring_run):
 
 
 def test_sampling_more_than_memory_is_refused_before_drawing(ring_run, monkeypatch):
-    import gan_jax.sample
+    import gan_jax.sampling
 
     run = gan_jax.load_run(ring_run)
-    drawn = gan_jax.sample.sample_chunks
+    drawn = gan_jax.sampling.sample_chunks
 
     def not_drawn(*args):
         raise AssertionError("samples were drawn before the count was checked")
 
-    monkeypatch.setattr(gan_jax.sample, "sample_chunks", not_drawn)
+    monkeypatch.setattr(gan_jax.sampling, "sample_chunks", not_drawn)
     call = f"load_run({str(ring_run)!r}).sample"
     with pytest.raises(UserError, match=rf"^{re.escape(call)}\(n=1000000000000\) needs 8,000\.\d\d GB of memory "
                        r"\(8 bytes per sample and 0\.\d\d GB for sampling\) but [\d,]+\.\d\d GB are available; "
@@ -96,16 +96,17 @@ def test_sampling_more_than_memory_is_refused_before_drawing(ring_run, monkeypat
     with pytest.raises(UserError, match=r"\.sample\(n=0\): n is not accepted; accepted: a positive count$"):
         run.sample(0)
     # The largest accepted count is accepted, one more is not (memory as a test sets it).
-    margin = gan_jax.sample.MEMORY_MARGIN_CHUNKS * gan_jax.sample.CHUNK * 2 * 4 + gan_jax.sample.MEMORY_MARGIN_BYTES
+    sampling = gan_jax.sampling
+    margin = sampling.MEMORY_MARGIN_CHUNKS * sampling.CHUNK * 2 * 4 + sampling.MEMORY_MARGIN_BYTES
     monkeypatch.setattr(gan_jax.memory, "host_available_bytes", lambda: margin + 100 * 8 + 7)
     with pytest.raises(UserError, match=r"\(n=101\) needs .* accepted: n <= 100;"):
         run.sample(101)
-    monkeypatch.setattr(gan_jax.sample, "sample_chunks", drawn)
+    monkeypatch.setattr(gan_jax.sampling, "sample_chunks", drawn)
     assert run.sample(100).shape == (100, 2)
 
 
 def test_errors_through_the_api_name_the_call_and_through_launch_the_flags(ring_run, tmp_path):
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     d, q = str(ring_run), lambda path: re.escape(repr(str(path)))
     with pytest.raises(UserError, match=rf"^load_run\({q(d)}, step=3\): step=3 has no checkpoint in {re.escape(d)}; "

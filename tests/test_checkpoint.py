@@ -394,7 +394,7 @@ def test_resume_on_another_device_count(jax_cache, tmp_path, data_dir):
             assert f"resumed from checkpoint at step {steps - 2}" in out.stdout, out.stdout[-2000:]
     out = launch(launch_env(jax_cache, 1), *base, "--workdir", str(reference))
     assert out.returncode == 0, out.stderr[-3000:]
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     (_, step_a, a), (_, step_b, b) = restore(str(workdir), None), restore(str(reference), None)
     assert step_a == step_b == 6

@@ -442,7 +442,7 @@ def test_classifier_smoke_trains_and_evaluates_its_accuracy(runs):
     accuracy = result["classifier_accuracy"]
     assert result["step"] == 4 and accuracy["split"] == "test" and accuracy["examples"] == 500
     # The recount: the checkpoint's classifier applied to the first 500 test images in this process.
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     exp, step, state = restore(str(workdir), None)
     assert step == 4

@@ -78,7 +78,7 @@ def compiled_steps(log: str) -> int:
 
 
 def final_state(workdir, step=STEPS):
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     _, _, state = restore(str(workdir), step)
     return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})

@@ -7,9 +7,8 @@ import re
 import numpy as np
 from PIL import Image
 
-from gan_jax import report
+from gan_jax import grids, report
 from gan_jax.config import base_config
-from gan_jax.evaluate import samples as sample_io
 from gan_jax.experiment import write_workdir_config
 
 
@@ -23,7 +22,7 @@ def _fake_run(workdir, steps=(100, 200, 300, 400)):
             f.write(json.dumps({"step": s, "d_loss": 1.0 + 0.1 * rng.random(), "g_loss": 0.8, "d_real": 0.6,
                                 "d_fake": 0.4, "lr_generator": 2e-4, "seconds_per_step": 0.1}) + "\n")
             f.write(json.dumps({"step": s, "event": "checkpoint", "checkpoint_blocking_s": 0.3}) + "\n")
-            sample_io.save_grid(str(workdir / "samples" / f"step_{s:07d}.png"),
+            grids.save_grid(str(workdir / "samples" / f"step_{s:07d}.png"),
                                 rng.integers(0, 256, (4, 8, 8, 1), dtype=np.uint8), columns=2)
         f.write(json.dumps({"step": 400, "event": "eval", "classifier_space/fid": 12.5,
                             "classifier_space/classifier_sha256": "ab" * 32}) + "\n")

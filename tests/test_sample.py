@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from gan_jax import sample as sample_mod
+from gan_jax import sampling
 from gan_jax.errors import UserError
-from gan_jax.evaluate import samples as sample_io
+from gan_jax.experiment import Experiment
+from gan_jax.npz_stream import NpzStreamWriter
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -73,7 +75,7 @@ def test_streamed_npz_reads_back_as_savez(tmp_path, name, array):
     expected = tmp_path / "expected.npz"
     np.savez(expected, **{name: array})
     path = tmp_path / "streamed.npz"
-    with sample_io.NpzStreamWriter(str(path), name, array.shape, array.dtype) as w:
+    with NpzStreamWriter(str(path), name, array.shape, array.dtype) as w:
         for i in range(0, len(array), 7):  # 7 does not divide 23: a short last chunk
             w.write(array[i:i + 7])
     got = load(path, name)
@@ -86,13 +88,13 @@ def test_writer_refuses_missing_or_extra_rows_and_leaves_target(tmp_path):
     path = tmp_path / "x.npz"
     np.savez(path, points=np.zeros((1, 2), np.float32))
     with pytest.raises(ValueError, match="2 of 3 rows written"):
-        with sample_io.NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
+        with NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
             w.write(np.ones((2, 2), np.float32))
     with pytest.raises(ValueError, match="overruns"):
-        with sample_io.NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
+        with NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
             w.write(np.ones((4, 2), np.float32))
     with pytest.raises(ValueError, match="does not fit"):
-        with sample_io.NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
+        with NpzStreamWriter(str(path), "points", (3, 2), np.float32) as w:
             w.write(np.ones((3, 2), np.float64))
     np.testing.assert_array_equal(load(path, "points"), np.zeros((1, 2), np.float32))
     assert os.listdir(tmp_path) == ["x.npz"]
@@ -110,7 +112,7 @@ def test_first_samples_do_not_depend_on_the_count(trained, tmp_path, monkeypatch
                                                   few, many):
     src, cfg = trained(name)
     # raising=False: on code without chunks the test still runs, and fails on what it checks.
-    monkeypatch.setattr(sample_mod, "CHUNK", chunk, raising=False)
+    monkeypatch.setattr(sampling, "CHUNK", chunk, raising=False)
     few_dir, many_dir = fresh_copy(src, tmp_path / "few"), fresh_copy(src, tmp_path / "many")
     sample_mod.sample(few_dir, few, cfg=cfg)
     sample_mod.sample(many_dir, many, cfg=cfg)
@@ -124,10 +126,10 @@ def test_first_samples_do_not_depend_on_the_count(trained, tmp_path, monkeypatch
 
 def test_samples_beyond_one_chunk_match_the_sampler_per_chunk(trained, tmp_path, monkeypatch):
     src, cfg = trained("gan_ring")
-    monkeypatch.setattr(sample_mod, "CHUNK", 4, raising=False)
+    monkeypatch.setattr(sampling, "CHUNK", 4, raising=False)
     workdir = fresh_copy(src, tmp_path / "run")
     sample_mod.sample(workdir, 10, cfg=cfg)
-    exp, step, state = sample_mod.restore(workdir, None, cfg)
+    exp, step, state = sampling.restore(workdir, None, cfg)
     base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2**31 - 3), step)
     expected = np.concatenate([exp.sample(state, 4, key=jax.random.fold_in(base, i)) for i in range(3)])[:10]
     np.testing.assert_array_equal(load(os.path.join(workdir, "samples.npz"), "points"), expected.astype(np.float32))
@@ -140,7 +142,7 @@ def test_count_that_does_not_fit_on_disk_is_refused_before_writing(trained, tmp_
     free = 16 * 2**20 + 100 * 28 * 28  # the margin and exactly 100 images
     monkeypatch.setattr(shutil, "disk_usage", lambda p: disk(free))
     drawn = []
-    monkeypatch.setattr(sample_mod, "sample_chunks", lambda *a: drawn.append(a) or iter(()), raising=False)
+    monkeypatch.setattr(sampling, "sample_chunks", lambda *a: drawn.append(a) or iter(()), raising=False)
     with pytest.raises(UserError) as e:
         sample_mod.sample(workdir, 1000, cfg=cfg)
     assert str(e.value) == (f"--num_samples=1000 needs 0.0176 GB for samples.npz in {workdir} but only 0.0169 GB "
@@ -175,13 +177,13 @@ def test_non_positive_count_is_refused(tmp_path, num):
 def test_failure_midway_keeps_previous_samples_and_no_temporary_file(trained, tmp_path, monkeypatch):
     src, cfg = trained("gan_ring")
     workdir = fresh_copy(src, tmp_path / "run")
-    monkeypatch.setattr(sample_mod, "CHUNK", 4, raising=False)
+    monkeypatch.setattr(sampling, "CHUNK", 4, raising=False)
     sample_mod.sample(workdir, 6, cfg=cfg)
     path = os.path.join(workdir, "samples.npz")
     previous = pathlib.Path(path).read_bytes()
     before = sorted(os.listdir(workdir))
 
-    real_sample = sample_mod.Experiment.sample
+    real_sample = Experiment.sample
     calls = []
 
     def failing_sample(self, *args, **kwargs):
@@ -190,7 +192,7 @@ def test_failure_midway_keeps_previous_samples_and_no_temporary_file(trained, tm
             raise RuntimeError("device lost")
         return real_sample(self, *args, **kwargs)
 
-    monkeypatch.setattr(sample_mod.Experiment, "sample", failing_sample)
+    monkeypatch.setattr(Experiment, "sample", failing_sample)
     with pytest.raises(RuntimeError, match="device lost"):
         sample_mod.sample(workdir, 10, cfg=cfg)
     assert len(calls) == 2

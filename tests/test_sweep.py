@@ -1,5 +1,6 @@
-"""Sweeps (gan_jax/sweep.py) and vectorized runs (gan_jax/vectorized.py): the declarations, and the
-runs of a vmapped program against the same variants trained alone (the reference: the plain loop)."""
+"""Sweeps (gan_jax/sweep.py, gan_jax/sweep_runner.py) and vectorized runs (gan_jax/vectorized.py): the
+declarations, and the runs of a vmapped program against the same variants trained alone (the reference:
+the plain loop)."""
 
 import json
 import logging
@@ -10,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import sweep, training
+from gan_jax import sweep, sweep_runner, training
 from gan_jax.errors import UserError
+from gan_jax.experiment_files import load_experiment_file
 
 RING = '''
 from gan_jax import sweep
@@ -62,7 +64,7 @@ def write_experiment(tmp_path, learning_rates=(1e-3, 3e-3), text=RING):
 
 
 def final_params(workdir, step):
-    from gan_jax.sample import restore
+    from gan_jax.sampling import restore
 
     _, _, state = restore(str(workdir), step)
     return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
@@ -155,7 +157,7 @@ def run_sweep(spec, base, root, **kw):
     logging.getLogger("jax").addHandler(handler)
     try:
         with jax.log_compiles(True):
-            outcome = sweep.run(spec, base, str(root), **kw)
+            outcome = sweep_runner.run(spec, base, str(root), **kw)
     finally:
         logging.getLogger("jax").removeHandler(handler)
     return outcome, sum("Compiling jit(vectorized_multi_step)" in line for line in handler.lines)
@@ -167,7 +169,7 @@ def ring_runs(tmp_path_factory):
     diverges at once, and rolls back before it stops), vectorized; the first four runs also alone."""
     root = tmp_path_factory.mktemp("sweep")
     spec = write_experiment(root, learning_rates=(1e-3, 3e-3, 1e30))
-    base = sweep.load_experiment_file(spec)[0].get_config()
+    base = load_experiment_file(spec)[0].get_config()
     base.sweep.vectorize = True
     outcome, compilations = run_sweep(spec, base, root / "vectorized")
     names = list(outcome)
@@ -177,7 +179,7 @@ def ring_runs(tmp_path_factory):
 
 
 def variant(spec, name):
-    module, arg = sweep.load_experiment_file(spec)
+    module, arg = load_experiment_file(spec)
     return next(v for v in module.get_sweep(arg) if sweep.run_name(v) == name)
 
 
@@ -241,14 +243,14 @@ def test_sweep_index_runs_one_variant_alone(ring_runs, tmp_path):
     assert outcome == {names[3]: "finished"} and compilations == 0
     assert bitwise_equal(final_params(tmp_path / "array" / names[3], 8), final_params(root / "alone" / names[3], 8))
     with pytest.raises(UserError, match=r"^--sweep_index=6 is not accepted; accepted: 0..5 \(6 variants\)$"):
-        sweep.run(spec, base, str(tmp_path / "array"), index=6)
+        sweep_runner.run(spec, base, str(tmp_path / "array"), index=6)
 
 
 def test_an_experiment_without_a_sweep_is_one_line(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text(textwrap.dedent(RING).split("def get_sweep")[0])
     with pytest.raises(UserError, match="defines no get_sweep"):
-        sweep.run(str(path), sweep.load_experiment_file(str(path))[0].get_config(), str(tmp_path / "x"))
+        sweep_runner.run(str(path), load_experiment_file(str(path))[0].get_config(), str(tmp_path / "x"))
 
 
 IMAGES = """
@@ -279,10 +281,10 @@ def get_sweep(arg=None):
 def test_vectorized_image_runs_read_their_own_data_order(tmp_path):
     path = tmp_path / "images.py"
     path.write_text(IMAGES)
-    base = sweep.load_experiment_file(str(path))[0].get_config()
+    base = load_experiment_file(str(path))[0].get_config()
     outcome, compilations = run_sweep(str(path), base, tmp_path / "vectorized")
     assert set(outcome.values()) == {"finished"} and compilations == 1
-    module, _ = sweep.load_experiment_file(str(path))
+    module, _ = load_experiment_file(str(path))
     for v in module.get_sweep()[1:3]:  # data seeds 1 and 0 of two rates: each alone, as the plain loop reads it
         n = sweep.run_name(v)
         training.train(sweep.apply(base, v), str(tmp_path / "alone" / n))
@@ -303,8 +305,8 @@ def test_runs_whose_train_states_differ_never_share_a_program(tmp_path, capsys):
         "def get_sweep(arg=None):\n"
         "    return sweep.product(sweep.axis('train.ema_decay', [0.0, 0.999]), sweep.seeds(2))\n")
     spec = write_experiment(tmp_path, text=text)
-    base = sweep.load_experiment_file(spec)[0].get_config()
-    cfgs = [sweep.apply(base, v) for v in sweep.load_experiment_file(spec)[0].get_sweep()]
+    base = load_experiment_file(spec)[0].get_config()
+    cfgs = [sweep.apply(base, v) for v in load_experiment_file(spec)[0].get_sweep()]
     assert vectorized.program_key(cfgs[0]) == vectorized.program_key(cfgs[-1])  # the config alone cannot tell
     assert vectorized.why_not_vectorizable([cfgs[0], cfgs[-1]]) == (
         "the runs differ in train.ema_decay (0.0 vs 0.999), which changes the structure of the train state")
@@ -324,7 +326,7 @@ def test_the_objectives_declare_what_may_differ_within_a_program(tmp_path):
     from gan_jax import objectives, vectorized
 
     spec = write_experiment(tmp_path)
-    base = sweep.load_experiment_file(spec)[0].get_config()
+    base = load_experiment_file(spec)[0].get_config()
     fields = vectorized.step_hyperparameter_fields(base)
     assert {"optimizer.learning_rate", "optimizer.discriminator_learning_rate", "loss.penalties",
             "train.ema_decay"} <= set(fields) and "loss.beta" not in fields
@@ -355,5 +357,5 @@ def test_the_objectives_declare_what_may_differ_within_a_program(tmp_path):
     spec = write_experiment(tmp_path, text=zero)
     with pytest.raises(UserError, match=r"^sweep variant 'loss.penalties=r1:0': loss.penalties='r1:0': weight '0'"
                                         r" of 'r1' is not a finite number > 0; accepted: [^\n]*$"):
-        sweep.run(spec, sweep.load_experiment_file(spec)[0].get_config(), str(tmp_path / "zero"))
+        sweep_runner.run(spec, load_experiment_file(spec)[0].get_config(), str(tmp_path / "zero"))
     assert not (tmp_path / "zero").exists()

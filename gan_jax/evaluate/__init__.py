@@ -1,5 +1,6 @@
-"""Evaluation: sample grids and scatters (samples.py), the VAE's test-set ELBO (vae.py) and sample-quality
-metrics over feature arrays (metrics.py: FID, KID, precision/recall, Inception Score)."""
+"""Evaluation: the evaluators, registered by name (evaluators.py), the VAE's test-set likelihood
+(vae_metrics.py) and sample-quality metrics over feature arrays (metrics.py: FID, KID, precision/recall,
+Inception Score)."""
 
 from gan_jax.evaluate.metrics import (
     FeatureStats,

@@ -28,6 +28,7 @@ from gan_jax.errors import ConfigError, UserError
 from gan_jax.evaluate import metrics
 from gan_jax.evaluate.inception import params_sha256
 from gan_jax.models.classifier import ConvClassifier, classifier_from_config
+from gan_jax.sampling import restore
 
 CLASSIFIER_DIR = Path(__file__).parent / "classifiers"
 # The shipped classifier that scores each data set (its images must have the classifier's shape).
@@ -266,8 +267,6 @@ def export(workdir: str, step: int | None = None, out: str | None = None,
     default the shipped one of its data set, which it replaces only if the parameters hash to the
     recorded SHIPPED_SHA256 (a reproduction) or with `replace_shipped` (a release, whose new hash
     then goes into SHIPPED_SHA256); returns (path, SHA-256)."""
-    from gan_jax.sample import restore  # sample imports the experiment, which imports the evaluators
-
     exp, step, state = restore(workdir, step)
     if "classifier" not in exp.nets:
         raise UserError(f"--workdir={workdir!r} holds objective={exp.cfg.objective!r}; accepted: a classifier run")

@@ -18,7 +18,8 @@ import numpy as np
 from gan_jax import data, keys
 from gan_jax.errors import ConfigError
 from gan_jax.evaluate import classify, modes, parzen, vae_metrics
-from gan_jax.evaluate import samples as sample_io
+from gan_jax.grids import to_uint8
+from gan_jax.sampling import sample_chunks
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,7 @@ def _check_counts(exp, fnet) -> None:
 
 def _score_samples(exp, state, step: int, fnet) -> dict:
     """eval.num_samples samples of the step's key, as uint8, scored by `fnet` against the eval split."""
-    from gan_jax.sample import sample_chunks  # sample imports the experiment, which imports this
-
-    chunks = (sample_io.to_uint8(c, exp.unit_range)
+    chunks = (to_uint8(c, exp.unit_range)
               for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
     reference, _ = _test_images(exp)
     return {"split": exp.cfg.data.eval_split,
@@ -165,8 +164,6 @@ def parzen_window(exp, state, step: int) -> dict:
     """Goodfellow et al. 2014's Table 1 estimate (gan_jax/evaluate/parzen.py): eval.num_samples samples
     (a key of (seed, step)) as Parzen-window centres, sigma chosen on the training split's held-out
     examples, the mean log-likelihood of the eval split (eval.num_examples of it); pixels in [0, 1]."""
-    from gan_jax.sample import sample_chunks
-
     def flat_unit(images: np.ndarray, unit_range: bool) -> np.ndarray:
         x = np.asarray(images, np.float64)
         return (x if unit_range else (x + 1.0) / 2.0).reshape(len(x), -1)
@@ -186,12 +183,10 @@ def stacked_mnist_modes(exp, state, step: int) -> dict:
     """Stacked MNIST (Metz et al. 2017; PacGAN's protocol with 26,000 samples = eval.num_samples): each
     channel classified by the shipped mnist classifier; modes captured out of 1,000 and the KL of the
     mode histogram to uniform."""
-    from gan_jax.sample import sample_chunks
-
     fnet = classify.load_classifier("mnist")
     digits = []
     for chunk in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples):
-        u8 = sample_io.to_uint8(chunk, exp.unit_range)
+        u8 = to_uint8(chunk, exp.unit_range)
         per_channel = [classify.embed(fnet, u8[..., c:c + 1], exp.mesh, exp.cfg.eval.batch_size)[1].argmax(1)
                        for c in range(3)]
         digits.append(np.stack(per_channel, axis=1))

@@ -10,7 +10,7 @@ import numpy as np
 
 from gan_jax import signals
 from gan_jax.evaluate import evaluators
-from gan_jax.sample import restore
+from gan_jax.sampling import restore
 
 
 def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDict | None = None) -> dict:
