@@ -21,6 +21,7 @@ import time
 
 from PIL import Image
 
+from gan_jax.api import load_config
 from gan_jax.evaluate import evaluators
 from gan_jax.writers import read_metrics
 
@@ -47,6 +48,12 @@ def timed(cmd: list[str], log: str) -> float:
     if rc != 0:
         sys.exit(f"{' '.join(cmd)} exited {rc}; see {log}")
     return time.perf_counter() - start
+
+
+def save(path: str, record: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def newest(pattern: str) -> str | None:
@@ -81,10 +88,16 @@ def run(name: str, runs: str, steps: int | None) -> dict:
     train = [sys.executable, "launch.py", "--config", f"experiments/{name}.py", "--workdir", workdir,
              *overrides, *([f"--config.data.dir={data}"] if os.path.isdir(data) else [])]
     record_path = os.path.join(runs, f"{name}.json")
-    record = json.load(open(record_path)) if os.path.exists(record_path) else {"name": name}
-    if "train_seconds" not in record or record.get("steps_asked") != steps:
-        record.update(train_seconds=timed(train, log), steps_asked=steps)
-    record.update(step=read_metrics(workdir)[-1]["step"], eval=evaluation(workdir, log, record))
+    record = json.load(open(record_path)) if os.path.exists(record_path) else {"name": name, "train_seconds": 0.0}
+    record["steps_asked"] = steps
+    wanted = steps or load_config(f"experiments/{name}.py").train.steps
+    if not read_metrics(workdir) or read_metrics(workdir)[-1]["step"] < wanted:
+        record["train_seconds"] += timed(train, log)  # summed over the sessions a resumed run took
+        save(record_path, record)
+    last = read_metrics(workdir)[-1]["step"]
+    if last < wanted:  # stopped by a signal: resumed by the next call
+        sys.exit(f"{name}: stopped at step {last} of {wanted}; run the same command to resume")
+    record.update(step=last, eval=evaluation(workdir, log, record))
     grid = newest(os.path.join(workdir, "samples", "step_*.png"))
     if grid:
         os.makedirs(DOCS, exist_ok=True)
@@ -92,9 +105,7 @@ def run(name: str, runs: str, steps: int | None) -> dict:
         image.thumbnail((GRID_PIXELS, GRID_PIXELS), Image.LANCZOS)
         image.save(os.path.join(DOCS, f"{name}.png"), optimize=True)
         record["grid"] = os.path.relpath(grid, workdir)
-    with open(record_path + ".tmp", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(record_path + ".tmp", record_path)
+    save(record_path, record)
     return record
 
 
