@@ -2,10 +2,14 @@
 20 epochs of the 50,000 training images, batch 128, Adam 1e-3 with cosine decay, random translations
 (up to 4 pixels) and horizontal flips. Its trained parameters ship in gan_jax/evaluate/classifiers/."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 16, "model.widths": (8, 8), "model.feature_dim": 16, "train.steps_per_call": 2,
+         "train.sample_every": 4,  # the smoke run's steps: no sample grids, as above
+         "eval.num_examples": 500}
 
 
 def get_config(arg=None):
@@ -28,13 +32,4 @@ def get_config(arg=None):
     c.train.checkpoint_every = 1000
     c.train.sample_every = c.train.steps  # a classifier writes no sample grids
     c.eval.metrics = "classifier_accuracy"
-    if arg == "smoke":
-        c.data.batch_size = 16
-        c.model.widths = (8, 8)
-        c.model.feature_dim = 16
-        c.train.steps = 4
-        c.train.steps_per_call = 2
-        c.train.log_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_examples = 500
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

@@ -221,24 +221,51 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """An experiment's argument (`experiments/x.py:ARG`) as fields: 'smoke,budget=0.01' ->
     {smoke: True, budget: 0.01, ...} over `defaults` (a bare name sets a bool default to True; name=value
-    takes the default's type). Refuses a name that is not in `defaults` or a value of the wrong type."""
-    out = ml_collections.ConfigDict(defaults)
+    takes the default's type). A tuple default is a choice, its first word unless the argument names
+    another, bare or as name=word: parse_arg('grid', mixture=('ring', 'grid')).mixture == 'grid'.
+    Refuses a name that is not in `defaults`, a value of the wrong type and a word no choice holds."""
+    choices = {k: v for k, v in defaults.items() if isinstance(v, tuple)}
+    out = ml_collections.ConfigDict({k: v[0] if k in choices else v for k, v in defaults.items()})
+    accepted = ", ".join(f"{k}={'|'.join(v)}" if k in choices else k if isinstance(v, bool)
+                         else f"{k}={type(v).__name__}" for k, v in defaults.items())
     for token in filter(None, (arg or "").split(",")):
         name, eq, text = token.partition("=")
-        accepted = ", ".join(f"{k}={type(v).__name__}" if not isinstance(v, bool) else k for k, v in defaults.items())
+        if not eq and name not in defaults:
+            name, text = next(((k, name) for k, words in choices.items() if name in words), (name, text))
         if name not in defaults:
             raise ConfigError(f"experiment argument {token!r}: no {name!r}; accepted: {accepted}")
         default = defaults[name]
         try:
-            if isinstance(default, bool):
+            if name in choices and text not in default:
+                raise KeyError(text)
+            if name in choices:
+                value = text
+            elif isinstance(default, bool):
                 value = True if not eq else {"true": True, "false": False}[text.lower()]
             else:
                 value = type(default)(text)
         except (KeyError, ValueError):
-            raise ConfigError(f"experiment argument {token!r}: {text!r} is not a {type(default).__name__}; "
-                              f"accepted: {accepted}") from None
+            kind = f"one of {', '.join(default)}" if name in choices else f"a {type(default).__name__}"
+            raise ConfigError(f"experiment argument {token!r}: {text!r} is not {kind}; accepted: {accepted}") from None
         out[name] = value
     return out
+
+
+# What every experiment's `smoke` variant shares: a few updates, each logged, sampled and checkpointed.
+SMOKE_SCHEDULE = {"train.steps": 4, "train.log_every": 2, "train.sample_every": 2, "train.checkpoint_every": 2}
+
+
+def smoke(c: ml_collections.ConfigDict, small: dict) -> ml_collections.ConfigDict:
+    """An experiment's `smoke` variant of `c` (tests, a first try of a setup), in place: SMOKE_SCHEDULE,
+    then the experiment's `small` values ({'model.hidden': 16, 'eval.num_examples': 500}: its model
+    and evaluations shrunk; a field of SMOKE_SCHEDULE given again there wins). Returns `c`."""
+    for field, value in {**SMOKE_SCHEDULE, **small}.items():
+        *path, name = field.split(".")
+        parent = c
+        for part in path:
+            parent = parent[part]
+        parent[name] = value
+    return c
 
 
 def override(cfg: ml_collections.ConfigDict, field: str, text: str) -> None:
