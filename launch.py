@@ -119,7 +119,9 @@ def config_argument(argv) -> str | None:
 # Experiment files merged into one that takes the setup as its argument: old file name -> its spec now.
 MERGED_EXPERIMENTS = {"pacgan_ring.py": "experiments/pacgan.py:ring", "pacgan_grid.py": "experiments/pacgan.py:grid",
                       "gan_ring.py": "experiments/gan_mixture.py:ring",
-                      "gan_grid.py": "experiments/gan_mixture.py:grid"}
+                      "gan_grid.py": "experiments/gan_mixture.py:grid",
+                      **{f"classifier_{d}.py": f"experiments/classifier.py:{d}"
+                         for d in ("mnist", "fashion_mnist", "cifar10")}}
 
 
 def check_config_file(argv) -> None:

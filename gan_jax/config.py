@@ -255,17 +255,22 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 SMOKE_SCHEDULE = {"train.steps": 4, "train.log_every": 2, "train.sample_every": 2, "train.checkpoint_every": 2}
 
 
-def smoke(c: ml_collections.ConfigDict, small: dict) -> ml_collections.ConfigDict:
-    """An experiment's `smoke` variant of `c` (tests, a first try of a setup), in place: SMOKE_SCHEDULE,
-    then the experiment's `small` values ({'model.hidden': 16, 'eval.num_examples': 500}: its model
-    and evaluations shrunk; a field of SMOKE_SCHEDULE given again there wins). Returns `c`."""
-    for field, value in {**SMOKE_SCHEDULE, **small}.items():
+def set_fields(c: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+    """Sets `c`'s fields, named by dotted paths ({'model.widths': (8, 8)}), in place; returns `c`."""
+    for field, value in values.items():
         *path, name = field.split(".")
         parent = c
         for part in path:
             parent = parent[part]
         parent[name] = value
     return c
+
+
+def smoke(c: ml_collections.ConfigDict, small: dict) -> ml_collections.ConfigDict:
+    """An experiment's `smoke` variant of `c` (tests, a first try of a setup), in place: SMOKE_SCHEDULE,
+    then the experiment's `small` values ({'model.hidden': 16, 'eval.num_examples': 500}: its model
+    and evaluations shrunk; a field of SMOKE_SCHEDULE given again there wins). Returns `c`."""
+    return set_fields(c, {**SMOKE_SCHEDULE, **small})
 
 
 def override(cfg: ml_collections.ConfigDict, field: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Scoring images "in classifier space": our own classifiers (experiments/classifier_<data>.py), whose
+"""Scoring images "in classifier space": our own classifiers (experiments/classifier.py:<data>), whose
 parameters ship in gan_jax/evaluate/classifiers/ so that every user computes the same numbers offline.
 
 Penultimate features give FID, KID and precision/recall against the data's test split; the softmax gives
