@@ -94,7 +94,7 @@ def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...
     if model_config.name not in MODELS:
         raise ConfigError(f"model.name={model_config.name!r} is unknown; accepted: {', '.join(sorted(MODELS))}")
     nets = MODELS[model_config.name](model_config, tuple(example_shape))
-    pack = model_config.get("pack", 1)
+    pack = settings(model_config)["pack"]
     if pack > 1 and "discriminator" in nets:
         nets["discriminator"] = Packed(nets["discriminator"], pack)
     return nets

@@ -72,7 +72,7 @@ class GanSteps(Steps):
                               "parallel.mode='jit'")
 
     def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
-        pack = cfg.model.get("pack", 1)
+        pack = cfg.model.pack
         local_batch = self.global_batch // jax.device_count()
         if pack > 1 and local_batch % pack:
             raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
