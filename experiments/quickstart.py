@@ -65,6 +65,20 @@ SEARCH = {
          "model.discriminator_width": 64, "train.ema_decay": 0.999},
         {"name": "ema,lr2e-3,dropout0", "model.dropout_rate": 0.0, "optimizer.learning_rate": 2e-3,
          "train.ema_decay": 0.999}],
+    # 5: from 3, the budget the first command can spend: twice the steps, the learning rate decayed
+    # linearly to 0, or both
+    5: [{"name": "3,linear", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "optimizer.schedule": "linear", "train.ema_decay": 0.999},
+        {"name": "3,steps6400", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "train.steps": 6400, "train.ema_decay": 0.999},
+        {"name": "3,steps6400,linear", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "optimizer.schedule": "linear", "train.steps": 6400, "train.ema_decay": 0.999}],
+    # 6: from 3, D against over-fitting its 4,500 digits: DiffAugment (Zhao et al. 2020) before every
+    # D forward, translations alone or with cutout
+    6: [{"name": "3,translation", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "data.diff_augment": "translation", "train.ema_decay": 0.999},
+        {"name": "3,translation,cutout", "model.dropout_rate": 0.0, "optimizer.learning_rate": 1e-3,
+         "data.diff_augment": "translation,cutout", "train.ema_decay": 0.999}],
 }
 
 

@@ -26,6 +26,7 @@ from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import UserError
 from gan_jax.evaluate import evaluators
 from gan_jax.experiment import Experiment, write_workdir_config
+from gan_jax.objectives.base import schedule_horizon
 from gan_jax.training import _restore_or_init, _rollback, _summarize, _Workdir, train_arrays, write_samples
 from gan_jax.writers import MetricWriter, check_wandb
 
@@ -50,6 +51,8 @@ def program_key(cfg: ml_collections.ConfigDict) -> str:
     names and intervals, not their weights)."""
     flat = experiment.flatten(json.loads(cfg.to_json()))
     flat = {k: v for k, v in flat.items() if k not in PER_RUN_FIELDS and not k.startswith(PER_RUN_SECTIONS)}
+    # train.steps is per run, except where the learning-rate schedule decays over it.
+    flat["train.steps (the learning-rate schedule decays over it)"] = schedule_horizon(cfg)
     for field, compiled in step_hyperparameter_fields(cfg).items():
         if compiled is None:
             flat.pop(field, None)

@@ -281,6 +281,27 @@ def test_precision_recall_matches_brute_force(k, block_size):
     assert 0 < got[0] < 1 and 0 < got[1] < 1
 
 
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_kth_radius_backend_paths_match_a_sorted_reference(backend):
+    """The CPU path (a host partition) and the device path (top_k) give each row's k-th smallest
+    distance, ties included: rows of duplicated points have several zero distances."""
+    from gan_jax.evaluate.metrics import _kth_radius
+
+    rng = np.random.default_rng(14)
+    points = rng.standard_normal((40, 6)).astype(np.float32)
+    manifold = np.concatenate([points, points[:10], points[:10]])  # the first 10 points 3 times
+    rows = np.concatenate([points[:10], rng.standard_normal((20, 6)).astype(np.float32)])
+    d2 = ((rows[:, None].astype(np.float64) - manifold[None]) ** 2).sum(-1)
+    for k in (1, 2, 3, 5):
+        got = np.asarray(_kth_radius(jnp.asarray(rows), jnp.asarray(manifold), k, backend))
+        ref = np.sort(d2, axis=1)[:, k]
+        assert np.allclose(got, ref, rtol=1e-5, atol=1e-5), (k, np.abs(got - ref).max())
+        assert (got[:10] < 1e-4).all() == (k < 3)  # a point's two copies sit at distance 0 (up to rounding)
+        assert not np.allclose(got, np.sort(d2, axis=1)[:, k + 1], atol=1e-3)  # the control: the next index
+    cpu = _kth_radius(jnp.asarray(rows), jnp.asarray(manifold), 3, "cpu")
+    assert np.array_equal(np.asarray(cpu), np.asarray(_kth_radius(jnp.asarray(rows), jnp.asarray(manifold), 3, "gpu")))
+
+
 def test_precision_recall_bad_inputs():
     x = np.random.default_rng(13).standard_normal((10, 3))
     one_line_error(lambda: precision_recall(x, x[:, :2]), "(10, 3)", "(10, 2)", "dimension")

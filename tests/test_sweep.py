@@ -126,6 +126,20 @@ def test_program_key_separates_what_changes_the_step():
     assert "loss.penalties" in vectorized.why_not_vectorizable([a, b])
 
 
+def test_program_key_holds_train_steps_where_the_schedule_decays_over_it():
+    from gan_jax import vectorized
+    from gan_jax.config import base_config
+
+    a, b = base_config(), base_config()
+    b.train.steps = 7
+    assert vectorized.program_key(a) == vectorized.program_key(b)  # constant: steps are per run
+    a.optimizer.schedule = b.optimizer.schedule = "linear"
+    assert vectorized.program_key(a) != vectorized.program_key(b)  # linear decay to 0 at train.steps
+    assert "train.steps" in vectorized.why_not_vectorizable([a, b])
+    b.train.steps = a.train.steps
+    assert vectorized.program_key(a) == vectorized.program_key(b)
+
+
 # --- vectorized against alone -------------------------------------------------------------------
 class _Log(logging.Handler):
     def __init__(self):

@@ -178,10 +178,23 @@ def _sq_dists(rows, cols):
     return jnp.maximum(d2, 0)
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _kth_radius(rows, manifold, k: int):
-    # Squared distance to the k-th neighbour: index k of the sorted row counts the point itself at 0.
-    return -jax.lax.top_k(-_sq_dists(rows, manifold), k + 1)[0][:, k]
+def _kth_radius(rows, manifold, k: int, backend: str | None = None):
+    """Squared distance from each row to its k-th neighbour in `manifold`: a row's index k in sorted
+    order, the point itself counting as index 0."""
+    d2 = _sq_dists_jit(rows, manifold)
+    if (backend or jax.default_backend()) == "cpu":
+        # XLA:CPU's top_k sorts whole rows; numpy's partition selects in linear time
+        # (benchmarks/bench.py eval_fid_mnist). The same numbers as the device path (tests/test_metrics.py).
+        return jnp.asarray(np.partition(np.asarray(d2), k, axis=1)[:, k])
+    return _kth_smallest(d2, k)
+
+
+_sq_dists_jit = jax.jit(_sq_dists)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _kth_smallest(d2, k: int):
+    return -jax.lax.top_k(-d2, k + 1)[0][:, k]
 
 
 @jax.jit

@@ -33,14 +33,22 @@ class TrainState:
     opt_state: dict  # network name -> optax state
 
 
+def schedule_horizon(cfg: ml_collections.ConfigDict) -> int | None:
+    """The updates over which learning_rate_schedule decays (compiled into the step: runs that share a
+    program must agree on it), or None where the schedule does not read train.steps (constant)."""
+    if cfg.optimizer.schedule == "constant":
+        return None
+    return max(cfg.train.steps - cfg.optimizer.warmup_steps, 1)
+
+
 def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedule:
     """Per-update learning rate from `peak` (a float or a traced array): linear warmup over
     optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps, or
     exponential_stages (Burda et al. 2015, IWAE): 8 stages i = 0..7 in the proportions 3^i : 3,280 of
     the steps after the warmup, peak * 10^(-i/7) in stage i (stage i ends at round(steps * sum_{j<=i} 3^j / 3280),
     halves up)."""
-    warmup, total = cfg.optimizer.warmup_steps, cfg.train.steps
-    decay = SCHEDULES[cfg.optimizer.schedule](peak, max(total - warmup, 1))
+    warmup, decay_steps = cfg.optimizer.warmup_steps, schedule_horizon(cfg) or 1
+    decay = SCHEDULES[cfg.optimizer.schedule](peak, decay_steps)
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
