@@ -4,7 +4,7 @@
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=eval --workdir runs/vae_mnist [--config.eval.iwae_k=500]  # overrides the run's config.json
   python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
-  python launch.py --config experiments/pacgan_ring.py --workdir runs/pacgan_ring --sweep [--sweep_index=I]
+  python launch.py --config experiments/pacgan.py:ring --workdir runs/pacgan_ring --sweep [--sweep_index=I]
   python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
 
 Bad input (config values, config files, data files, a workdir in use) ends with one line on stderr and
@@ -116,6 +116,14 @@ def config_argument(argv) -> str | None:
     return None
 
 
+# Experiment files merged into one that takes the setup as its argument: old file name -> its spec now.
+MERGED_EXPERIMENTS = {"pacgan_ring.py": "experiments/pacgan.py:ring", "pacgan_grid.py": "experiments/pacgan.py:grid",
+                      "gan_ring.py": "experiments/gan_mixture.py:ring",
+                      "gan_grid.py": "experiments/gan_mixture.py:grid",
+                      **{f"classifier_{d}.py": f"experiments/classifier.py:{d}"
+                         for d in ("mnist", "fashion_mnist", "cifar10")}}
+
+
 def check_config_file(argv) -> None:
     """Refuses, in one line, a config file that does not exist or does not parse, and a variant the
     file does not declare in VARIANTS (a typo such as ':smok' must not start the full run)."""
@@ -123,6 +131,9 @@ def check_config_file(argv) -> None:
     if value is None:
         return
     path, _, variant = value.partition(":")
+    if not os.path.isfile(path) and os.path.basename(path) in MERGED_EXPERIMENTS:
+        now = MERGED_EXPERIMENTS[os.path.basename(path)] + (f",{variant}" if variant else "")
+        fail(f"--config={value}: {path} is now part of {now.partition(':')[0]}; accepted: --config={now}")
     if not os.path.isfile(path):
         fail(f"--config={value}: no such file {path!r}; accepted: a Python file, e.g. experiments/quickstart.py")
     try:

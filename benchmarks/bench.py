@@ -38,7 +38,7 @@ WORKLOADS = {
                                  (28, 28, 1), None),
     "dcgan32": ("dcgan_cifar10", {"data.batch_size": 64, "data.random_flip": False}, (32, 32, 3), None),
     "dcgan64": ("dcgan_celeba64", {"data.batch_size": 64, "data.random_flip": False}, (64, 64, 3), None),
-    "gan_ring": ("gan_ring", {"data.batch_size": 100}, (2,), "ring8"),
+    "gan_ring": ("gan_mixture", {"data.batch_size": 100}, (2,), "ring8"),  # its default mixture: ring
     "vae_mnist": ("vae_mnist", {"data.batch_size": 128}, (28, 28, 1), None),
 }
 

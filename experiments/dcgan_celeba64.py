@@ -1,9 +1,11 @@
 """DCGAN of Radford et al. (2015) on 64x64 CelebA faces, batch 64, Adam 2e-4 b1 0.5."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 4, "model.generator_width": 4, "model.discriminator_width": 4}
 
 
 def get_config(arg=None):
@@ -16,12 +18,4 @@ def get_config(arg=None):
     c.model.generator_width = 64
     c.model.discriminator_width = 64
     c.train.steps = 30_000
-    if arg == "smoke":
-        c.data.batch_size = 4
-        c.model.generator_width = 4
-        c.model.discriminator_width = 4
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

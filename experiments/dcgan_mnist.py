@@ -2,10 +2,13 @@
 (b1 0.5 as in Radford et al.; the tutorial uses Keras' 0.9), non-saturating loss."""
 
 from gan_jax import sweep
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 8, "train.steps": 6, "train.sample_every": 3, "train.checkpoint_every": 3,
+         "eval.num_samples": 500, "eval.num_examples": 500, "eval.every": 0}
 
 
 def get_config(arg=None):
@@ -22,16 +25,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 500
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     c.eval.every = 2000
-    if arg == "smoke":
-        c.data.batch_size = 8
-        c.train.steps = 6
-        c.train.log_every = 2
-        c.train.sample_every = 3
-        c.train.checkpoint_every = 3
-        c.eval.num_samples = 500
-        c.eval.num_examples = 500
-        c.eval.every = 0
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c
 
 
 def get_sweep(arg=None):

@@ -2,10 +2,13 @@
 the R, G, B channels, 1,000 modes. The TF tutorial's DCGAN (full width), batch 64, Adam 2e-4 b1 0.5;
 scored on 26,000 samples (PacGAN's protocol), each channel read by the shipped mnist classifier."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 8, "model.generator_width": 8, "model.discriminator_width": 8, "eval.num_samples": 500,
+         "eval.every": 0}
 
 
 def get_config(arg=None):
@@ -23,13 +26,4 @@ def get_config(arg=None):
     c.eval.metrics = "stacked_modes"
     c.eval.num_samples = 26_000
     c.eval.every = 5000
-    if arg == "smoke":
-        c.data.batch_size = 8
-        c.model.generator_width = c.model.discriminator_width = 8
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_samples = 500
-        c.eval.every = 0
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

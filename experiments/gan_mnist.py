@@ -1,10 +1,13 @@
 """The GAN of Goodfellow et al. (2014) on MNIST: MLP generator (2 x 1200 ReLU), maxout discriminator
 (2 x 240 units, 5 pieces, dropout 0.5), non-saturating loss."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 8, "model.generator_width": 32, "model.discriminator_width": 16, "eval.num_samples": 500,
+         "eval.num_examples": 500}
 
 
 def get_config(arg=None):
@@ -23,14 +26,4 @@ def get_config(arg=None):
     c.train.steps = 30_000
     c.train.log_every = 100
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
-    if arg == "smoke":
-        c.data.batch_size = 8
-        c.model.generator_width = 32
-        c.model.discriminator_width = 16
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_samples = 500
-        c.eval.num_examples = 500
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

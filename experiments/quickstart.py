@@ -10,10 +10,12 @@ chose the default's settings (each round a separate sweep folder; its results: R
 (Round 1 mixes EMA off and on, which cannot share a vectorized program: add --config.sweep.vectorize=False.)"""
 
 from gan_jax import sweep
-from gan_jax.config import base_config, parse_arg
+from gan_jax.config import base_config, parse_arg, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 8, "eval.num_samples": 500, "eval.num_examples": 500, "eval.every": 0}
 
 
 def get_config(arg=None):
@@ -35,16 +37,7 @@ def get_config(arg=None):
     c.train.checkpoint_every = 800
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the test split
     c.eval.every = c.train.steps  # evaluate once, at the end
-    if arg.smoke:
-        c.data.batch_size = 8
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_samples = 500
-        c.eval.num_examples = 500
-        c.eval.every = 0
-    return c
+    return smoke(c, SMOKE) if arg.smoke else c
 
 
 # The search that chose the settings above, in rounds of settings (run each round in its own sweep folder;

@@ -21,7 +21,7 @@ digits (50 million decoder rows; on a CPU it takes longer than training at budge
 it runs once, at the end (test_examples, or eval.iwae_k, make a cheaper estimate)."""
 
 from gan_jax import sweep
-from gan_jax.config import base_config, parse_arg
+from gan_jax.config import base_config, parse_arg, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
@@ -39,6 +39,8 @@ PUBLISHED_SOURCE = "Burda et al. 2015, Table 1"
 
 SETTINGS = ([{sweep.NAME: f"VAE-k{k}", "loss.elbo_samples": k, "loss.iwae_k": 1} for k in (1, 5, 50)]
             + [{sweep.NAME: f"IWAE-k{k}", "loss.elbo_samples": 1, "loss.iwae_k": k} for k in (1, 5, 50)])
+
+SMOKE = {"model.hidden": 16, "model.latent_dim": 4, "eval.every": 4, "eval.num_examples": 100, "eval.iwae_k": 10}
 
 
 def _arg(arg):
@@ -72,17 +74,7 @@ def get_config(arg=None):
     c.eval.every = c.train.steps  # the final test NLL only
     c.eval.iwae_k = 5000
     c.eval.num_examples = arg.test_examples
-    if arg.smoke:
-        c.model.hidden = 16
-        c.model.latent_dim = 4
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.every = 4
-        c.eval.num_examples = 100
-        c.eval.iwae_k = 10
-    return c
+    return smoke(c, SMOKE) if arg.smoke else c
 
 
 def get_sweep(arg=None):

@@ -2,10 +2,12 @@
 latent 32, Bernoulli likelihood; beta = 1 (set loss.beta for a beta-VAE)."""
 
 from gan_jax import sweep
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 16, "model.hidden": 32, "model.latent_dim": 4, "eval.num_examples": 500, "eval.iwae_k": 10}
 
 
 def get_config(arg=None):
@@ -28,17 +30,7 @@ def get_config(arg=None):
     c.train.log_every = 200
     c.train.sample_every = 2000
     c.train.checkpoint_every = 2000
-    if arg == "smoke":
-        c.data.batch_size = 16
-        c.model.hidden = 32
-        c.model.latent_dim = 4
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_examples = 500
-        c.eval.iwae_k = 10
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c
 
 
 def get_sweep(arg=None):

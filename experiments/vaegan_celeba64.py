@@ -3,10 +3,13 @@ discriminator, an encoder of three 5x5 stride-2 convolutions (64, 128, 256) with
 a 2048-unit layer, as in the paper; latent 128, batch 64, random flips. Adam 3e-4 b1 0.5 (the paper:
 RMSProp at 3e-4)."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 4, "model.latent_dim": 8, "model.hidden": 16, "model.generator_width": 4,
+         "model.discriminator_width": 4}
 
 
 def get_config(arg=None):
@@ -25,13 +28,4 @@ def get_config(arg=None):
     c.loss.feature_reconstruction_weight = 1e-3
     c.optimizer.learning_rate = 3e-4
     c.train.steps = 30_000
-    if arg == "smoke":
-        c.data.batch_size = 4
-        c.model.latent_dim = 8
-        c.model.hidden = 16
-        c.model.generator_width = c.model.discriminator_width = 4
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

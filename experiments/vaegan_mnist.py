@@ -2,10 +2,13 @@
 discriminator, whose last hidden layer measures the reconstruction error; a 2-convolution encoder.
 Adam 2e-4 b1 0.5 for all three networks (the paper used RMSProp), batch 64, latent 32."""
 
-from gan_jax.config import base_config
+from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke",)
+
+SMOKE = {"data.batch_size": 8, "model.latent_dim": 4, "model.hidden": 16, "model.generator_width": 8,
+         "model.discriminator_width": 8, "eval.num_samples": 500, "eval.every": 0}
 
 
 def get_config(arg=None):
@@ -26,15 +29,4 @@ def get_config(arg=None):
     c.train.checkpoint_every = 1000
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     c.eval.every = 5000
-    if arg == "smoke":
-        c.data.batch_size = 8
-        c.model.latent_dim = 4
-        c.model.hidden = 16
-        c.model.generator_width = c.model.discriminator_width = 8
-        c.train.steps = 4
-        c.train.log_every = 2
-        c.train.sample_every = 2
-        c.train.checkpoint_every = 2
-        c.eval.num_samples = 500
-        c.eval.every = 0
-    return c
+    return smoke(c, SMOKE) if arg == "smoke" else c

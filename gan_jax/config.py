@@ -1,6 +1,9 @@
-"""The config schema: `base_config()` holds every field and its default, so that experiments only
-choose values and any field can be overridden on the command line (`--config.train.steps=100`);
-`validate()` refuses bad values with one line that names the field, the value and what is accepted."""
+"""The config schema: `base_config()` holds every field all runs share and its default, so that
+experiments only choose values and any field can be overridden on the command line
+(`--config.train.steps=100`); a model's own fields (`model.generator_width`, ...), their defaults and
+accepted values are declared beside its builder (gan_jax/models: `register(name, fields)`), the model
+fields every config carries in models.SHARED_FIELDS. `validate()` refuses bad values with one line that
+names the field, the value and what is accepted; every list of accepted names comes from its registry."""
 
 import ast
 import math
@@ -10,14 +13,13 @@ import ml_collections
 from gan_jax import keys
 from gan_jax.errors import ConfigError
 
-SCHEDULES = ("constant", "linear", "cosine", "exponential_stages")
 PARALLEL_MODES = ("jit", "pmap")
 NONFINITE_POLICIES = ("stop", "rollback")
-UPDATE_RULES = ("alternating", "simultaneous")
-ACTIVATIONS = ("relu", "tanh")  # model.activation (models/mlp_gan.py: ACTIVATIONS holds the functions)
 
 
 def base_config() -> ml_collections.ConfigDict:
+    from gan_jax import models  # the model registry imports flax: not at config import time
+
     c = ml_collections.ConfigDict()
     c.objective = "gan"
     c.seed = 0
@@ -37,13 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.prefetch = 2
     c.data.num_examples = 0  # 2D mixtures: a fixed training set of this many points; 0: fresh points every step
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "dcgan_tutorial"
-    c.model.latent_dim = 100
-    c.model.conv_impl = "auto"  # auto | lax | cpu_fast | dft (gan_jax/ops/conv.py)
-    c.model.spectral_norm = False  # GANs: D's kernels divided by their spectral norms (Miyato et al. 2018)
-    c.model.pack = 1  # GANs: D judges this many samples at once (PacGAN); 1: unpacked
-    c.model.activation = "relu"  # VAE: the hidden units' nonlinearity, relu | tanh (Burda et al. 2015)
+    c.model = ml_collections.ConfigDict()  # the model's own fields: gan_jax/models (register), its defaults
+    c.model.name = models.DEFAULT_MODEL
+    for name, field in models.field_specs().items():
+        if field.every_config:
+            c.model[name] = field.default
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "non_saturating"  # GANs: see losses.GAN_LOSSES; VAEs: 'elbo'
@@ -62,13 +62,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.b1 = 0.5
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
-    c.optimizer.schedule = "constant"  # constant | linear | cosine (decay to 0 at train.steps) | exponential_stages
+    c.optimizer.schedule = "constant"  # objectives/base.py SCHEDULES: constant, linear, cosine, exponential_stages
     c.optimizer.warmup_steps = 0
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # generator (or VAE) updates
     c.train.n_critic = 1  # discriminator updates per generator update
-    c.train.update_rule = "alternating"  # D, then G against the new D | simultaneous: both from one forward
+    c.train.update_rule = "alternating"  # GANs (objectives/gan.py UPDATE_RULES): D, then G against the new D
     c.train.steps_per_call = 1  # steps per dispatch, run with lax.scan
     c.train.log_every = 100
     c.train.sample_every = 1000
@@ -109,7 +109,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 # Numeric fields and their accepted ranges: (low, high, low included, high included); None: unbounded.
-# Fields not listed here may take any finite value; no field accepts NaN or inf.
+# The model fields' ranges are declared with the models (`ranges()` has all). Fields not listed may
+# take any finite value; no field accepts NaN or inf.
 RANGES = {
     "seed": (0, None, True, None),
     "data.batch_size": (0, None, False, None),
@@ -117,20 +118,6 @@ RANGES = {
     "data.prefetch": (0, None, True, None),
     "data.num_examples": (0, None, True, None),
     "data.random_shift": (0, None, True, None),
-    "model.num_classes": (1, None, False, None),
-    "model.feature_dim": (0, None, False, None),
-    "model.widths": (0, None, False, None),
-    "model.convs_per_block": (0, None, False, None),
-    "model.latent_dim": (0, None, False, None),
-    "model.pack": (1, None, True, None),
-    "model.generator_width": (0, None, False, None),
-    "model.discriminator_width": (0, None, False, None),
-    "model.generator_depth": (0, None, True, None),
-    "model.discriminator_depth": (0, None, True, None),
-    "model.depth": (0, None, True, None),
-    "model.hidden": (0, None, False, None),
-    "model.maxout_pieces": (0, None, True, None),
-    "model.dropout_rate": (0, 1, True, False),
     "loss.beta": (0, None, True, None),
     "loss.gaussian_std": (0, None, False, None),
     "loss.iwae_k": (1, None, True, None),
@@ -172,8 +159,15 @@ def _range_text(low, high, low_in, high_in) -> str:
     return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
 
 
-def _check_number(field: str, value) -> None:
-    """Refuses NaN and inf anywhere, and values outside RANGES[field]; None (unset) passes."""
+def ranges() -> dict[str, tuple]:
+    """RANGES and the model fields' ranges (gan_jax/models: SHARED_FIELDS and each model's fields)."""
+    from gan_jax import models
+
+    return {**RANGES, **{f"model.{k}": f.range for k, f in models.field_specs().items() if f.range is not None}}
+
+
+def _check_number(field: str, value, ranges: dict[str, tuple]) -> None:
+    """Refuses NaN and inf anywhere, and values outside ranges[field]; None (unset) passes."""
     if value is None or isinstance(value, str):
         return
     values = value if isinstance(value, list | tuple) else [value]
@@ -181,14 +175,14 @@ def _check_number(field: str, value) -> None:
         if isinstance(v, bool) or not isinstance(v, int | float):
             continue
         if not math.isfinite(v):
-            accepted = _range_text(*RANGES[field]) if field in RANGES else "any finite number"
+            accepted = _range_text(*ranges[field]) if field in ranges else "any finite number"
             raise ConfigError(f"{field}={value!r} is not accepted; accepted: a finite number {accepted}")
-        if field in RANGES:
-            low, high, low_in, high_in = RANGES[field]
+        if field in ranges:
+            low, high, low_in, high_in = ranges[field]
             below = v < low or (v == low and not low_in)
             above = high is not None and (v > high or (v == high and not high_in))
             if below or above:
-                raise ConfigError(f"{field}={value!r} is not accepted; accepted: {_range_text(*RANGES[field])}")
+                raise ConfigError(f"{field}={value!r} is not accepted; accepted: {_range_text(*ranges[field])}")
 
 
 def _leaves(c, prefix: str = ""):
@@ -200,19 +194,23 @@ def _leaves(c, prefix: str = ""):
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-    """Checks every field before anything is written: choices, numeric ranges (RANGES) and that no
-    number is NaN or inf. Names, registries and shapes are checked where they are used."""
-    from gan_jax import objectives  # the registry imports the step code: not at config import time
+    """Checks every field before anything is written: choices (each list from its registry), numeric
+    ranges (`ranges()`) and that no number is NaN or inf. Loss, penalty and data names and shapes are
+    checked where they are used."""
+    from gan_jax import models, objectives  # the registries import the step code: not at config import time
+    from gan_jax.objectives import base, gan
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
-    _choice("optimizer.schedule", c.optimizer.schedule, SCHEDULES)
+    _choice("optimizer.schedule", c.optimizer.schedule, tuple(base.SCHEDULES))
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
-    _choice("model.conv_impl", c.model.conv_impl, ("auto", "lax", "cpu_fast", "dft"))
-    _choice("model.activation", c.model.get("activation", "relu"), ACTIVATIONS)
-    _choice("train.update_rule", c.train.update_rule, UPDATE_RULES)
+    _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
+    for name, field in models.field_specs().items():
+        if field.choices is not None and name in c.model:
+            _choice(f"model.{name}", c.model[name], field.choices)
+    accepted_ranges = ranges()
     for field, value in _leaves(c):
-        _check_number(field, value)
+        _check_number(field, value, accepted_ranges)
     if c.train.update_rule == "simultaneous" and c.train.n_critic != 1:
         raise ConfigError(f"train.n_critic={c.train.n_critic!r} is not accepted with "
                           "train.update_rule='simultaneous' (both networks step from one forward); accepted: 1")
@@ -221,24 +219,56 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """An experiment's argument (`experiments/x.py:ARG`) as fields: 'smoke,budget=0.01' ->
     {smoke: True, budget: 0.01, ...} over `defaults` (a bare name sets a bool default to True; name=value
-    takes the default's type). Refuses a name that is not in `defaults` or a value of the wrong type."""
-    out = ml_collections.ConfigDict(defaults)
+    takes the default's type). A tuple default is a choice, its first word unless the argument names
+    another, bare or as name=word: parse_arg('grid', mixture=('ring', 'grid')).mixture == 'grid'.
+    Refuses a name that is not in `defaults`, a value of the wrong type and a word no choice holds."""
+    choices = {k: v for k, v in defaults.items() if isinstance(v, tuple)}
+    out = ml_collections.ConfigDict({k: v[0] if k in choices else v for k, v in defaults.items()})
+    accepted = ", ".join(f"{k}={'|'.join(v)}" if k in choices else k if isinstance(v, bool)
+                         else f"{k}={type(v).__name__}" for k, v in defaults.items())
     for token in filter(None, (arg or "").split(",")):
         name, eq, text = token.partition("=")
-        accepted = ", ".join(f"{k}={type(v).__name__}" if not isinstance(v, bool) else k for k, v in defaults.items())
+        if not eq and name not in defaults:
+            name, text = next(((k, name) for k, words in choices.items() if name in words), (name, text))
         if name not in defaults:
             raise ConfigError(f"experiment argument {token!r}: no {name!r}; accepted: {accepted}")
         default = defaults[name]
         try:
-            if isinstance(default, bool):
+            if name in choices and text not in default:
+                raise KeyError(text)
+            if name in choices:
+                value = text
+            elif isinstance(default, bool):
                 value = True if not eq else {"true": True, "false": False}[text.lower()]
             else:
                 value = type(default)(text)
         except (KeyError, ValueError):
-            raise ConfigError(f"experiment argument {token!r}: {text!r} is not a {type(default).__name__}; "
-                              f"accepted: {accepted}") from None
+            kind = f"one of {', '.join(default)}" if name in choices else f"a {type(default).__name__}"
+            raise ConfigError(f"experiment argument {token!r}: {text!r} is not {kind}; accepted: {accepted}") from None
         out[name] = value
     return out
+
+
+# What every experiment's `smoke` variant shares: a few updates, each logged, sampled and checkpointed.
+SMOKE_SCHEDULE = {"train.steps": 4, "train.log_every": 2, "train.sample_every": 2, "train.checkpoint_every": 2}
+
+
+def set_fields(c: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+    """Sets `c`'s fields, named by dotted paths ({'model.widths': (8, 8)}), in place; returns `c`."""
+    for field, value in values.items():
+        *path, name = field.split(".")
+        parent = c
+        for part in path:
+            parent = parent[part]
+        parent[name] = value
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict, small: dict) -> ml_collections.ConfigDict:
+    """An experiment's `smoke` variant of `c` (tests, a first try of a setup), in place: SMOKE_SCHEDULE,
+    then the experiment's `small` values ({'model.hidden': 16, 'eval.num_examples': 500}: its model
+    and evaluations shrunk; a field of SMOKE_SCHEDULE given again there wins). Returns `c`."""
+    return set_fields(c, {**SMOKE_SCHEDULE, **small})
 
 
 def override(cfg: ml_collections.ConfigDict, field: str, text: str) -> None:

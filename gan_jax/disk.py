@@ -1,12 +1,16 @@
 """A full disk during training: every write of a run (checkpoints, metrics.jsonl, TensorBoard events,
 sample grids, curves.png) that fails with ENOSPC raises DiskFull naming what it was writing, and
 training turns that into one line saying which checkpoint is the newest kept (README, "What happens
-when...")."""
+when..."). And the one way a file is written atomically (`replacing`, `write_text`): a kill or a
+full disk in the middle leaves the target as it was, never half a file."""
 
 import contextlib
 import errno
+import itertools
+import os
 import re
 import threading
+from collections.abc import Iterator
 
 from gan_jax.errors import UserError
 
@@ -48,6 +52,36 @@ def writing(what: str):
         if not is_disk_full(e):
             raise
         raise DiskFull(what) from e
+
+
+_temporary_names = itertools.count()  # with the pid: a temporary name no other writer (process, thread) uses
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """`with replacing(path) as tmp:` write the whole file at `tmp` (beside `path`, unique to this
+    process and call, ending in `suffix` for writers that choose the format by extension: '.png',
+    '.npz'). On a clean exit the file is synced and moved onto `path` (os.replace: a reader sees the
+    old file or the new one); on any error (ENOSPC, a signal) it is removed and `path` is as it was.
+    The error passes unchanged, so `writing` and `is_disk_full` still see a full disk."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp.{os.getpid()}.{next(_temporary_names)}{suffix}"
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # else a crash just after the rename can leave an empty `path`
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> str:
+    """Writes `text` (UTF-8) to `path` atomically (`replacing`); returns the path."""
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    return os.fspath(path)
 
 
 class StoppedOnFullDisk(UserError):

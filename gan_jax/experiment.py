@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import checkpoint, data, keys, models, objectives, parallel
+from gan_jax import checkpoint, data, disk, keys, models, objectives, parallel
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.objectives.base import TrainState
@@ -156,10 +156,7 @@ def differing_field(workdir: str, cfg: ml_collections.ConfigDict) -> str | None:
 def write_workdir_config(workdir: str, cfg: ml_collections.ConfigDict) -> None:
     """Writes config.json atomically (a reader never sees half of it)."""
     path = os.path.join(workdir, "config.json")
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(json.loads(cfg.to_json()), f, indent=2)
-    os.replace(tmp, path)
+    disk.write_text(path, json.dumps(json.loads(cfg.to_json()), indent=2))
 
 
 def load_workdir_config(workdir: str, call: str | None = None) -> ml_collections.ConfigDict:

@@ -5,7 +5,6 @@ with their provenance), one self-contained file (images inlined as data: URIs) t
 Training refreshes curves.png and progress.gif with every sample grid."""
 
 import base64
-import contextlib
 import glob
 import html
 import json
@@ -14,6 +13,7 @@ import os
 
 import numpy as np
 
+from gan_jax import disk
 from gan_jax.writers import read_metrics
 
 # Panels of curves.png: (title, does a metric name belong to it). A metric goes to the first that takes
@@ -73,14 +73,9 @@ def pyplot():
 
 def save_figure(fig, path: str, dpi: int = 80) -> str:
     """Saves `fig` as PNG at `path` atomically (a reader never sees half an image) and closes it."""
-    tmp = f"{path}.tmp.{os.getpid()}.png"
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)  # a full disk must not leave a half image behind
-        raise
+        with disk.replacing(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
     finally:
         pyplot().close(fig)
     return path
@@ -133,15 +128,9 @@ def write_progress_gif(workdir: str, frame_ms: int = 400) -> str | None:
         return None
     frames = [Image.open(p).convert("RGB") for _, p in grids]
     path = os.path.join(workdir, "samples", "progress.gif")
-    tmp = f"{path}.tmp.{os.getpid()}.gif"
     durations = [frame_ms] * (len(frames) - 1) + [4 * frame_ms]
-    try:
+    with disk.replacing(path, ".gif") as tmp:
         frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return path
 
 
@@ -224,8 +213,4 @@ def write_report(workdir: str) -> str:
             "overflow:auto;max-height:30em}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
             "td{border:1px solid #ddd;padding:2px 8px}</style></head><body>" + "\n".join(parts) + "</body></html>")
     path = os.path.join(workdir, "report.html")
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(page)
-    os.replace(tmp, path)
-    return path
+    return disk.write_text(path, page)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from gan_jax import report, sweep
+from gan_jax import disk, report, sweep
 from gan_jax.writers import read_metrics
 
 CONFIDENCE = 0.95
@@ -256,11 +256,7 @@ def plot(sweep_dir: str, metric: str, settings: dict[str, list[Run]], published:
 
 
 def _write_text(path: str, text: str) -> str:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return disk.write_text(path, text)
 
 
 def write_results(sweep_dir: str) -> list[str]:

@@ -16,6 +16,7 @@ import os
 
 import ml_collections
 
+from gan_jax import disk
 from gan_jax.errors import UserError
 
 NAME = "name"  # a variant's readable setting name (not a config field)
@@ -121,10 +122,7 @@ def write_sweep_file(sweep_dir: str, spec: str, variants: list[dict], published:
               "published": published or {}, "published_source": published_source}
     os.makedirs(sweep_dir, exist_ok=True)
     path = os.path.join(sweep_dir, SWEEP_FILE)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, default=str)
-    os.replace(tmp, path)
+    disk.write_text(path, json.dumps(record, indent=2, default=str))
 
 
 def read_sweep_file(sweep_dir: str) -> dict:

@@ -50,8 +50,8 @@ def run(spec: str, base: ml_collections.ConfigDict, sweep_dir: str, index: int |
         except UserError as e:
             raise UserError(f"sweep variant {sweep.run_name(v)!r}: {e}") from None
     if jax.process_index() == 0:
-        sweep.write_sweep_file(sweep_dir, spec, variants, getattr(module, "PUBLISHED", None),
-                         getattr(module, "PUBLISHED_SOURCE", ""))
+        published = module.get_published(arg) if hasattr(module, "get_published") else getattr(module, "PUBLISHED", {})
+        sweep.write_sweep_file(sweep_dir, spec, variants, published, getattr(module, "PUBLISHED_SOURCE", ""))
     names = [sweep.run_name(v) for v in variants]
     dirs = [os.path.join(sweep_dir, n) for n in names]
     chosen = [index] if index is not None else range(len(variants))

@@ -13,17 +13,18 @@ from gan_jax.sampling import CHUNK
 
 
 def test_load_config_is_launch_s_config():
-    assert gan_jax.load_config("experiments/gan_ring.py:smoke") == load_experiment("gan_ring:smoke")
-    assert gan_jax.load_config("gan_ring") == load_experiment("gan_ring")
-    with pytest.raises(UserError, match=r"^config 'gan_ring:tiny': unknown variant 'tiny'; accepted: smoke$"):
-        gan_jax.load_config("gan_ring:tiny")
+    assert gan_jax.load_config("experiments/gan_mixture.py:ring,smoke") == load_experiment("gan_mixture:ring,smoke")
+    assert gan_jax.load_config("gan_mixture") == load_experiment("gan_mixture")
+    with pytest.raises(UserError, match=r"^config 'gan_mixture:tiny': unknown variant 'tiny'; accepted: ring, grid, "
+                                         r"smoke$"):
+        gan_jax.load_config("gan_mixture:tiny")
     with pytest.raises(UserError, match="no file"):
         gan_jax.load_config("experiments/nothing.py")
 
 
 def test_train_load_sample_evaluate_and_metrics_of_a_ring_run(tmp_path):
     workdir = tmp_path / "ring"
-    cfg = gan_jax.load_config("experiments/gan_ring.py:smoke")
+    cfg = gan_jax.load_config("experiments/gan_mixture.py:ring,smoke")
     cfg.data.batch_size = 96  # the tests' 8 devices
     last = gan_jax.train(cfg, workdir)
     assert np.isfinite(last["d_loss"])
@@ -61,9 +62,9 @@ def test_an_image_run_samples_uint8_images(tmp_path):
 
 @pytest.fixture(scope="module")
 def ring_run(tmp_path_factory):
-    """A gan_ring smoke run trained in this process (checkpoints 2 and 4), once per module."""
+    """A gan_mixture:ring smoke run trained in this process (checkpoints 2 and 4), once per module."""
     workdir = tmp_path_factory.mktemp("api") / "ring"
-    cfg = gan_jax.load_config("experiments/gan_ring.py:smoke")
+    cfg = gan_jax.load_config("experiments/gan_mixture.py:ring,smoke")
     cfg.data.batch_size = 96  # the tests' 8 devices
     gan_jax.train(cfg, workdir)
     return workdir

@@ -29,10 +29,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def ring_config(steps=8, **train):
-    spec = importlib.util.spec_from_file_location("gan_ring", REPO / "experiments" / "gan_ring.py")
+    spec = importlib.util.spec_from_file_location("gan_mixture", REPO / "experiments" / "gan_mixture.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config("smoke")
+    cfg = module.get_config("ring,smoke")
     cfg.train.steps = steps
     cfg.data.batch_size = 96  # divisible by the 8 test devices
     for k, v in train.items():
@@ -348,14 +348,14 @@ def test_diverged_run_exits_1_with_the_message_last(jax_cache, tmp_path):
                "def p(self, s, b, hp=None):\n    n, m = o(self, s, b, hp)\n"
                "    return n, {**m, 'g_loss': jnp.where(s.step == 2, jnp.nan, m['g_loss']),\n"
                "               'finite': m['finite'] & (s.step != 2)}\nGanSteps.train_step = p")
-    out = launch(launch_env(jax_cache), "--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
-                 prelude=prelude)
+    out = launch(launch_env(jax_cache), "--config", "experiments/gan_mixture.py:ring,smoke",
+                 "--workdir", str(tmp_path / "r"), prelude=prelude)
     assert out.returncode == 1, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1] == "error: training diverged: non-finite g_loss at step 3"
 
 
 def test_sigterm_saves_exits_0_and_the_same_command_resumes(jax_cache, tmp_path):
-    args = ["--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "r"),
+    args = ["--config", "experiments/gan_mixture.py:ring,smoke", "--workdir", str(tmp_path / "r"),
             "--config.train.steps=1000000", "--config.train.checkpoint_every=1000000"]
     env = launch_env(jax_cache)
     code = f"import runpy, sys\nsys.argv = ['launch.py', *{args!r}]\nrunpy.run_path('launch.py', run_name='__main__')"

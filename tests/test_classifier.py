@@ -142,7 +142,7 @@ def embed_on_8_devices(classifier: pathlib.Path, x: np.ndarray, folder: pathlib.
 def background(request, tmp_path_factory):
     """Subprocesses started when the module starts, so that their compilation overlaps the in-process
     tests (the fixtures `runs` and `tiny` hand them out): the 8-device embedding of the tiny classifier
-    and, with the data, the launch.py chains: classifier_mnist:smoke trained, evaluated and sampled;
+    and, with the data, the launch.py chains: classifier:mnist,smoke trained, evaluated and sampled;
     dcgan_mnist:smoke trained, then evaluated in classifier space with a tiny 28x28x1 classifier file, with
     a CIFAR-shaped one, and with too few samples (`runs` skips without the data, like every test that
     reads it). Only what the selected tests use is started."""
@@ -155,7 +155,7 @@ def background(request, tmp_path_factory):
     files: concurrent.futures.Future = concurrent.futures.Future()
 
     def classifier_chain():
-        out = {"train": launch(env, "--config", "experiments/classifier_mnist.py:smoke", "--workdir", classifier_dir,
+        out = {"train": launch(env, "--config", "experiments/classifier.py:mnist,smoke", "--workdir", classifier_dir,
                                f"--config.data.dir={data_dir}")}
         if out["train"].returncode == 0:
             out["eval"] = launch(env, "--mode=eval", "--workdir", classifier_dir)
@@ -297,7 +297,7 @@ def test_pipeline_keeps_labels_with_their_images_across_steps_and_processes():
 def toy_steps():
     """ClassifierSteps of the tiny 8x8x1, 3-class net (no augmentation, constant learning rate), its
     compiled train step and a state of numpy-drawn variables: shared by the step tests, compiled once."""
-    cfg = load_experiment("classifier_mnist:smoke")
+    cfg = load_experiment("classifier:mnist,smoke")
     cfg.data.random_shift, cfg.data.random_flip = 0, False
     cfg.optimizer.learning_rate, cfg.optimizer.schedule, cfg.train.steps = 1e-2, "constant", 100
     _, net, variables = tiny_classifier(seed=1)

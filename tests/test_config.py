@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gan_jax import memory
-from gan_jax.config import RANGES, base_config, validate
+from gan_jax.config import base_config, ranges, validate
 from gan_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,9 +37,9 @@ def inside(low, high, low_in, high_in):
     return low + 1
 
 
-@pytest.mark.parametrize("field", sorted(RANGES))
+@pytest.mark.parametrize("field", sorted(ranges()))
 def test_every_ranged_field_refuses_nan_inf_and_out_of_range(field):
-    low, high, low_in, high_in = RANGES[field]
+    low, high, low_in, high_in = ranges()[field]
     validate(config_with(field, inside(low, high, low_in, high_in)))
     refused = [math.nan, math.inf, -math.inf, low - 1]
     if not low_in:
@@ -58,6 +58,51 @@ def test_every_ranged_field_refuses_nan_inf_and_out_of_range(field):
         assert len(message.splitlines()) == 1
     if low_in:
         validate(config_with(field, low))
+
+
+def test_model_fields_ranges_and_defaults_come_from_the_model_registry(monkeypatch):
+    """A model registered with its fields: validate checks their ranges and choices, naming what the
+    registration accepts, and the builder reads the declared default where the config has none."""
+    from gan_jax import models
+
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))  # the registration is undone after the test
+    monkeypatch.setattr(models, "MODEL_FIELDS", dict(models.MODEL_FIELDS))
+    built = {}
+
+    @models.register("test_model", {"test_width": models.Field(8, models.POSITIVE),
+                                    "test_kind": models.Field("a", choices=("a", "b"))})
+    def build(cfg, example_shape):
+        built.update(models.settings(cfg))
+        return {}
+
+    c = base_config()
+    c.model.name = "test_model"
+    models.build(c.model, (2,))
+    assert built["test_width"] == 8 and built["test_kind"] == "a" and "test_width" not in c.model
+    for field, value, accepted in (("test_width", 0, "> 0"), ("test_kind", "c", "a, b")):
+        bad = base_config()
+        bad.model[field] = value
+        with pytest.raises(ConfigError, match=rf"^model.{field}={value!r} is not accepted; accepted: {accepted}$"):
+            validate(bad)
+
+
+@pytest.mark.parametrize("field,registry", [("optimizer.schedule", "gan_jax.objectives.base:SCHEDULES"),
+                                            ("train.update_rule", "gan_jax.objectives.gan:UPDATE_RULES"),
+                                            ("model.conv_impl", "gan_jax.models:SHARED_FIELDS")])
+def test_choice_lists_are_the_registries(field, registry):
+    """The accepted names validate lists are its registry's keys, in its order (a second code path:
+    the registry itself); a name the registry lacks is refused."""
+    import importlib
+
+    module, _, name = registry.partition(":")
+    table = getattr(importlib.import_module(module), name)
+    accepted = table["conv_impl"].choices if name == "SHARED_FIELDS" else tuple(table)
+    c = config_with(field, "no_such_name")
+    with pytest.raises(ConfigError, match=rf"^{field}='no_such_name' is not accepted; accepted: "
+                                          rf"{', '.join(accepted)}$"):
+        validate(c)
+    for value in accepted:
+        validate(config_with(field, value))
 
 
 def test_nan_is_refused_in_any_numeric_field_even_unranged():

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# Needs the data folder and nothing heavy: reads one small file of it.
-NEEDS_DATA = "tests/test_readers.py::test_cifar10_class_names"
+# Needs the data folder and nothing heavy: reads MNIST's 10,000 test images.
+NEEDS_DATA = "tests/test_readers.py::test_idx_datasets_match_official_md5[test-mnist]"
 
 
 def run_without_data(tmp_path, **env) -> subprocess.CompletedProcess:

@@ -60,7 +60,7 @@ def test_image_objectives_refuse_the_2d_mixtures(objective, model):
 
     from gan_jax.experiment import Experiment
 
-    cfg = load_experiment("gan_ring:smoke")
+    cfg = load_experiment("gan_mixture:ring,smoke")
     cfg.objective, cfg.model.name = objective, model
     if objective == "vae":
         cfg.loss.name = "elbo"

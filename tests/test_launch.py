@@ -15,7 +15,27 @@ from PIL import Image
 from gan_jax.objectives import OBJECTIVES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))
+FILES = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))
+
+
+def variants(file: str) -> tuple[str, ...]:
+    """The VARIANTS experiments/FILE.py declares (read as launch.py reads them, without running the file)."""
+    import ast
+
+    tree = ast.parse((REPO / "experiments" / f"{file}.py").read_text())
+    return next((tuple(ast.literal_eval(n.value)) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", None) == "VARIANTS" for t in n.targets)), ())
+
+
+# Every experiment: a file, or FILE:WORD for each setup a file of several declares ('pacgan:grid').
+EXPERIMENTS = [f"{file}:{word}" if word else file for file in FILES
+               for word in [w for w in variants(file) if w != "smoke"] or [None]]
+
+
+def smoke(name: str) -> str:
+    """Experiment NAME's smoke variant as launch.py's --config: 'pacgan:grid' -> 'experiments/pacgan.py:grid,smoke'."""
+    file, _, word = name.partition(":")
+    return f"experiments/{file}.py:{word + ',' if word else ''}smoke"
 
 
 def launch(*args, check=True):
@@ -33,7 +53,7 @@ def metrics(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-RESUMED = ["quickstart", "gan_ring", "vae_mnist"]  # trained, resumed and sampled in test_resume_and_sample
+RESUMED = ["quickstart", "gan_mixture:ring", "vae_mnist"]  # trained, resumed and sampled in test_resume_and_sample
 
 
 def check_trained(workdir):
@@ -52,7 +72,8 @@ def check_trained(workdir):
 
 def needs_data(name: str) -> bool:
     """Whether the experiment reads $GAN_JAX_DATA."""
-    return load_experiment(f"{name}:smoke").data.source not in ("synthetic", "embedded")
+    file, _, word = name.partition(":")
+    return load_experiment(f"{file}:{word},smoke").data.source not in ("synthetic", "embedded")
 
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in RESUMED])
@@ -60,7 +81,7 @@ def test_smoke_config_trains(name, tmp_path):
     if needs_data(name):
         require_data()
     workdir = tmp_path / name
-    launch("--config", f"experiments/{name}.py:smoke", "--workdir", str(workdir))
+    launch("--config", smoke(name), "--workdir", str(workdir))
     check_trained(workdir)
 
 
@@ -69,10 +90,10 @@ def test_resume_and_sample(name, tmp_path):
     if needs_data(name):
         require_data()
     workdir = tmp_path / name
-    launch("--config", f"experiments/{name}.py:smoke", "--workdir", str(workdir))
+    launch("--config", smoke(name), "--workdir", str(workdir))
     check_trained(workdir)
     steps_before = [r["step"] for r in metrics(workdir)]
-    out = launch("--config", f"experiments/{name}.py:smoke", "--workdir", str(workdir), "--config.train.steps=8")
+    out = launch("--config", smoke(name), "--workdir", str(workdir), "--config.train.steps=8")
     assert "resumed from checkpoint at step 4" in out.stdout
     steps_after = [r["step"] for r in metrics(workdir)]
     assert steps_after[: len(steps_before)] == steps_before and steps_after[-1] == 8
@@ -80,7 +101,7 @@ def test_resume_and_sample(name, tmp_path):
 
     out = launch("--mode=sample", "--workdir", str(workdir), "--num_samples", "10", "--step", "4")
     with np.load(workdir / "samples.npz") as f:
-        if name == "gan_ring":
+        if name == "gan_mixture:ring":
             assert f["points"].shape == (10, 2) and f["points"].dtype == np.float32
         else:
             assert f["images"].shape == (10, 28, 28, 1) and f["images"].dtype == np.uint8
@@ -92,7 +113,7 @@ def test_resume_and_sample(name, tmp_path):
         # The importance-weighted bound is the tighter one (in expectation; 500 examples make it sure).
         assert 0 < result["test_nll_iwae_nats"] < result["test_neg_elbo_nats"]
         assert 0 <= result["active_units"] <= result["latent_dim"] == 4
-    if name == "gan_ring":
+    if name == "gan_mixture:ring":
         launch("--mode=eval", "--workdir", str(workdir))
         result = json.loads((workdir / "eval_step_0000008.json").read_text())["modes"]
         assert result["samples"] == 500 and result["num_modes"] == 8 and 0 <= result["modes_captured"] <= 8
@@ -142,6 +163,10 @@ def test_bad_input_is_one_line_exit_2(args, expected, tmp_path):
 @pytest.mark.parametrize("config,expected", [
     ("experiments/nonexistent.py", "--config=experiments/nonexistent.py: no such file"),
     ("experiments/quickstart.py:smok", "has no variant 'smok'; accepted: experiments/quickstart.py:smoke"),
+    ("experiments/pacgan_grid.py:smoke", "is now part of experiments/pacgan.py; accepted: "
+                                         "--config=experiments/pacgan.py:grid,smoke"),
+    ("experiments/pacgan.py:rng", "has no variant 'rng'; accepted: experiments/pacgan.py:ring, "
+                                  "experiments/pacgan.py:grid, experiments/pacgan.py:smoke"),
     ("BROKEN", "SyntaxError"),
     ("RAISES", "could not be loaded: ZeroDivisionError"),
 ])
@@ -160,13 +185,8 @@ def test_bad_config_file_is_one_line_exit_2(config, expected, tmp_path):
 
 
 def test_every_experiment_declares_its_smoke_variant():
-    import ast
-
-    for name in EXPERIMENTS:
-        tree = ast.parse((REPO / "experiments" / f"{name}.py").read_text())
-        variants = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                    and any(getattr(t, "id", None) == "VARIANTS" for t in n.targets)]
-        assert variants and "smoke" in variants[0], name
+    for file in FILES:
+        assert "smoke" in variants(file), file
 
 
 def test_unwritable_workdir_and_foreign_run(tmp_path):
@@ -175,7 +195,7 @@ def test_unwritable_workdir_and_foreign_run(tmp_path):
     out = launch("--config", "experiments/quickstart.py:smoke", "--workdir", str(blocker / "run"), check=False)
     assert out.returncode == 2 and "is not writable" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     workdir = tmp_path / "run"
-    launch("--config", "experiments/gan_ring.py:smoke", "--workdir", str(workdir))
+    launch("--config", "experiments/gan_mixture.py:ring,smoke", "--workdir", str(workdir))
     before = (workdir / "metrics.jsonl").read_text()
     out = launch("--config", "experiments/quickstart.py:smoke", "--workdir", str(workdir), check=False)
     assert out.returncode == 2 and "holds a run with a different config" in out.stderr
@@ -184,7 +204,7 @@ def test_unwritable_workdir_and_foreign_run(tmp_path):
 
 def test_sweep_trains_every_variant_reports_and_runs_one_variant_alone(tmp_path):
     sweep_dir = tmp_path / "pacgan"
-    command = ("--config", "experiments/pacgan_ring.py:smoke", "--workdir", str(sweep_dir), "--sweep")
+    command = ("--config", "experiments/pacgan.py:ring,smoke", "--workdir", str(sweep_dir), "--sweep")
     out = launch(*command)
     assert "sweep: training 2 runs as one vectorized program: GAN,seed=0, GAN,seed=1" in out.stdout
     names = ["GAN,seed=0", "GAN,seed=1", "PacGAN2,seed=0", "PacGAN2,seed=1"]
@@ -204,6 +224,6 @@ def test_sweep_trains_every_variant_reports_and_runs_one_variant_alone(tmp_path)
     out = launch(*command[:3], str(array), "--sweep_index=4", check=False)
     assert out.returncode == 2 and out.stderr.strip() == \
         "error: --sweep_index=4 is not accepted; accepted: 0..3 (4 variants)"
-    out = launch("--config", "experiments/pacgan_ring.py:smoke,budgt=1", "--workdir", str(tmp_path / "x"), check=False)
+    out = launch("--config", "experiments/pacgan.py:ring,smoke,budgt=1", "--workdir", str(tmp_path / "x"), check=False)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "'budgt'" in out.stderr
     assert not (tmp_path / "x").exists()

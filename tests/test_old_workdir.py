@@ -1,6 +1,7 @@
 """A workdir written before the loss/penalty/packing/EMA/classifier fields existed (gan_ring smoke,
-trained by commit 0465bee and kept in tests/data) still resumes, samples and evaluates: new fields
-default to the old behaviour and do not count as a config change."""
+now experiments/gan_mixture.py:ring,smoke; trained by commit 0465bee and kept in tests/data) still
+resumes, samples and evaluates: new fields default to the old behaviour and do not count as a config
+change."""
 
 import os
 import pathlib
@@ -22,7 +23,7 @@ def run(*args):
 def test_an_old_workdir_resumes_samples_and_evaluates(tmp_path):
     workdir = tmp_path / "old"
     shutil.copytree(OLD, workdir)
-    out = run("--config", "experiments/gan_ring.py:smoke", "--workdir", str(workdir), "--config.train.steps=6")
+    out = run("--config", "experiments/gan_mixture.py:ring,smoke", "--workdir", str(workdir), "--config.train.steps=6")
     assert out.returncode == 0 and "resumed from checkpoint at step 4" in out.stdout, out.stderr[-3000:]
     out = run("--mode=sample", "--workdir", str(workdir), "--num_samples", "7")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -49,8 +50,8 @@ def test_a_workdir_of_the_objective_once_named_dcgan_resumes_samples_and_evaluat
     assert out.returncode == 0, out.stderr[-3000:]
     out = run("--mode=eval", "--workdir", str(workdir), "--step", "4")
     assert out.returncode == 0 and (workdir / "eval_step_0000004.json").exists(), out.stderr[-3000:]
-    out = run("--config", "experiments/gan_ring.py:smoke", "--workdir", str(workdir), "--config.train.steps=6")
+    out = run("--config", "experiments/gan_mixture.py:ring,smoke", "--workdir", str(workdir), "--config.train.steps=6")
     assert out.returncode == 0 and "resumed from checkpoint at step 4" in out.stdout, out.stderr[-3000:]
-    out = run("--config", "experiments/gan_ring.py:smoke", "--workdir", str(tmp_path / "new"),
+    out = run("--config", "experiments/gan_mixture.py:ring,smoke", "--workdir", str(tmp_path / "new"),
               "--config.objective=dcgan", "--config.train.steps=1")
     assert out.returncode == 2 and "objective='dcgan' is not accepted; accepted: classifier, gan, vae" in out.stderr

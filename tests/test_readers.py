@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax.data import files, readers
+from gan_jax.data import readers
 from gan_jax.data.files import load_file_dataset
 from gan_jax.errors import DataError
 
@@ -33,7 +33,6 @@ CIFAR_MD5 = {
     "train": ["5dd7e06a", "5ea93a67", "942cd6a4", "ae636b3b", "53f37980"],
     "test": ["803d5f7f4d78ea53de84dbe85f74fb6d"],
 }
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def md5(data: bytes) -> str:
@@ -87,10 +86,6 @@ def test_cifar10_matches_official_md5(data_dir: Path, split: str) -> None:
         part = slice(i * 10_000, (i + 1) * 10_000)
         assert md5(cifar_bytes(images[part], labels[part])).startswith(expected), i
     assert np.bincount(labels).tolist() == [n // 10] * 10
-
-
-def test_cifar10_class_names(data_dir: Path) -> None:
-    assert files.cifar10_class_names(str(data_dir)) == CIFAR_CLASSES
 
 
 def test_celeba64_faces(data_dir: Path) -> None:

@@ -3,6 +3,7 @@
 
 import csv
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from scipy import stats
 
 from gan_jax import results, sweep
 from gan_jax.errors import UserError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 STEPS = 4000
 SOURCE = "Lin et al. 2018, Table 1"
@@ -49,7 +52,7 @@ def sweep_dir(tmp_path):
                              sweep.seeds(5))
     keep = set(FINALS) | {"GAN,seed=2", "GAN,seed=3", "PacGAN2,seed=2"}
     variants = [v for v in variants if sweep.run_name(v) in keep]
-    sweep.write_sweep_file(str(tmp_path), "experiments/pacgan_ring.py:budget=0.01", variants, PUBLISHED, SOURCE)
+    sweep.write_sweep_file(str(tmp_path), "experiments/pacgan.py:ring,budget=0.01", variants, PUBLISHED, SOURCE)
     for name, (c, q, k) in FINALS.items():
         early = _eval(2000, c - 1, q - 0.1, None if k is None else k + 0.1)
         records = [_train(2000), early, _train(STEPS), _eval(STEPS, c, q, k)]
@@ -109,7 +112,7 @@ def test_flags_published_values_and_bookkeeping_keys(sweep_dir):
     assert rows["GAN", "modes/reverse_kl"]["published_mean"] == ""  # null: not published
     assert rows["PacGAN2", "modes/reverse_kl"]["n"] == "1"  # seed 1's null is not counted
     md = (sweep_dir / "results.md").read_text()
-    assert "experiments/pacgan_ring.py:budget=0.01" in md and "train.steps = 4000 in every run" in md
+    assert "experiments/pacgan.py:ring,budget=0.01" in md and "train.steps = 4000 in every run" in md
     assert "modes/samples = 2500" in md and "modes/num_modes = 8" in md  # constant: above the table only
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert "modes/samples" not in table[0] and all(m in table[0] for m in METRICS)
@@ -150,13 +153,25 @@ def test_curve_is_the_mean_over_runs_that_did_not_diverge(sweep_dir):
 
 def test_runs_with_different_steps_are_named(tmp_path):
     variants = sweep.seeds(2)
-    sweep.write_sweep_file(str(tmp_path), "experiments/gan_ring.py", variants)
+    sweep.write_sweep_file(str(tmp_path), "experiments/gan_mixture.py:ring", variants)
     _run(tmp_path, "seed=0", [_eval(100, 8, 0.9, 0.1)], steps=100)
     _run(tmp_path, "seed=1", [_eval(200, 7, 0.8, 0.2)], steps=200)
     results.write_results(str(tmp_path))
     md = (tmp_path / "results.md").read_text()
     assert "train.steps differs between runs" in md and "100 (1 runs: seed=0)" in md
     assert "| default | 2 of 2 finished |" in md
+
+
+def test_a_sweep_of_an_experiment_file_since_renamed_still_reports(tmp_path):
+    """sweep.json keeps the spec as typed ('experiments/pacgan_ring.py', now experiments/pacgan.py:ring)
+    and the published rows: the report reads those, never the experiment file."""
+    assert not (REPO / "experiments" / "pacgan_ring.py").exists()
+    variants = sweep.product(sweep.axis("model.pack", [1], names=["GAN"]), sweep.seeds(1))
+    sweep.write_sweep_file(str(tmp_path), "experiments/pacgan_ring.py:budget=0.01", variants, PUBLISHED, SOURCE)
+    _run(tmp_path, "GAN,seed=0", [_eval(STEPS, 6, 0.9, 0.4)])
+    results.write_results(str(tmp_path))
+    md = (tmp_path / "results.md").read_text()
+    assert "experiments/pacgan_ring.py:budget=0.01" in md and "6.3 (s.e. 0.5)" in md
 
 
 def test_a_folder_without_sweep_json_is_one_line(tmp_path):
@@ -167,7 +182,7 @@ def test_a_folder_without_sweep_json_is_one_line(tmp_path):
 
 def test_one_finished_run_tabulates_everything_and_a_setting_without_runs_is_empty(tmp_path):
     variants = sweep.product(sweep.axis("model.pack", [1, 2], names=["GAN", "PacGAN2"]), sweep.seeds(1))
-    sweep.write_sweep_file(str(tmp_path), "experiments/gan_ring.py", variants)
+    sweep.write_sweep_file(str(tmp_path), "experiments/gan_mixture.py:ring", variants)
     _run(tmp_path, "GAN,seed=0", [_eval(STEPS, 8, 0.9, 0.1)])  # PacGAN2,seed=0: missing
     paths = results.write_results(str(tmp_path))
     rows = _csv(tmp_path)

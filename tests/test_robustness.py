@@ -16,7 +16,7 @@ import pytest
 from conftest import load_experiment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-RING = ["--config", "experiments/gan_ring.py:smoke"]
+RING = ["--config", "experiments/gan_mixture.py:ring,smoke"]
 
 
 def start(*args) -> subprocess.Popen:
@@ -96,7 +96,7 @@ def copy_run(workdir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def trained_ring(tmp_path_factory) -> pathlib.Path:
-    """gan_ring smoke, trained once per module."""
+    """gan_mixture:ring smoke, trained once per module."""
     return train_to_end(tmp_path_factory, RING, "run")
 
 
@@ -343,7 +343,7 @@ def test_damaged_config_json_is_one_line_error(content, tmp_path):
     from gan_jax.experiment import check_workdir_config, load_workdir_config
 
     (tmp_path / "config.json").write_bytes(content.encode("latin-1"))
-    for read in (load_workdir_config, lambda w: check_workdir_config(w, load_experiment("gan_ring:smoke"))):
+    for read in (load_workdir_config, lambda w: check_workdir_config(w, load_experiment("gan_mixture:ring,smoke"))):
         with pytest.raises(UserError) as e:
             read(str(tmp_path))
         text = str(e.value)
@@ -388,7 +388,7 @@ def test_a_workdir_from_before_a_new_field_resumes_and_samples(trained):
     (trained / "config.json").write_text(json.dumps(saved))
     from gan_jax.experiment import check_workdir_config, load_workdir_config
 
-    cfg = load_experiment("gan_ring:smoke")
+    cfg = load_experiment("gan_mixture:ring,smoke")
     assert check_workdir_config(str(trained), cfg) is True
     assert load_workdir_config(str(trained)).loss.gaussian_std == cfg.loss.gaussian_std
     cfg.loss.name = "minimax"
@@ -416,7 +416,7 @@ def test_another_config_on_a_run_names_the_field_that_differs(mode, trained):
     """The full config on a smoke run's folder: one line naming a field in which it differs from
     config.json (it reported every checkpoint as damaged, then 'no intact checkpoint')."""
     before = listing(trained)
-    out = run(f"--mode={mode}", "--workdir", str(trained), "--config", "experiments/gan_ring.py")
+    out = run(f"--mode={mode}", "--workdir", str(trained), "--config", "experiments/gan_mixture.py:ring")
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
     assert lines[0].startswith(f"error: --config differs from the run in {trained} (") and " there, " in lines[0]

@@ -22,11 +22,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke_config(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    """The smoke config of experiment NAME ('quickstart', 'gan_mixture:ring')."""
+    file, _, word = name.partition(":")
+    spec = importlib.util.spec_from_file_location(file, REPO / "experiments" / f"{file}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config("smoke")
-    devices = jax.device_count()  # 8 fake ones here (conftest.py); gan_ring's batch is 100
+    cfg = module.get_config(f"{word},smoke" if word else "smoke")
+    devices = jax.device_count()  # 8 fake ones here (conftest.py); gan_mixture's batch is 100
     cfg.data.batch_size = -(-cfg.data.batch_size // devices) * devices
     return cfg
 
@@ -40,7 +42,7 @@ def trained(tmp_path_factory):
 
     def get(name):
         if name not in runs:
-            workdir = str(tmp_path_factory.mktemp(name))
+            workdir = str(tmp_path_factory.mktemp(name.replace(":", "_")))
             cfg = smoke_config(name)
             train(cfg, workdir)
             runs[name] = workdir, cfg
@@ -105,8 +107,8 @@ def test_writer_refuses_missing_or_extra_rows_and_leaves_target(tmp_path):
     # Chunks smaller than the sampler's batch of 500; then larger, with the first 700 of 2,500 samples
     # (chunks 1200, 1200, 100) drawn as 700 alone: in either, the short chunks must not round otherwise.
     ("quickstart", "images", (28, 28, 1), np.uint8, 7, 10, 23),
-    ("gan_ring", "points", (2,), np.float32, 7, 10, 23),
-    ("gan_ring", "points", (2,), np.float32, 1200, 700, 2500),
+    ("gan_mixture:ring", "points", (2,), np.float32, 7, 10, 23),
+    ("gan_mixture:ring", "points", (2,), np.float32, 1200, 700, 2500),
 ])
 def test_first_samples_do_not_depend_on_the_count(trained, tmp_path, monkeypatch, name, key, shape, dtype, chunk,
                                                   few, many):
@@ -125,7 +127,7 @@ def test_first_samples_do_not_depend_on_the_count(trained, tmp_path, monkeypatch
 
 
 def test_samples_beyond_one_chunk_match_the_sampler_per_chunk(trained, tmp_path, monkeypatch):
-    src, cfg = trained("gan_ring")
+    src, cfg = trained("gan_mixture:ring")
     monkeypatch.setattr(sampling, "CHUNK", 4, raising=False)
     workdir = fresh_copy(src, tmp_path / "run")
     sample_mod.sample(workdir, 10, cfg=cfg)
@@ -175,7 +177,7 @@ def test_non_positive_count_is_refused(tmp_path, num):
 
 
 def test_failure_midway_keeps_previous_samples_and_no_temporary_file(trained, tmp_path, monkeypatch):
-    src, cfg = trained("gan_ring")
+    src, cfg = trained("gan_mixture:ring")
     workdir = fresh_copy(src, tmp_path / "run")
     monkeypatch.setattr(sampling, "CHUNK", 4, raising=False)
     sample_mod.sample(workdir, 6, cfg=cfg)

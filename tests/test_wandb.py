@@ -28,7 +28,7 @@ def test_a_run_logs_its_scalars_grids_and_config_offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", recording_log)
     monkeypatch.setattr(wandb, "init", recording_init)
-    cfg = gan_jax.load_config("gan_ring:smoke")
+    cfg = gan_jax.load_config("gan_mixture:ring,smoke")
     cfg.data.batch_size = 96
     cfg.log.wandb, cfg.log.wandb_tags = True, "ring, smoke"
     workdir = tmp_path / "ring"
@@ -62,7 +62,7 @@ def test_without_the_package_it_is_one_line_before_anything_is_written(monkeypat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_wandb)
-    cfg = gan_jax.load_config("gan_ring:smoke")
+    cfg = gan_jax.load_config("gan_mixture:ring,smoke")
     cfg.log.wandb = True
     with pytest.raises(ConfigError, match=r"^log.wandb=True needs the wandb package; accepted: pip install"):
         writers.check_wandb(cfg)

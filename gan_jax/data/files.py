@@ -80,18 +80,6 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def cifar10_class_names(data_dir: str | os.PathLike | None = None) -> list[str]:
-    """The 10 CIFAR-10 class names in label order, from `<data_dir>/cifar10/batches.meta.txt`."""
-    path = _data_dir(data_dir) / "cifar10" / "batches.meta.txt"
-    try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    if len(names) != 10:
-        raise DataError(f"{path}: {len(names)} class names, expected 10 (one a line)")
-    return names
-
-
 def _check_split(name: str, split: str, accepted: tuple[str, ...]) -> None:
     if split not in accepted:
         raise DataError(

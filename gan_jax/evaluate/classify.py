@@ -1,4 +1,4 @@
-"""Scoring images "in classifier space": our own classifiers (experiments/classifier_<data>.py), whose
+"""Scoring images "in classifier space": our own classifiers (experiments/classifier.py:<data>), whose
 parameters ship in gan_jax/evaluate/classifiers/ so that every user computes the same numbers offline.
 
 Penultimate features give FID, KID and precision/recall against the data's test split; the softmax gives
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import parallel
+from gan_jax import disk, parallel
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.evaluate import metrics
 from gan_jax.evaluate.inception import params_sha256
@@ -110,9 +110,8 @@ def save_classifier(path: str | os.PathLike, model_config: dict, input_shape: tu
     flat = {"/".join(k): np.asarray(v, np.float32) for k, v in flax.traverse_util.flatten_dict(
         jax.device_get(flax.core.unfreeze(variables))).items()}
     config = json.dumps({"model": model_config, "input_shape": list(input_shape)}, sort_keys=True)
-    tmp = f"{path}.tmp.{os.getpid()}.npz"
-    np.savez(tmp, **flat, **{_CONFIG_KEY: np.array(config)})
-    os.replace(tmp, path)
+    with disk.replacing(path, ".npz") as tmp:
+        np.savez(tmp, **flat, **{_CONFIG_KEY: np.array(config)})
     return params_sha256(flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()}))
 
 

@@ -20,8 +20,6 @@ unpickling arbitrary objects; `params_sha256` identifies converted weights.
 """
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import disk
 from gan_jax.errors import DataError
 from gan_jax.evaluate.torch_state_dict import load_torch_state_dict
 
@@ -302,24 +301,19 @@ def inception_weights_path(path: str | None = None, cache_dir: str | None = None
         if digest != FID_WEIGHTS_SHA256:
             raise DataError(f"{target}: sha256 {digest} is not {FID_WEIGHTS_SHA256}; delete it to download again")
         return target
-    tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=FID_WEIGHTS_FILE + ".", suffix=".part")
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(FID_WEIGHTS_URL, timeout=60) as resp:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != FID_WEIGHTS_SHA256:
-            raise DataError(f"{FID_WEIGHTS_URL}: downloaded file has sha256 {h.hexdigest()}, expected "
-                            f"{FID_WEIGHTS_SHA256}; nothing was saved")
-        os.replace(tmp, target)
+        with disk.replacing(target, ".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(FID_WEIGHTS_URL, timeout=60) as resp:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != FID_WEIGHTS_SHA256:
+                raise DataError(f"{FID_WEIGHTS_URL}: downloaded file has sha256 {h.hexdigest()}, expected "
+                                f"{FID_WEIGHTS_SHA256}; nothing was saved")
         return target
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise DataError(f"cannot download the FID Inception weights ({reason}); put {FID_WEIGHTS_URL} "
                         f"at {target} or pass its path") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)

@@ -8,7 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import signals
+from gan_jax import disk, signals
 from gan_jax.evaluate import evaluators
 from gan_jax.sampling import restore
 
@@ -25,8 +25,6 @@ def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDi
     if jax.process_index() == 0:
         path = os.path.join(workdir, f"eval_step_{step:07d}.json")
         signals.finishing(os.path.basename(path))  # the work is done: a signal no longer stops the write
-        with open(path + ".tmp", "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(path + ".tmp", path)
+        disk.write_text(path, json.dumps(result, indent=2))
         print(json.dumps(result))
     return result

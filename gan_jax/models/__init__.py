@@ -1,28 +1,91 @@
-"""Model registry. A model is one builder function, registered by name, that turns
-`config.model` and the data's example shape into the named networks of an objective:
-`{'generator': G, 'discriminator': D}` for GANs, `{'vae': V}` for VAEs, `{'encoder': E, 'generator': G,
-'discriminator': D}` for VAE-GANs, `{'classifier': C}`."""
+"""Model registry. A model is one builder function, registered by name with the `config.model` fields
+it reads (`Field`: default and accepted values), that turns `config.model` and the data's example
+shape into the named networks of an objective: `{'generator': G, 'discriminator': D}` for GANs,
+`{'vae': V}` for VAEs, `{'encoder': E, 'generator': G, 'discriminator': D}` for VAE-GANs,
+`{'classifier': C}`. A field's declaration here is its one home: the builder reads it through
+`settings`, and gan_jax/config.py's base_config (SHARED_FIELDS), validate and ranges() read the
+declarations."""
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
+from gan_jax.models.layers import MODULE_IMPLS
 
 ModelBuilder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], dict[str, nn.Module]]
+
+# Numeric ranges (low, high, low included, high included; None: unbounded), as config.RANGES.
+POSITIVE = (0, None, False, None)
+NON_NEGATIVE = (0, None, True, None)
+FRACTION = (0, 1, True, False)  # a probability that leaves something: [0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A `config.model` field: its default (what a config without it means) and the accepted values,
+    a numeric `range` (checked on every element of a tuple) or the names in `choices`. `every_config`:
+    base_config writes it into every config, whatever the model (a field configs have always carried)."""
+
+    default: Any
+    range: tuple | None = None
+    choices: tuple[str, ...] | None = None
+    every_config: bool = False
+
+
 MODELS: dict[str, ModelBuilder] = {}
+MODEL_FIELDS: dict[str, dict[str, Field]] = {}  # model name -> the fields it reads beyond SHARED_FIELDS
+DEFAULT_MODEL = "dcgan_tutorial"
+# The model fields several models or objectives read, in every config (base_config writes them).
+SHARED_FIELDS = {
+    "latent_dim": Field(100, POSITIVE, every_config=True),
+    "conv_impl": Field("auto", choices=MODULE_IMPLS, every_config=True),  # gan_jax/ops/conv.py
+    # GANs: D's kernels divided by their spectral norms (Miyato et al. 2018)
+    "spectral_norm": Field(False, every_config=True),
+    # GANs: D judges this many samples at once (PacGAN, models.Packed); 1: unpacked
+    "pack": Field(1, (1, None, True, None), every_config=True),
+}
 
 
-def register(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator: `@register('my_model')` makes `config.model.name = 'my_model'` build it."""
+def register(name: str, fields: dict[str, Field] | None = None) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator: `@register('my_model', {'width': Field(64, POSITIVE)})` makes `config.model.name =
+    'my_model'` build it; the builder reads `settings(cfg)['width']`. A field that other models also
+    declare must accept the same values (config.ranges() checks a field by its path)."""
 
     def wrap(builder: ModelBuilder) -> ModelBuilder:
+        declared = fields or {}
+        for field, spec in declared.items():
+            for other, their in [(n, f[field]) for n, f in MODEL_FIELDS.items() if field in f]:
+                if (their.range, their.choices) != (spec.range, spec.choices):
+                    raise ValueError(f"model {name!r}: model.{field} accepts other values than in {other!r}")
+            if field in SHARED_FIELDS:
+                raise ValueError(f"model {name!r}: model.{field} is a shared field (SHARED_FIELDS)")
         MODELS[name] = builder
+        MODEL_FIELDS[name] = declared
         return builder
 
     return wrap
+
+
+def settings(model_config: ml_collections.ConfigDict | dict, name: str | None = None) -> dict[str, Any]:
+    """{field: value} of every field model `name` (default: model_config's) reads, SHARED_FIELDS
+    included: the config's value, or the declared default where the config has none (an older config,
+    a saved classifier's model config). A name outside a field's choices is a ConfigError."""
+    declared = {**SHARED_FIELDS, **MODEL_FIELDS[name or model_config["name"]]}
+    values = {field: model_config.get(field, spec.default) for field, spec in declared.items()}
+    for field, spec in declared.items():
+        if spec.choices is not None and values[field] not in spec.choices:
+            raise ConfigError(f"model.{field}={values[field]!r} is not accepted; accepted: {', '.join(spec.choices)}")
+    return values
+
+
+def field_specs() -> dict[str, Field]:
+    """Every model field ('generator_width': its Field): SHARED_FIELDS, then those of the registered models."""
+    return {**SHARED_FIELDS, **{k: f for fields in MODEL_FIELDS.values() for k, f in fields.items()}}
 
 
 def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
@@ -31,7 +94,7 @@ def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...
     if model_config.name not in MODELS:
         raise ConfigError(f"model.name={model_config.name!r} is unknown; accepted: {', '.join(sorted(MODELS))}")
     nets = MODELS[model_config.name](model_config, tuple(example_shape))
-    pack = model_config.get("pack", 1)
+    pack = settings(model_config)["pack"]
     if pack > 1 and "discriminator" in nets:
         nets["discriminator"] = Packed(nets["discriminator"], pack)
     return nets

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import register
+from gan_jax.models import POSITIVE, Field, register, settings
 from gan_jax.models.layers import Conv
 
 
@@ -39,16 +39,21 @@ class ConvClassifier(nn.Module):
 
 def classifier_from_config(cfg: ml_collections.ConfigDict | dict, example_shape: tuple[int, ...]) -> ConvClassifier:
     """The classifier of `config.model` (also the shipped classifiers' saved model config)."""
-    get = cfg.get
-    widths = tuple(get("widths", (32, 64)))
+    s = settings(cfg, "classifier_cnn")
+    widths = tuple(s["widths"])
     size = example_shape[0]
     if len(example_shape) != 3 or size % 2 ** len(widths):
         raise ConfigError(f"model.widths={list(widths)!r}: {len(widths)} 2x2 poolings need images whose size is a "
                           f"multiple of {2 ** len(widths)}, got data of shape {example_shape}")
-    return ConvClassifier(get("num_classes", 10), widths, get("feature_dim", 128), get("convs_per_block", 2),
-                          get("conv_impl", "auto"), get("axis_name", None))
+    return ConvClassifier(s["num_classes"], widths, s["feature_dim"], s["convs_per_block"], s["conv_impl"],
+                          cfg.get("axis_name", None))
 
 
-@register("classifier_cnn")
+@register("classifier_cnn", {
+    "num_classes": Field(10, (1, None, False, None)),
+    "widths": Field((32, 64), POSITIVE),  # channels of each block (each block ends in a 2x2 max pooling)
+    "convs_per_block": Field(2, POSITIVE),  # 3x3 convolutions
+    "feature_dim": Field(128, POSITIVE),  # the features layer (what classifier-space metrics compare)
+})
 def build_classifier(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     return {"classifier": classifier_from_config(cfg, example_shape)}

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import register
+from gan_jax.models import FRACTION, POSITIVE, Field, register, settings
 from gan_jax.models.layers import Conv, ConvTranspose
 from gan_jax.ops import random
 
@@ -134,22 +134,25 @@ class RadfordDiscriminator(nn.Module):
         return nn.Dense(1, kernel_init=_init)(h.reshape(h.shape[0], -1))[:, 0]
 
 
-@register("dcgan_tutorial")
+WIDTHS = {"generator_width": Field(64, POSITIVE),  # G's channels before its output layer (ngf)
+          "discriminator_width": Field(64, POSITIVE)}  # D's first layer's channels (ndf)
+
+
+@register("dcgan_tutorial", {**WIDTHS, "dropout_rate": Field(0.3, FRACTION)})  # D's, per example
 def build_dcgan_tutorial(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     if tuple(example_shape[:2]) != (28, 28):
         raise ConfigError(f"model.name='dcgan_tutorial' needs 28x28 images, got data of shape {example_shape}")
-    impl, axis = cfg.get("conv_impl", "auto"), cfg.get("axis_name", None)
-    return {"generator": TutorialGenerator(example_shape[2], impl, axis, cfg.get("generator_width", 64)),
-            "discriminator": TutorialDiscriminator(cfg.get("dropout_rate", 0.3), impl, axis,
-                                                   cfg.get("discriminator_width", 64))}
+    s, axis = settings(cfg), cfg.get("axis_name", None)
+    return {"generator": TutorialGenerator(example_shape[2], s["conv_impl"], axis, s["generator_width"]),
+            "discriminator": TutorialDiscriminator(s["dropout_rate"], s["conv_impl"], axis, s["discriminator_width"])}
 
 
-@register("dcgan")
+@register("dcgan", WIDTHS)
 def build_dcgan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     size = example_shape[0]
     if len(example_shape) != 3 or example_shape[1] != size or size < 8 or size & (size - 1):
         raise ConfigError(f"model.name='dcgan' needs square images of a power-of-two size >= 8, "
                           f"got data of shape {example_shape}")
-    impl, axis = cfg.get("conv_impl", "auto"), cfg.get("axis_name", None)
-    return {"generator": RadfordGenerator(size, example_shape[2], cfg.get("generator_width", 64), impl, axis),
-            "discriminator": RadfordDiscriminator(cfg.get("discriminator_width", 64), impl, axis)}
+    s, axis = settings(cfg), cfg.get("axis_name", None)
+    return {"generator": RadfordGenerator(size, example_shape[2], s["generator_width"], s["conv_impl"], axis),
+            "discriminator": RadfordDiscriminator(s["discriminator_width"], s["conv_impl"], axis)}

@@ -25,6 +25,9 @@ from gan_jax.errors import ConfigError
 from gan_jax.ops.conv import IMPLS, conv2d, conv_transpose2d
 
 MODULE_IMPLS = ('auto', *IMPLS)
+# Hidden units' nonlinearities by name (model.activation, model.generator_activation).
+ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2), "tanh": jnp.tanh,
+               "elu": nn.elu, "gelu": nn.gelu}
 
 
 def check_impl(impl: str, owner: str) -> str:

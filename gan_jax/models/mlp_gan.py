@@ -7,11 +7,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from gan_jax.errors import ConfigError
-from gan_jax.models import register
-
-ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2), "tanh": jnp.tanh,
-               "elu": nn.elu, "gelu": nn.gelu}
+from gan_jax.models import FRACTION, NON_NEGATIVE, POSITIVE, Field, register, settings
+from gan_jax.models.layers import ACTIVATIONS
 
 
 class Maxout(nn.Module):
@@ -76,18 +73,24 @@ class MLPDiscriminator(nn.Module):
         return nn.Dense(1)(h)[:, 0]
 
 
-@register("mlp_gan")
+@register("mlp_gan", {
+    "generator_width": Field(1200, POSITIVE),
+    "generator_depth": Field(2, NON_NEGATIVE),  # hidden layers
+    "generator_activation": Field("relu", choices=tuple(ACTIVATIONS)),
+    "generator_batch_norm": Field(False),
+    "discriminator_width": Field(240, POSITIVE),
+    "discriminator_depth": Field(2, NON_NEGATIVE),
+    "maxout_pieces": Field(0, NON_NEGATIVE),  # 0: leaky-ReLU units (no maxout)
+    "dropout_rate": Field(0.0, FRACTION),  # after each of D's hidden layers
+})
 def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     images = len(example_shape) == 3
-    activation = cfg.get("generator_activation", "relu")
-    if activation not in ACTIVATIONS:
-        raise ConfigError(f"model.generator_activation={activation!r} is unknown; accepted: {', '.join(ACTIVATIONS)}")
+    s = settings(cfg)
     generator = MLPGenerator(
-        output_shape=example_shape, width=cfg.get("generator_width", 1200), depth=cfg.get("generator_depth", 2),
-        activation=activation, batch_norm=cfg.get("generator_batch_norm", False),
+        output_shape=example_shape, width=s["generator_width"], depth=s["generator_depth"],
+        activation=s["generator_activation"], batch_norm=s["generator_batch_norm"],
         tanh_output=images, bn_axis_name=cfg.get("axis_name", None))
     discriminator = MLPDiscriminator(
-        width=cfg.get("discriminator_width", 240), depth=cfg.get("discriminator_depth", 2),
-        maxout_pieces=cfg.get("maxout_pieces", 0), dropout_rate=cfg.get("dropout_rate", 0.0),
-        axis_name=cfg.get("axis_name", None))
+        width=s["discriminator_width"], depth=s["discriminator_depth"],
+        maxout_pieces=s["maxout_pieces"], dropout_rate=s["dropout_rate"], axis_name=cfg.get("axis_name", None))
     return {"generator": generator, "discriminator": discriminator}

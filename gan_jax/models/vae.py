@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import register
-from gan_jax.models.layers import Conv, ConvTranspose
-from gan_jax.models.mlp_gan import ACTIVATIONS
+from gan_jax.models import NON_NEGATIVE, POSITIVE, Field, register, settings
+from gan_jax.models.layers import ACTIVATIONS, Conv, ConvTranspose
 
 
 class VAE(nn.Module):
@@ -25,7 +24,7 @@ class VAE(nn.Module):
     depth: int = 2
     conv: bool = False
     conv_impl: str = "auto"
-    activation: str = "relu"  # every hidden layer's nonlinearity: a key of mlp_gan.ACTIVATIONS
+    activation: str = "relu"  # every hidden layer's nonlinearity: a key of layers.ACTIVATIONS
 
     def setup(self):
         h, w, c = self.image_shape
@@ -75,12 +74,16 @@ class VAE(nn.Module):
         return self.decode(z), mean, logvar
 
 
-@register("vae")
+@register("vae", {
+    # Every config carries it (older ones do); relu or tanh (Burda et al. 2015), of layers.ACTIVATIONS.
+    "activation": Field("relu", choices=("relu", "tanh"), every_config=True),
+    "architecture": Field("mlp", choices=("mlp", "conv")),
+    "hidden": Field(512, POSITIVE),  # units of each hidden layer
+    "depth": Field(2, NON_NEGATIVE),  # hidden layers of the encoder, and of the decoder
+})
 def build_vae(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     if len(example_shape) != 3:
         raise ConfigError(f"model.name='vae' needs image data (H, W, C), got data of shape {example_shape}")
-    kind = cfg.get("architecture", "mlp")
-    if kind not in ("mlp", "conv"):
-        raise ConfigError(f"model.architecture={kind!r} is unknown; accepted: mlp, conv")
-    return {"vae": VAE(tuple(example_shape), cfg.latent_dim, cfg.get("hidden", 512), cfg.get("depth", 2),
-                       kind == "conv", cfg.get("conv_impl", "auto"), cfg.get("activation", "relu"))}
+    s = settings(cfg)
+    return {"vae": VAE(tuple(example_shape), s["latent_dim"], s["hidden"], s["depth"], s["architecture"] == "conv",
+                       s["conv_impl"], s["activation"])}

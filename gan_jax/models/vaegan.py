@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from gan_jax.models import MODELS, register
+from gan_jax.models import MODEL_FIELDS, MODELS, POSITIVE, Field, register, settings
 from gan_jax.models.layers import Conv
 
 
@@ -34,12 +34,15 @@ class Encoder(nn.Module):
 def _with_encoder(base: str, widths: tuple[int, ...]):
     def build(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
         nets = MODELS[base](cfg, example_shape)
-        encoder = Encoder(cfg.latent_dim, widths, cfg.get("hidden", 2048 if len(widths) > 2 else 512),
-                          cfg.get("conv_impl", "auto"), cfg.get("axis_name", None))
+        s = settings(cfg)
+        encoder = Encoder(s["latent_dim"], widths, s["hidden"], s["conv_impl"], cfg.get("axis_name", None))
         return {"encoder": encoder, **nets}
 
     return build
 
 
-register("vaegan_tutorial")(_with_encoder("dcgan_tutorial", (64, 128)))
-register("vaegan_dcgan")(_with_encoder("dcgan", (64, 128, 256)))
+# The base model's fields, and the encoder's hidden dense layer (Larsen et al.: 2048 units at 64x64).
+register("vaegan_tutorial", {**MODEL_FIELDS["dcgan_tutorial"], "hidden": Field(512, POSITIVE)})(
+    _with_encoder("dcgan_tutorial", (64, 128)))
+register("vaegan_dcgan", {**MODEL_FIELDS["dcgan"], "hidden": Field(2048, POSITIVE)})(
+    _with_encoder("dcgan", (64, 128, 256)))

@@ -7,6 +7,7 @@ dropout and flips are keyed per example over the global batch. With `axis_name` 
 runs the same step on its slice of the global batch and gradients are averaged with `lax.pmean`."""
 
 from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -47,10 +48,7 @@ def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedu
     the steps after the warmup, peak * 10^(-i/7) in stage i (stage i ends at round(steps * sum_{j<=i} 3^j / 3280),
     halves up)."""
     warmup, decay_steps = cfg.optimizer.warmup_steps, schedule_horizon(cfg) or 1
-    decay = {"constant": lambda: optax.constant_schedule(peak),
-             "linear": lambda: optax.linear_schedule(peak, 0.0, decay_steps),
-             "cosine": lambda: optax.cosine_decay_schedule(peak, decay_steps),
-             "exponential_stages": lambda: _exponential_stages(peak, decay_steps)}[cfg.optimizer.schedule]()
+    decay = SCHEDULES[cfg.optimizer.schedule](peak, decay_steps)
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
@@ -69,6 +67,15 @@ def _exponential_stages(peak, steps: int) -> optax.Schedule:
     ends = jnp.asarray([(2 * steps * int(e) + total) // (2 * total) for e in _STAGE_ENDS[:-1]], jnp.int32)
     factors = jnp.asarray(_STAGE_FACTORS)
     return lambda count: peak * factors[jnp.sum(count >= ends)]
+
+
+# optimizer.schedule: name -> (peak, decay steps) -> the schedule after the warmup.
+SCHEDULES: dict[str, Callable[[Any, int], optax.Schedule]] = {
+    "constant": lambda peak, steps: optax.constant_schedule(peak),
+    "linear": lambda peak, steps: optax.linear_schedule(peak, 0.0, steps),
+    "cosine": lambda peak, steps: optax.cosine_decay_schedule(peak, steps),
+    "exponential_stages": _exponential_stages,
+}
 
 
 class _PeakSchedule(optax.schedules.WrappedSchedule):

@@ -33,6 +33,9 @@ from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
 EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (train.ema_decay > 0); not trained
+# train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
+# one forward of each network.
+UPDATE_RULES = {"alternating": "_alternating", "simultaneous": "_simultaneous"}
 
 fold = jax.random.fold_in
 
@@ -69,7 +72,7 @@ class GanSteps(Steps):
                               "parallel.mode='jit'")
 
     def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
-        pack = cfg.model.get("pack", 1)
+        pack = cfg.model.pack
         local_batch = self.global_batch // jax.device_count()
         if pack > 1 and local_batch % pack:
             raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
@@ -170,7 +173,7 @@ class GanSteps(Steps):
         """One generator update (after n_critic D updates, or with one, simultaneously). batch_u8:
         (n_critic, local_batch, H, W, C) uint8, or None for synthetic data."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
-        rule = self._simultaneous if self.cfg.train.update_rule == "simultaneous" else self._alternating
+        rule = getattr(self, UPDATE_RULES[self.cfg.train.update_rule])
         sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp,
                                    state.key)
         if sn_vectors is not None:

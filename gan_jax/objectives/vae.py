@@ -32,8 +32,8 @@ class VaeSteps(Steps):
         if cfg.loss.name != "elbo":
             raise ConfigError(f"loss.name={cfg.loss.name!r} is not accepted for objective={cfg.objective!r}; "
                               "accepted: elbo (loss.iwae_k > 1 for the importance-weighted bound)")
-        self.iwae_k = cfg.loss.get("iwae_k", 1)
-        self.elbo_samples = cfg.loss.get("elbo_samples", 1)
+        self.iwae_k = cfg.loss.iwae_k
+        self.elbo_samples = cfg.loss.elbo_samples
         if self.iwae_k > 1 and self.elbo_samples > 1:
             raise ConfigError(f"loss.elbo_samples={self.elbo_samples} with loss.iwae_k={self.iwae_k}: the k samples "
                               "are either averaged (VAE) or importance-weighted (IWAE); accepted: one of them > 1")
