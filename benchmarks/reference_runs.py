@@ -21,6 +21,7 @@ import time
 
 from PIL import Image
 
+from gan_jax import disk
 from gan_jax.api import load_config
 from gan_jax.evaluate import evaluators
 from gan_jax.writers import read_metrics
@@ -48,12 +49,6 @@ def timed(cmd: list[str], log: str) -> float:
     if rc != 0:
         sys.exit(f"{' '.join(cmd)} exited {rc}; see {log}")
     return time.perf_counter() - start
-
-
-def save(path: str, record: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def newest(pattern: str) -> str | None:
@@ -93,7 +88,7 @@ def run(name: str, runs: str, steps: int | None) -> dict:
     wanted = steps or load_config(f"experiments/{name}.py").train.steps
     if not read_metrics(workdir) or read_metrics(workdir)[-1]["step"] < wanted:
         record["train_seconds"] += timed(train, log)  # summed over the sessions a resumed run took
-        save(record_path, record)
+        disk.write_text(record_path, json.dumps(record, indent=1))
     last = read_metrics(workdir)[-1]["step"]
     if last < wanted:  # stopped by a signal: resumed by the next call
         sys.exit(f"{name}: stopped at step {last} of {wanted}; run the same command to resume")
@@ -105,7 +100,7 @@ def run(name: str, runs: str, steps: int | None) -> dict:
         image.thumbnail((GRID_PIXELS, GRID_PIXELS), Image.LANCZOS)
         image.save(os.path.join(DOCS, f"{name}.png"), optimize=True)
         record["grid"] = os.path.relpath(grid, workdir)
-    save(record_path, record)
+    disk.write_text(record_path, json.dumps(record, indent=1))
     return record
 
 

@@ -5,9 +5,7 @@ against the 500 embedded test digits (fid, confident fraction, ...: printed and 
 Sweep (launch.py --sweep): the default config over 3 seeds. `search=N` gives round N of the search that
 chose the default's settings (each round a separate sweep folder; its results: README.md, Evaluation):
 
-    python launch.py --config experiments/quickstart.py:search=2 --workdir runs/quickstart_search2 --sweep
-
-(Round 1 mixes EMA off and on, which cannot share a vectorized program: add --config.sweep.vectorize=False.)"""
+    python launch.py --config experiments/quickstart.py:search=2 --workdir runs/quickstart_search2 --sweep"""
 
 from gan_jax import sweep
 from gan_jax.config import base_config, parse_arg, smoke
@@ -42,9 +40,8 @@ def get_config(arg=None):
 
 # The search that chose the settings above, in rounds of settings (run each round in its own sweep folder;
 # 3 seeds each, seed 0 of every setting first). The settings name every field they set, so that they
-# stay what was run whatever the defaults. Settings that differ only in learning rates and EMA decay
-# share one vectorized program on the command line; train.ema_decay 0 and > 0 cannot share one
-# (run such a round with --config.sweep.vectorize=False).
+# stay what was run whatever the defaults. The runs of a round that can share a compiled program
+# train as one vectorized program (the sweep says which groups it made).
 SEARCH = {
     # 1: the quickstart before the search (the tutorial's D dropout, lr 2e-4, no EMA); G's moving
     # average; the learning rate under it

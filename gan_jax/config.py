@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel.mode = "jit"  # jit | pmap
     c.parallel.shard_params = False  # FSDP-style: shard parameters and optimizer state over 'data'
 
-    c.sweep = ml_collections.ConfigDict()  # launch.py --sweep (gan_jax/sweep.py)
+    c.sweep = ml_collections.ConfigDict()  # launch.py --sweep (gan_jax/sweep_runner.py)
     # Train the runs of a sweep that differ only in seeds and hyperparameter values as one vmapped
     # program: True | False | None (automatically where the runs allow it).
     c.sweep.vectorize = ml_collections.FieldReference(None, field_type=bool)
