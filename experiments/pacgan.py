@@ -13,7 +13,8 @@ gan_jax/objectives/base.py real_examples).
 
 Argument (`experiments/pacgan.py:ARG`, comma-separated): `ring` or `grid`, the mixture; `budget=B` trains
 round(400,000 B) generator updates, a fraction B of the paper's 400 epochs (default 0.01: 4,000 updates,
-4 epochs; budget=1 is the paper's run); `smoke` is a tiny model for 4 updates (tests).
+4 epochs; budget=1 is the paper's run); `settings=N` sweeps the first N of GAN, PacGAN2, PacGAN3, PacGAN4
+(default 4); `smoke` is a tiny model for 4 updates (tests).
 
 Sweep (launch.py --sweep): GAN and PacGAN2-4, 10 seeds each, as in the paper (smoke: 2 settings x 2
 seeds); PUBLISHED holds Table 1's means and standard errors over 10 trials for the report."""
@@ -60,7 +61,7 @@ SMOKE = {"data.batch_size": 16,  # a multiple of the tests' 8 devices
 
 
 def _arg(arg):
-    return parse_arg(arg, mixture=tuple(MIXTURES), smoke=False, budget=0.01)
+    return parse_arg(arg, mixture=tuple(MIXTURES), smoke=False, budget=0.01, settings=len(PACKS))
 
 
 def get_config(arg=None):
@@ -94,7 +95,7 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
     arg = _arg(arg)
-    n, batch = (2, 16) if arg.smoke else (len(PACKS), 100)
+    n, batch = (2, 16) if arg.smoke else (arg.settings, 100)
     settings = sweep.zip(sweep.axis("model.pack", PACKS[:n], names=NAMES[:n]),
                          sweep.axis("data.batch_size", [batch * m for m in PACKS[:n]]))
     return sweep.product(settings, sweep.seeds(2 if arg.smoke else 10))
