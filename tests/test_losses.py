@@ -212,13 +212,26 @@ def test_likelihoods_against_scipy():
     np.testing.assert_allclose(losses.gaussian_nll(jnp.asarray(xg), jnp.asarray(mean), std=0.1), ref, rtol=1e-5)
 
 
-def test_negative_elbo_weights_kl_by_beta():
+def _np_negative_elbo_parts(x, logits, mean, logvar):
+    """(Bernoulli NLL, KL(N(mean, exp(logvar)) || N(0, I))) per example, float64 numpy from the densities."""
+    x, logits, mean, logvar = (np.asarray(a, np.float64) for a in (x, logits, mean, logvar))
+    p = _np_sigmoid(logits)
+    nll = -np.sum((x * np.log(p) + (1 - x) * np.log1p(-p)).reshape(len(x), -1), axis=-1)
+    kl = 0.5 * np.sum(np.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
+    return nll, kl
+
+
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_negative_elbo_weights_kl_by_beta(beta):
     rng = np.random.RandomState(3)
     x = jnp.asarray((rng.rand(4, 2, 2, 1) > 0.5).astype(np.float32))
     logits, mean, logvar = (jnp.asarray(rng.randn(*s).astype(np.float32)) for s in ((4, 2, 2, 1), (4, 3), (4, 3)))
-    loss1, parts = losses.negative_elbo(x, logits, mean, logvar, beta=1.0)
-    loss4, _ = losses.negative_elbo(x, logits, mean, logvar, beta=4.0)
-    np.testing.assert_allclose(loss1, parts["reconstruction"] + parts["kl"], rtol=1e-6)
-    np.testing.assert_allclose(loss4 - loss1, 3.0 * parts["kl"], rtol=1e-5)
+    loss, parts = losses.negative_elbo(x, logits, mean, logvar, beta=beta)
+    nll, kl = _np_negative_elbo_parts(x, logits, mean, logvar)
+    assert kl.mean() > 0.1 * nll.mean()  # the weight moves the loss: beta = 4 is 9.4 nats above beta = 1 here
+    np.testing.assert_allclose(loss, np.mean(nll + beta * kl), rtol=1e-5)
+    np.testing.assert_allclose(parts["reconstruction"], nll.mean(), rtol=1e-5)
+    np.testing.assert_allclose(parts["kl"], kl.mean(), rtol=1e-5)
+    np.testing.assert_allclose(parts["neg_elbo"], np.mean(nll + kl), rtol=1e-5)
     with pytest.raises(ConfigError, match="loss.likelihood='poisson'"):
         losses.negative_elbo(x, logits, mean, logvar, likelihood="poisson")

@@ -17,20 +17,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from state_compare import LAYOUT_TOLERANCE, PROPORTIONAL_ADAM, state_tree, summing_update, update_difference
 
 from gan_jax import parallel
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError
+from gan_jax.experiment import Experiment
 from gan_jax.models.dcgan import ExampleDropout
+from gan_jax.objectives.base import Steps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 20
-# Relative parameter difference after STEPS steps (fp32), ||a - b|| / ||b|| per network. Any change
-# of layout (device count, jit vs pmap, processes: gloo sums in another order) reorders the batch
-# reductions, and Adam's first updates, lr * g / (|g| + eps), turn the rounding of near-zero gradients
-# into whole steps: 1e-4 measured. 20 steps move the parameters by ~7e-3, and dropout keyed per device
-# instead of per example measured 5e-3 (G) and 1.7e-2 (D), so the bound separates rounding from bugs.
-TOLERANCE = 1e-3
+STEPS = 10
+# The runs are compared on their changes from the initial state, element by element over parameters,
+# BatchNorm statistics and Adam's moments, with Adam's updates proportional to g (tests/state_compare.py).
+# The control, a pmap run that sums gradients over devices instead of averaging them, must exceed the
+# tolerance 10x.
+TOLERANCE = LAYOUT_TOLERANCE
 
 
 def smoke_config(mode="jit"):
@@ -38,14 +40,19 @@ def smoke_config(mode="jit"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     c = module.get_config("smoke")
-    c.train.steps, c.train.sample_every, c.train.checkpoint_every = STEPS, 10, 10
+    c.train.steps, c.train.sample_every, c.train.checkpoint_every = STEPS, STEPS // 2, STEPS // 2
     c.parallel.mode = mode
+    for field, value in PROPORTIONAL_ADAM.items():
+        section, name = field.split(".")
+        c[section][name] = value
     return c
 
 
 def config_flags(mode="jit"):
     return ["--config", f"{REPO / 'experiments' / 'dcgan_mnist.py'}:smoke", f"--config.train.steps={STEPS}",
-            "--config.train.sample_every=10", "--config.train.checkpoint_every=10", f"--config.parallel.mode={mode}"]
+            f"--config.train.sample_every={STEPS // 2}",
+            f"--config.train.checkpoint_every={STEPS // 2}", f"--config.parallel.mode={mode}",
+            *(f"--config.{field}={value}" for field, value in PROPORTIONAL_ADAM.items())]
 
 
 def free_port() -> int:
@@ -81,16 +88,17 @@ def final_state(workdir, step=STEPS):
     from gan_jax.sampling import restore
 
     _, _, state = restore(str(workdir), step)
-    return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    return state_tree(state)
 
 
-def relative_difference(a, b) -> float:
-    """max over networks of ||a - b|| / ||b|| over all their parameters."""
-    def flat(tree):
-        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
-
-    return max(float(np.linalg.norm(flat(a["params"][k]) - flat(b["params"][k])) / np.linalg.norm(flat(b["params"][k])))
-               for k in b["params"])
+def layout_difference(runs, a: str, b: str, step=STEPS) -> float:
+    """update_difference of run `a` from run `b` at `step`, printed beside the control's."""
+    root, _, _, initial, control = runs
+    diff, where = update_difference(final_state(root / a, step), final_state(root / b, step), initial)
+    print(f"\n{a} vs {b}: {diff:.2e} ({where}); control (gradients summed over devices, pmap vs jit): "
+          f"{control[0]:.2e} ({control[1]})")
+    assert control[0] > 10 * TOLERANCE
+    return diff
 
 
 class _CompileCounter(logging.Handler):
@@ -134,6 +142,9 @@ def runs(tmp_path_factory, data_dir):
     others = {n: launch_process([*config_flags(), "--workdir", str(root / f"{n}_devices")], devices=n) for n in (4,)}
     compiles = {"jit": train_in_process(smoke_config("jit"), root / "jit"),
                 "pmap": train_in_process(smoke_config("pmap"), root / "pmap")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Steps, "update", summing_update)
+        train_in_process(smoke_config("pmap"), root / "summed_gradients")
     logs = [finish(p) for p in two]
     two_seconds = time.time() - start
     logs.append(finish(one_device))
@@ -142,44 +153,35 @@ def runs(tmp_path_factory, data_dir):
     compiles["two_processes"] = [compiled_steps(err) for _, err in logs[:2]]
     compiles["one_device"] = compiled_steps(logs[2][1])
     print(f"\ntwo-process run: {two_seconds:.0f} s wall (concurrently with the other runs)")
-    return root, compiles, logs
+    initial = state_tree(Experiment(smoke_config(), load_train_data=False).init_state())
+    control = update_difference(final_state(root / "summed_gradients"), final_state(root / "jit"), initial)
+    return root, compiles, logs, initial, control
 
 
 def test_jit_on_8_devices_matches_1_device(runs):
-    root, _, _ = runs
-    diff = relative_difference(final_state(root / "one_device"), final_state(root / "jit"))
-    print(f"\n1 vs 8 devices (jit): relative difference {diff:.2e}")
-    assert diff < TOLERANCE
+    assert layout_difference(runs, "jit", "one_device") < TOLERANCE
 
 
 @pytest.mark.parametrize("devices", [4])
 def test_jit_on_4_devices_matches_1_device(runs, devices):
-    root, _, _ = runs
-    diff = relative_difference(final_state(root / "one_device"), final_state(root / f"{devices}_devices"))
-    print(f"\n1 vs {devices} devices (jit): relative difference {diff:.2e}")
-    assert diff < TOLERANCE
+    assert layout_difference(runs, f"{devices}_devices", "one_device") < TOLERANCE
 
 
 def test_pmap_matches_jit(runs):
-    root, _, _ = runs
-    diff = relative_difference(final_state(root / "pmap"), final_state(root / "jit"))
-    print(f"\njit vs pmap (8 devices): relative difference {diff:.2e}")
-    assert diff < TOLERANCE
+    assert layout_difference(runs, "pmap", "jit") < TOLERANCE
 
 
 def test_two_processes_match_one_process(runs):
-    root, _, logs = runs
-    diff = relative_difference(final_state(root / "two_processes"), final_state(root / "jit"))
-    print(f"\n2 processes x 4 devices vs 1 process x 8 devices: relative difference {diff:.2e}")
-    assert diff < TOLERANCE
+    root, _, logs, _, _ = runs
+    assert layout_difference(runs, "two_processes", "jit") < TOLERANCE
     # Only process 0 writes logs and samples; both took part in the collective checkpoint.
-    assert "step 20/20" in logs[0][0] and "step 20/20" not in logs[1][0]
+    assert f"step {STEPS}/{STEPS}" in logs[0][0] and f"step {STEPS}/{STEPS}" not in logs[1][0]
     assert (root / "two_processes" / "samples" / f"step_{STEPS:07d}.png").exists()
     assert (root / "two_processes" / "checkpoints" / str(STEPS)).is_dir()
 
 
 def test_step_compiles_once_per_run(runs):
-    _, compiles, _ = runs
+    _, compiles, _, _, _ = runs
     assert compiles == {"jit": 1, "pmap": 1, "two_processes": [1, 1], "one_device": 1}, compiles
 
 
@@ -188,7 +190,7 @@ def test_pmap_run_samples_from_its_checkpoint(runs):
     training up to float rounding) from the same keys: close, where other latents are far."""
     from gan_jax.sample import sample
 
-    root, _, _ = runs
+    root = runs[0]
     drawn = {}
     for mode in ("pmap", "jit"):
         with np.load(sample(str(root / mode), 16, STEPS)) as f:

@@ -1,9 +1,12 @@
 """The pure update steps: they lower their objectives, compile once, and do not depend on how a
 run is split into calls."""
 
+import types
+
 import jax
 import numpy as np
 import pytest
+from state_compare import state_tree, summing_update, update_difference
 
 from gan_jax import models
 from gan_jax.config import base_config
@@ -166,47 +169,66 @@ def test_simultaneous_update_needs_one_critic_step():
         validate(c)
 
 
-def test_simultaneous_update_under_pmap_equals_one_device():
+# One step on 8 devices x 2 examples against 16 examples on one: their changes from the initial state,
+# element by element (parameters, BatchNorm statistics, Adam's moments: the first moment is the
+# device-averaged gradient), differ by float rounding only; the control sums the gradients over devices.
+# Adam's eps far above |g| makes its first updates lr / eps * g (an SGD step of 0.1 g), so a gradient's
+# scale reaches the parameters too, and near-zero gradients summed in another order stay near zero
+# instead of becoming whole steps lr * sign(g).
+PMAP_TOLERANCE = 1e-4
+PROPORTIONAL_ADAM = {"optimizer__learning_rate": 1.0, "optimizer__eps": 10.0}
+
+
+def _pmap_builder(c):
     import ml_collections
 
     from gan_jax import parallel
 
-    c, single = _builder(train__update_rule="simultaneous")
     model_cfg = ml_collections.ConfigDict(c.model.to_dict())
     model_cfg.axis_name = parallel.PMAP_AXIS
-    multi = build_steps(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
-    s0, batch = single.init_state(0), _fixed_batch()
+    return build_steps(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
+
+
+def _summing_gradients(builder):
+    """`builder` with gradients summed over devices instead of averaged: the bug the pmap tests must see."""
+    builder.update = types.MethodType(summing_update, builder)
+    return builder
+
+
+def _pmap_against_one_device(c, single, batch):
+    """(difference, control difference, one-device metrics, device 0's metrics): update_difference of the
+    8-device step and of its gradient-summing control from the one-device step."""
+    from gan_jax import parallel
+
+    s0 = single.init_state(0)
     s1, m1 = jax.jit(single.train_step)(s0, batch)
-    # 8 devices, 2 examples each: (8, n_critic, 2, 8, 8, 1).
-    sp, mp = jax.pmap(multi.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
-                                                                       parallel.pmap_split(batch, 1))
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(sp.params), strict=True):
-        np.testing.assert_allclose(np.asarray(b)[0], a, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(mp["g_loss"])[0], m1["g_loss"], rtol=1e-5)
+    initial, reference = state_tree(s0), state_tree(s1)
+    out = []
+    for builder in (_pmap_builder(c), _summing_gradients(_pmap_builder(c))):
+        sp, mp = jax.pmap(builder.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
+                                                                           parallel.pmap_split(batch, 1))
+        out.append((update_difference(state_tree(jax.tree.map(lambda x: x[0], sp)), reference, initial), mp))
+    (diff, where), mp = out[0]
+    (control, control_where), _ = out[1]
+    print(f"\n8 devices vs 1: {diff:.2e} ({where}); gradients summed: {control:.2e} ({control_where})")
+    assert diff < PMAP_TOLERANCE and control > 10 * PMAP_TOLERANCE
+    return m1, jax.tree.map(lambda x: np.asarray(x)[0], mp)
+
+
+def test_simultaneous_update_under_pmap_equals_one_device():
+    # BatchNorm in G: its statistics over the global batch are part of the comparison.
+    c, single = _builder(train__update_rule="simultaneous", model__generator_batch_norm=True, **PROPORTIONAL_ADAM)
+    m1, mp = _pmap_against_one_device(c, single, _fixed_batch())
+    np.testing.assert_allclose(mp["g_loss"], m1["g_loss"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("penalty", ["wgan_gp:10", "dragan:10"])
 def test_several_critic_updates_with_a_penalty_under_pmap_equal_one_device(penalty):
     """n_critic = 2, WGAN loss with a penalty: per-example draws keyed by global example ids (and DRAGAN's
     batch std averaged over devices) make 8 devices x 2 examples the 16-example single-device step."""
-    import ml_collections
-
-    from gan_jax import parallel
-
-    # eps 1e-3: Adam's first updates, lr * g / (|g| + eps), turn the rounding of near-zero gradients
-    # (summed in another order over devices) into whole steps: 20% apart with eps 1e-8 even without a
-    # penalty, 4e-6 with 1e-3.
-    c, single = _builder(train__n_critic=2, loss__name="wasserstein", loss__penalties=penalty, optimizer__eps=1e-3)
-    model_cfg = ml_collections.ConfigDict(c.model.to_dict())
-    model_cfg.axis_name = parallel.PMAP_AXIS
-    multi = build_steps(c, models.build(model_cfg, (8, 8, 1)), (8, 8, 1), None, False, axis_name=parallel.PMAP_AXIS)
-    s0 = single.init_state(0)
+    c, single = _builder(train__n_critic=2, loss__name="wasserstein", loss__penalties=penalty, **PROPORTIONAL_ADAM)
     batch = np.concatenate([_fixed_batch(), _fixed_batch()[:, ::-1]])  # (n_critic, 16, 8, 8, 1)
-    s1, m1 = jax.jit(single.train_step)(s0, batch)
-    sp, mp = jax.pmap(multi.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
-                                                                       parallel.pmap_split(batch, 1))
+    m1, mp = _pmap_against_one_device(c, single, batch)
     name = penalty.split(":")[0]
     assert float(m1[f"penalty_{name}"]) > 0
-    np.testing.assert_allclose(np.asarray(mp[f"penalty_{name}"])[0], m1[f"penalty_{name}"], rtol=1e-4)
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(sp.params), strict=True):
-        np.testing.assert_allclose(np.asarray(b)[0], a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mp[f"penalty_{name}"], m1[f"penalty_{name}"], rtol=1e-4)

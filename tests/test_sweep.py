@@ -10,6 +10,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from state_compare import bitwise_equal, state_tree, update_difference
 
 from gan_jax import sweep, sweep_runner, training
 from gan_jax.errors import UserError
@@ -55,6 +56,11 @@ def get_sweep(arg=None):
                                    sweep.axis("loss.penalties", ["r1:1", "r1:0.1", "r1:2"][:len(LEARNING_RATES)])),
                          sweep.seeds(2))
 '''
+# Vectorized against alone: vmapped matmuls, convolutions and reductions round differently. On the runs'
+# changes from the initial state (tests/state_compare.py: parameters, BatchNorm statistics, Adam's
+# moments, element by element) that measured <= 1.4e-5 (ring) and 6.4e-5 (images); the controls (the same
+# seed at another learning rate; another data seed) 3.5 and 0.46.
+RUN_TOLERANCE = 1e-3
 
 
 def write_experiment(tmp_path, learning_rates=(1e-3, 3e-3), text=RING):
@@ -67,19 +73,18 @@ def final_params(workdir, step):
     from gan_jax.sampling import restore
 
     _, _, state = restore(str(workdir), step)
-    return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    return state_tree(state)
 
 
-def max_relative_difference(a, b) -> float:
-    def flat(tree):
-        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+def initial_state(spec, base, name) -> dict:
+    from gan_jax.experiment import Experiment
 
-    return max(float(np.linalg.norm(flat(a["params"][k]) - flat(b["params"][k])) / np.linalg.norm(flat(b["params"][k])))
-               for k in b["params"])
+    return state_tree(Experiment(sweep.apply(base, variant(spec, name)), load_train_data=False).init_state())
 
 
-def bitwise_equal(a, b) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+def run_difference(a, b, initial, step=8) -> tuple[float, str]:
+    """update_difference (tests/state_compare.py) of run folder `a` from `b` at `step`."""
+    return update_difference(final_params(a, step), final_params(b, step), initial)
 
 
 # --- declarations ------------------------------------------------------------------------------
@@ -184,17 +189,18 @@ def variant(spec, name):
 
 
 def test_vectorized_runs_equal_runs_alone(ring_runs):
-    root, _, _, names, outcome, compilations = ring_runs
+    root, spec, base, names, outcome, compilations = ring_runs
     assert compilations == 1
     assert [outcome[n] for n in names] == ["finished"] * 4 + ["diverged"] * 2  # one run diverging stops alone
     for n in names[:4]:
-        vectorized, alone = final_params(root / "vectorized" / n, 8), final_params(root / "alone" / n, 8)
-        diff = max_relative_difference(vectorized, alone)
-        print(f"{n}: relative difference {diff:.2e}, bitwise {bitwise_equal(vectorized, alone)}")
-        assert diff < 1e-3  # the data-parallel tests' tolerance (tests/test_parallel.py)
-    # Different seeds and rates give different runs: the comparison above is not vacuous.
-    assert max_relative_difference(final_params(root / "vectorized" / names[0], 8),
-                                   final_params(root / "vectorized" / names[1], 8)) > 1e-2
+        diff, where = run_difference(root / "vectorized" / n, root / "alone" / n, initial_state(spec, base, n))
+        print(f"{n}: vectorized vs alone {diff:.2e} ({where})")
+        assert diff < RUN_TOLERANCE
+    # Control: the same seed at another learning rate (and r1 weight) is far.
+    diff, where = run_difference(root / "vectorized" / names[2], root / "vectorized" / names[0],
+                                 initial_state(spec, base, names[0]))
+    print(f"control, {names[2]} vs {names[0]}: {diff:.2e} ({where})")
+    assert diff > 10 * RUN_TOLERANCE
     # The diverging run rolled back alone (to step 0, with fresh keys) twice, then stopped.
     log = (root / "vectorized" / names[4] / "metrics.jsonl").read_text()
     events = [json.loads(line).get("event") for line in log.splitlines()]
@@ -270,15 +276,18 @@ def get_config(arg=None):
     c.train.log_every = 2
     c.train.sample_every = 4
     c.train.checkpoint_every = 4
+    c.optimizer.eps = 10.0  # far above |g|: updates lr / eps * m, so near-zero gradients stay near zero
     return c
 
 
 def get_sweep(arg=None):
-    return sweep.product(sweep.axis("optimizer.learning_rate", [2e-4, 1e-3]), sweep.seeds(2, "data.seed"))
+    return sweep.product(sweep.axis("optimizer.learning_rate", [0.1, 0.3]), sweep.seeds(2, "data.seed"))
 """
 
 
 def test_vectorized_image_runs_read_their_own_data_order(tmp_path):
+    from gan_jax.experiment import Experiment
+
     path = tmp_path / "images.py"
     path.write_text(IMAGES)
     base = load_experiment_file(str(path))[0].get_config()
@@ -288,12 +297,15 @@ def test_vectorized_image_runs_read_their_own_data_order(tmp_path):
     for v in module.get_sweep()[1:3]:  # data seeds 1 and 0 of two rates: each alone, as the plain loop reads it
         n = sweep.run_name(v)
         training.train(sweep.apply(base, v), str(tmp_path / "alone" / n))
-        diff = max_relative_difference(final_params(tmp_path / "vectorized" / n, 4),
-                                       final_params(tmp_path / "alone" / n, 4))
-        assert diff < 1e-3, (n, diff)
-    # Only the data order differs between these two: it follows each run's own data seed.
-    a, b = (final_params(tmp_path / "vectorized" / sweep.run_name(v), 4) for v in module.get_sweep()[:2])
-    assert max_relative_difference(a, b) > 1e-4
+        initial = state_tree(Experiment(sweep.apply(base, v), load_train_data=False).init_state())
+        diff, where = run_difference(tmp_path / "vectorized" / n, tmp_path / "alone" / n, initial, step=4)
+        print(f"{n}: vectorized vs alone {diff:.2e} ({where})")
+        assert diff < RUN_TOLERANCE, (n, diff, where)
+    # Control: only the data order differs between these two; it follows each run's own data seed.
+    a, b = (tmp_path / "vectorized" / sweep.run_name(v) for v in module.get_sweep()[:2])
+    diff, where = run_difference(a, b, initial, step=4)
+    print(f"control, data seed 1 vs 0: {diff:.2e} ({where})")
+    assert diff > 10 * RUN_TOLERANCE
 
 
 def test_runs_whose_train_states_differ_never_share_a_program(tmp_path, capsys):
