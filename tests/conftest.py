@@ -8,6 +8,7 @@ fails them instead of silently skipping half the suite."""
 import importlib.util
 import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -16,6 +17,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
+# One persistent compilation cache for the run's processes (the pytest workers and the launch.py runs
+# they start inherit it): many tests train the same smoke configs, and compiling their steps is most
+# of the suite's time. JAX keys an entry by the program, the XLA flags and its own version, so a hit
+# is the executable a fresh compilation gives. One folder per test run: xdist's workers share its id.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"gan-jax-tests-jax-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"))
 
 DATA_ENV = "GAN_JAX_DATA"
 REQUIRE_ENV = "GAN_JAX_REQUIRE_DATA"
