@@ -23,7 +23,7 @@ os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
 # is the executable a fresh compilation gives. One folder per test run: xdist's workers share its id.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"gan-jax-tests-jax-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.25")  # the smoke steps compile in ~1 s
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.25")  # small enough for the smoke steps
 
 DATA_ENV = "GAN_JAX_DATA"
 REQUIRE_ENV = "GAN_JAX_REQUIRE_DATA"
