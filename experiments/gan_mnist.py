@@ -9,9 +9,9 @@ learning rate 0.1 divided by 1.000004 per batch, down to 1e-6. pylearn2 alternat
 (one D update, one G update), and its schedules count batches and epochs of 500 batches: one of our steps
 (a D update, then a G update) is two of its batches, so the decay per update is 1.000004^2 and an epoch
 is 250 updates. The paper trains until stopped by hand; 250 epochs (the momentum's saturation, 62,500
-updates) is our budget. Where it differs: G's output is tanh on [-1, 1] data (theirs sigmoid on [0, 1],
-the same family, tanh(a) = 2 sigmoid(2a) - 1) and its output bias starts at 0 (theirs at the logits of
-the pixel marginals)."""
+updates) is our budget. The networks compute on pixels in [0, 1] as theirs (model.unit_pixels: a sigmoid
+G, D reading (x + 1) / 2), the data and samples staying in [-1, 1]. Where it differs: G's output bias
+starts at 0 (theirs at the logits of the training pixels' marginals)."""
 
 from gan_jax.config import base_config, parse_arg, smoke
 
@@ -44,6 +44,7 @@ def get_config(arg=None):
         c.model.generator_init_range = 0.05
         c.model.discriminator_init_range = 0.005
         c.model.input_dropout_rate = 0.2
+        c.model.unit_pixels = True
         c.optimizer.name = "momentum"
         c.optimizer.learning_rate = 0.1
         c.optimizer.schedule = "exponential"

@@ -108,3 +108,21 @@ def test_mlp_gan_uniform_init_and_input_dropout():
     _, state = plain["discriminator"].apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)},
                                             capture_intermediates=True, mutable=["intermediates"])
     assert "ExampleDropout_0" not in state["intermediates"]
+
+
+def test_mlp_gan_unit_pixels_is_the_sigmoid_network_on_unit_pixels():
+    """model.unit_pixels: G's output is 2 sigmoid(a) - 1 (a sigmoid layer mapped to [-1, 1]) and D reads
+    (x + 1) / 2, so that the networks compute exactly on [0, 1] pixels while the data stay in [-1, 1]."""
+    common = dict(name="mlp_gan", latent_dim=8, generator_width=16, discriminator_width=8, maxout_pieces=3)
+    unit = models.build(_cfg(unit_pixels=True, **common), (4, 4, 1))
+    plain = models.build(_cfg(**common), (4, 4, 1))
+    z = jax.random.normal(jax.random.PRNGKey(0), (5, 8))
+    g_vars = unit["generator"].init(jax.random.PRNGKey(1), z, train=False)
+    x = unit["generator"].apply(g_vars, z, train=False)
+    # The pre-activation a from the plain network's tanh(a), then the definition.
+    a = np.arctanh(np.asarray(plain["generator"].apply(g_vars, z, train=False), np.float64))
+    np.testing.assert_allclose(x, 2.0 / (1.0 + np.exp(-a)) - 1.0, atol=1e-5)
+    assert np.abs(np.asarray(x) - np.tanh(a)).max() > 1e-2  # control: not the tanh network
+    d_vars = unit["discriminator"].init(jax.random.PRNGKey(2), x, train=False)
+    np.testing.assert_allclose(unit["discriminator"].apply(d_vars, x, train=False),
+                               plain["discriminator"].apply(d_vars, (x + 1.0) / 2.0, train=False), rtol=1e-5, atol=1e-6)

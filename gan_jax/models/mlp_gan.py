@@ -43,6 +43,7 @@ class MLPGenerator(nn.Module):
     tanh_output: bool = True
     bn_axis_name: str | None = None
     init_range: float = 0.0
+    unit_pixels: bool = False  # output 2 sigmoid(a) - 1: a sigmoid layer's pixels in [0, 1], mapped to [-1, 1]
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -54,7 +55,7 @@ class MLPGenerator(nn.Module):
             h = ACTIVATIONS[self.activation](h)
         h = nn.Dense(math.prod(self.output_shape), kernel_init=kernel_init(self.init_range))(h)
         if self.tanh_output:
-            h = jnp.tanh(h)
+            h = 2.0 * nn.sigmoid(h) - 1.0 if self.unit_pixels else jnp.tanh(h)
         return h.reshape(z.shape[0], *self.output_shape)
 
 
@@ -68,12 +69,15 @@ class MLPDiscriminator(nn.Module):
     axis_name: str | None = None  # pmap axis, for per-example dropout masks
     input_dropout_rate: float = 0.0
     init_range: float = 0.0
+    unit_pixels: bool = False  # reads (x + 1) / 2: pixels in [0, 1]
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
         from gan_jax.models.dcgan import FEATURES, ExampleDropout
 
         h = x.reshape(x.shape[0], -1)
+        if self.unit_pixels:
+            h = (h + 1.0) / 2.0
         if self.input_dropout_rate:
             h = ExampleDropout(self.input_dropout_rate, self.axis_name)(h, deterministic=not train)
         for _ in range(self.depth):
@@ -100,6 +104,9 @@ class MLPDiscriminator(nn.Module):
     # Uniform(-r, r) initial weights (pylearn2's irange); 0: flax's default (LeCun normal)
     "generator_init_range": Field(0.0, NON_NEGATIVE),
     "discriminator_init_range": Field(0.0, NON_NEGATIVE),
+    # The networks compute on pixels in [0, 1] (Goodfellow et al.'s sigmoid G, D on [0, 1] inputs), exactly,
+    # while the data and samples stay in [-1, 1]: G outputs 2 sigmoid(a) - 1, D reads (x + 1) / 2.
+    "unit_pixels": Field(False),
 })
 def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     images = len(example_shape) == 3
@@ -107,9 +114,11 @@ def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]
     generator = MLPGenerator(
         output_shape=example_shape, width=s["generator_width"], depth=s["generator_depth"],
         activation=s["generator_activation"], batch_norm=s["generator_batch_norm"],
-        tanh_output=images, bn_axis_name=cfg.get("axis_name", None), init_range=s["generator_init_range"])
+        tanh_output=images, bn_axis_name=cfg.get("axis_name", None), init_range=s["generator_init_range"],
+        unit_pixels=s["unit_pixels"])
     discriminator = MLPDiscriminator(
         width=s["discriminator_width"], depth=s["discriminator_depth"],
         maxout_pieces=s["maxout_pieces"], dropout_rate=s["dropout_rate"], axis_name=cfg.get("axis_name", None),
-        input_dropout_rate=s["input_dropout_rate"], init_range=s["discriminator_init_range"])
+        input_dropout_rate=s["input_dropout_rate"], init_range=s["discriminator_init_range"],
+        unit_pixels=s["unit_pixels"])
     return {"generator": generator, "discriminator": discriminator}
