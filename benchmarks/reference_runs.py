@@ -32,7 +32,7 @@ GRID_PIXELS = 240  # the copied grid's longer side: small enough to keep in the 
 
 # What the table shows of each evaluator's result (the rest stays in the run's eval JSON).
 SHOWN = {
-    "classifier_space": ("fid", "kid", "precision", "recall", "confident_fraction"),
+    "classifier_space": ("fid", "kid", "precision", "recall", "density", "coverage", "confident_fraction"),
     "modes": ("modes_captured", "high_quality_fraction", "reverse_kl"),
     "stacked_modes": ("modes_captured", "reverse_kl"),
     "vae_likelihood": ("test_nll_iwae_nats", "test_neg_elbo_nats", "active_units"),

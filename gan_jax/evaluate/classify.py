@@ -203,8 +203,8 @@ def reference_features(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.shardi
 def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarray,
           mesh: jax.sharding.Mesh | None = None, batch_size: int = 500, seed: int = 0) -> dict:
     """Classifier-space metrics of uint8 image chunks (each (n, H, W, C)) against reference images:
-    fid, kid (mean, std over 100 subsets of 1,000), precision/recall (k = 3), the Inception-Score
-    analogue (10 splits), the fraction with top probability >= CONFIDENCE and the class histogram.
+    fid, kid (mean, std over 100 subsets of 1,000), precision/recall (k = 3), density/coverage (k = 5),
+    the Inception-Score analogue (10 splits), the fraction with top probability >= CONFIDENCE and the class histogram.
     The generated features' mean and covariance are accumulated on the device (FeatureStats)."""
     ref_features = reference_features(fnet, reference_u8, mesh, batch_size)
     stats, features, probs = metrics.FeatureStats(), [], []
@@ -216,11 +216,13 @@ def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarr
     features, probs = np.concatenate(features), np.concatenate(probs)
     kid_mean, kid_std = metrics.kernel_distance(features, ref_features, seed=seed)
     precision, recall = metrics.precision_recall(ref_features, features)
+    density, coverage = metrics.density_coverage(ref_features, features, k=5)
     is_mean, is_std = metrics.inception_score(probs)
     return {"classifier": fnet.name, "classifier_sha256": fnet.sha256, "samples": len(features),
             "reference_images": len(ref_features),
             "fid": metrics.frechet_distance(stats, ref_features), "kid": kid_mean, "kid_std": kid_std,
-            "precision": precision, "recall": recall, "is": is_mean, "is_std": is_std,
+            "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+            "is": is_mean, "is_std": is_std,
             "confident_fraction": float(np.mean(probs.max(axis=1) >= CONFIDENCE)),
             "class_histogram": np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]).tolist()}
 

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FeatureStats", "frechet_distance", "kernel_distance", "precision_recall", "inception_score"]
+__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "precision_recall",
+           "inception_score"]
 
 
 def _features(x, name: str, min_rows: int = 2, dtype=np.float64) -> np.ndarray:
@@ -237,6 +238,41 @@ def precision_recall(real, fake, k: int = 3, block_size: int | None = None) -> t
     n_max = max(r.shape[0], f.shape[0])
     block = min(block_size or max(1, 2**24 // n_max), n_max)
     return _coverage(r, f, k, block), _coverage(f, r, k, block)
+
+
+@jax.jit
+def _balls_holding(rows, manifold, radii):
+    """For each row: the number of `manifold` balls (squared radii `radii`) that strictly hold it."""
+    return jnp.sum(_sq_dists(rows, manifold) < radii[None, :], axis=1)
+
+
+@jax.jit
+def _nearest(rows, manifold):
+    """For each row: its squared distance to the nearest `manifold` point."""
+    return jnp.min(_sq_dists(rows, manifold), axis=1)
+
+
+def density_coverage(real, fake, k: int = 5, block_size: int | None = None) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) of `fake` (n_f, d) against `real` (n_r, d), with the
+    k-NN balls of the real points only (radius: the k-th nearest real neighbour, itself excluded).
+
+    density = sum over fake points of the number of real balls holding it, / (k n_f): about 1 where fake
+    matches real, above 1 where fakes crowd dense regions. coverage = the fraction of real balls that hold
+    at least one fake point. Strict inequalities, as the authors' prdc package."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k={k!r}; expected an integer >= 1")
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    r, f = _features(real, "real", k + 1, dtype), _features(fake, "fake", 1, dtype)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has shape {r.shape} and fake {f.shape}; expected the same feature dimension")
+    r, f = jnp.asarray(r), jnp.asarray(f)
+    n_max = max(r.shape[0], f.shape[0])
+    block = min(block_size or max(1, 2**24 // n_max), n_max)
+    radii = jnp.concatenate([_kth_radius(rows, r, k)[:n] for n, rows in _blocks(r, block)])
+    # Padding rows are dropped before counting, as in _coverage.
+    held = sum(int(np.sum(np.asarray(_balls_holding(rows, r, radii))[:n])) for n, rows in _blocks(f, block))
+    nearest_fake = np.concatenate([np.asarray(_nearest(rows, f))[:n] for n, rows in _blocks(r, block)])
+    return held / (k * f.shape[0]), float(np.mean(nearest_fake < np.asarray(radii)))
 
 
 def inception_score(probs, splits: int = 10) -> tuple[float, float]:
