@@ -7,8 +7,13 @@ that do not count the zero padding, and a 3x3/1 max pool in the branch_pool of M
 convolution is followed by BatchNorm in inference mode (eps 0.001, as in the TF graph) and a ReLU.
 
 Input handling is pytorch-fid's: images (N, H, W, C) NHWC float in [0, 1], C = 3 (or 1: repeated to 3
-channels), resized to 299x299 by bilinear interpolation with torch's `align_corners=False` semantics and
-no antialiasing (`F.interpolate(mode='bilinear')`), then scaled to [-1, 1] by 2x - 1. Outputs: the 2048-d
+channels), resized to 299x299, then scaled to [-1, 1] by 2x - 1. The resize is named (RESIZES):
+'legacy' is pytorch-fid's, bilinear interpolation with torch's `align_corners=False` semantics and no
+antialiasing (`F.interpolate(mode='bilinear')`; clean-fid's mode 'legacy_pytorch'). TTUR's TensorFlow
+graph resizes inside the graph with TF1's ResizeBilinear (no half-pixel offset), which neither mode
+reproduces. 'clean' is clean-fid's (Parmar et al. 2022, `cleanfid/resize.py`, mode 'clean'): each channel
+resized as a float32 image by PIL's bicubic filter (a = -0.5), widened when downscaling (antialiased),
+clipped to the value range and not re-quantized to uint8. Outputs: the 2048-d
 pool3 features (the global average of Mixed_7c; FID, KID, precision/recall) and the 1008 logits of the
 final fully connected layer, pool3 @ W + b (softmax -> the Inception Score). The original Inception Score
 code (improved-gan, as TTUR-era evaluators) multiplies pool3 by W only, without the bias (torch-fidelity's
@@ -33,8 +38,8 @@ from gan_jax import disk
 from gan_jax.errors import DataError
 from gan_jax.evaluate.torch_state_dict import load_torch_state_dict
 
-__all__ = ["FID_WEIGHTS_SHA256", "FID_WEIGHTS_URL", "InceptionV3", "inception_weights_path", "load_inception_params",
-           "load_torch_state_dict", "params_sha256", "resize_bilinear"]
+__all__ = ["FID_WEIGHTS_SHA256", "FID_WEIGHTS_URL", "RESIZES", "InceptionV3", "inception_weights_path",
+           "load_inception_params", "load_torch_state_dict", "params_sha256", "resize_bicubic_pil", "resize_bilinear"]
 
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -79,6 +84,54 @@ def resize_bilinear(images: jax.Array, size: tuple[int, int] = (INPUT_SIZE, INPU
     hp = jax.lax.Precision.HIGHEST
     x = jnp.einsum("oh,nhwc->nowc", jnp.asarray(resize_matrix(h, size[0])), images, precision=hp)
     return jnp.einsum("pw,nowc->nopc", jnp.asarray(resize_matrix(w, size[1])), x, precision=hp)
+
+
+def _pil_bicubic(x: np.ndarray) -> np.ndarray:
+    """PIL's bicubic kernel (Resample.c `bicubic_filter`, a = -0.5) at float64 offsets x."""
+    a, x = -0.5, np.abs(x)
+    inner = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    outer = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, inner, np.where(x < 2.0, outer, 0.0))
+
+
+def pil_bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) float64 matrix of PIL's 1-D bicubic resampling weights (Resample.c
+    `precompute_coeffs`): output pixel i centred at (i + 0.5) * scale, scale = n_in / n_out; the kernel
+    stretched by max(scale, 1) (antialiasing when downscaling), support 2 * max(scale, 1); taps
+    [int(centre - support + 0.5), int(centre + support + 0.5)) clamped to the image, their weights
+    normalized to sum 1. Identity when n_in == n_out (PIL copies the image)."""
+    if n_in == n_out:
+        return np.eye(n_in)
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support, inverse = 2.0 * filterscale, 1.0 / filterscale
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * scale
+        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n_in)
+        w = _pil_bicubic((np.arange(lo, hi) - centre + 0.5) * inverse)
+        m[i, lo:hi] = w / w.sum() if w.sum() != 0.0 else w
+    return m
+
+
+def resize_bicubic_pil(images: jax.Array, size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> jax.Array:
+    """clean-fid's resize of (N, H, W, C) images in [0, 1] to (N, size[0], size[1], C): per channel,
+    `Image.fromarray(channel, mode='F').resize((size[1], size[0]), Image.BICUBIC)` (along W, then along H,
+    as PIL's two passes), clipped to [0, 1], kept in float32. PIL sums in float64; here the two matrix
+    products run in float32 at full precision (within float32 rounding of PIL's result). A no-op when
+    the size already matches."""
+    _, h, w, _ = images.shape
+    if (h, w) == tuple(size):
+        return images
+    hp = jax.lax.Precision.HIGHEST
+    along_w, along_h = (jnp.asarray(pil_bicubic_matrix(n, s), jnp.float32) for n, s in ((w, size[1]), (h, size[0])))
+    x = jnp.einsum("pw,nhwc->nhpc", along_w, images, precision=hp)
+    return jnp.clip(jnp.einsum("oh,nhpc->nopc", along_h, x, precision=hp), 0.0, 1.0)
+
+
+# The 299x299 resizes of the network's input by name (eval.inception_resize, the scoring command's
+# --resize): (N, H, W, C) float32 in [0, 1] -> (N, 299, 299, C).
+RESIZES = {"legacy": resize_bilinear, "clean": resize_bicubic_pil}
 
 
 # ----------------------------------------------------------------------------------------------- network
@@ -197,11 +250,12 @@ class InceptionV3(nn.Module):
     1008-way fc layer).
 
     __call__(images) with images (N, H, W, C) float in [0, 1], C in {1, 3}, returns
-    (pool3 (N, 2048) float32, logits (N, 1008) float32). `resize=False` skips the 299x299 resize (the
-    network then needs H, W >= 75). Variables: {'params', 'batch_stats'}, named as torchvision's modules.
+    (pool3 (N, 2048) float32, logits (N, 1008) float32). `resize` names the 299x299 resize (RESIZES);
+    None or False skips it (the network then needs H, W >= 75). Variables: {'params', 'batch_stats'},
+    named as torchvision's modules.
     """
 
-    resize: bool = True
+    resize: str | None = "legacy"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -211,7 +265,7 @@ class InceptionV3(nn.Module):
         if x.shape[-1] == 1:
             x = jnp.repeat(x, 3, axis=-1)
         if self.resize:
-            x = resize_bilinear(x)
+            x = RESIZES[self.resize](x)
         x = 2.0 * x - 1.0
         x = _c(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
         x = _c(32, (3, 3), name="Conv2d_2a_3x3")(x)
