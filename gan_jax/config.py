@@ -214,8 +214,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     ranges (`ranges()`) and that no number is NaN or inf. Loss, penalty and data names and shapes are
     checked where they are used."""
     from gan_jax import models, objectives  # the registries import the step code: not at config import time
-    from gan_jax.evaluate.inception import RESIZES
     from gan_jax.objectives import base, gan
+    from gan_jax.ops.resize import RESIZES
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
     _choice("optimizer.schedule", c.optimizer.schedule, tuple(base.SCHEDULES))

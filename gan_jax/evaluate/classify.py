@@ -51,7 +51,7 @@ class FeatureNet:
     variables: dict  # {'params': ..., 'batch_stats': ...}
     input_shape: tuple[int, ...] | None  # (H, W, C) of the images it takes; None: any size
     sha256: str  # of `variables` (inception.params_sha256)
-    resize: str | None = None  # Inception: the name of its 299x299 resize (inception.RESIZES); None: no resize
+    resize: str | None = None  # Inception: the name of its 299x299 resize (ops/resize.py RESIZES); None: none
 
     @property
     def identity(self) -> dict:
@@ -80,7 +80,7 @@ _CLASSIFIER_APPLY: dict = {}
 
 def inception_net(weights: str, resize: str = "legacy") -> FeatureNet:
     """Cached per weights file and resize: see _inception_net."""
-    from gan_jax.evaluate.inception import RESIZES
+    from gan_jax.ops.resize import RESIZES
 
     if resize not in RESIZES:
         raise ConfigError(f"eval.inception_resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
@@ -92,7 +92,7 @@ def inception_net(weights: str, resize: str = "legacy") -> FeatureNet:
 def _inception_net(weights: str, resize: str) -> FeatureNet:
     """The FID InceptionV3 (gan_jax/evaluate/inception.py) as a feature network: 2048-d pool3 features and
     the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one;
-    `resize` names the 299x299 resize (inception.RESIZES)."""
+    `resize` names the 299x299 resize (gan_jax/ops/resize.py)."""
     from gan_jax.evaluate import inception
 
     try:

@@ -31,7 +31,7 @@ from gan_jax import data, disk
 from gan_jax.data import files
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.evaluate import classify, metrics
-from gan_jax.evaluate.inception import RESIZES
+from gan_jax.ops.resize import RESIZES
 
 RUN_SAMPLES = 10_000  # samples drawn from a run folder without --num (the image experiments' eval.num_samples)
 STATS_KEY = "__stats__"  # a stats file's JSON header: the network, the image shape, n and the source
@@ -171,7 +171,7 @@ def open_source(spec, num: int | None = None, label: str = "source") -> Source:
 
 def feature_net(spec: str, resize: str | None, inception_weights: str = "download") -> classify.FeatureNet:
     """The network that `--features=spec` names: a shipped classifier, a classifier file or 'inception'
-    (with `resize`, a key of inception.RESIZES, default 'legacy')."""
+    (with `resize`, a key of ops/resize.py's RESIZES, default 'legacy')."""
     if resize is not None and resize not in RESIZES:
         raise UserError(f"--resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
     if spec == "inception":
@@ -278,7 +278,7 @@ def score(a, b=None, *, features: str | None = None, metrics: str | Sequence[str
     dimension and resize, 'kid_seed': seed}}. `metrics`: names of classify.SCORES (default: all; fid
     alone with a stats file); `num`: at most that many images of each source (a run draws exactly num,
     RUN_SAMPLES without it); `save_stats`: a path, where b's statistics are written (a's when b is None);
-    `resize` (Inception): a key of inception.RESIZES, default a stats file's, else 'legacy'; `seed`:
+    `resize` (Inception): a key of ops/resize.py's RESIZES, default a stats file's, else 'legacy'; `seed`:
     KID's subsets. Raises UserError (one line) for bad input."""
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UserError(f"--num={num!r} is not accepted; accepted: a positive count")
