@@ -129,6 +129,9 @@ def test_fid_against_a_stats_file_equals_fid_against_its_images(folder, tiny, sa
     source = from_stats["provenance"]["SOURCE_B"]
     assert source["kind"] == "stats file" and source["n"] == 500 and source["statistics_of"]["source"] == REFERENCE
     assert from_stats["provenance"]["features"] == full["provenance"]["features"]
+    # Beside a stats file its features are the default, not the classifier the other source's data calls for.
+    itself = gan_jax.evaluate.score(REFERENCE, stats)
+    assert itself["provenance"]["features"]["features"] == tiny[0] and abs(itself["fid"]) < 1e-4 * full["fid"]
     # One source alone writes its statistics; those of other images give another FID.
     other = str(folder / "sample_stats.npz")
     gan_jax.evaluate.score(pngs, features=tiny[0], save_stats=other)

@@ -78,18 +78,18 @@ def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple
 _CLASSIFIER_APPLY: dict = {}
 
 
-def inception_net(weights: str, resize: str = "legacy") -> FeatureNet:
-    """Cached per weights file and resize: see _inception_net."""
+def inception_net(weights: str, resize: str = "legacy", field: str = "eval.inception_weights") -> FeatureNet:
+    """Cached per weights file and resize: see _inception_net. `field` names `weights` in errors."""
     from gan_jax.ops.resize import RESIZES
 
     if resize not in RESIZES:
         raise ConfigError(f"eval.inception_resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
     if (weights, resize) not in _LOADED:
-        _LOADED[weights, resize] = _inception_net(weights, resize)
+        _LOADED[weights, resize] = _inception_net(weights, resize, field)
     return _LOADED[weights, resize]
 
 
-def _inception_net(weights: str, resize: str) -> FeatureNet:
+def _inception_net(weights: str, resize: str, field: str) -> FeatureNet:
     """The FID InceptionV3 (gan_jax/evaluate/inception.py) as a feature network: 2048-d pool3 features and
     the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one;
     `resize` names the 299x299 resize (gan_jax/ops/resize.py)."""
@@ -99,7 +99,7 @@ def _inception_net(weights: str, resize: str) -> FeatureNet:
         path = inception.inception_weights_path(None if weights == "download" else weights)
         variables = inception.load_inception_params(path)
     except UserError as e:
-        raise UserError(f"eval.inception_weights={weights!r}: {e}") from None
+        raise UserError(f"{field}={weights!r}: {e}") from None
     net = inception.InceptionV3(resize=resize)
 
     def apply(variables, x_u8):

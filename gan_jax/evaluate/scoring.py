@@ -145,8 +145,9 @@ def _open_data_set(spec: str, num: int | None) -> Source:
     data_dir = os.environ.get(files.ENV_VAR) or None
     read_from, folder = data.resolve_source(name, "auto", data_dir)
     images, _ = data.load_arrays(name, split, "auto", data_dir)
+    where = {"data_dir": folder} if read_from in ("files", "tfds") else {}
     return _images_source(spec, "data set", np.asarray(images), num, classify.CLASSIFIER_FOR_DATA.get(name),
-                          name=name, split=split, read_from=read_from, data_dir=folder)
+                          name=name, split=split, read_from=read_from, **where)
 
 
 # The kinds of source, in the order tried: (what it is, whether a string names one, open(spec, num)).
@@ -175,7 +176,7 @@ def feature_net(spec: str, resize: str | None, inception_weights: str = "downloa
     if resize is not None and resize not in RESIZES:
         raise UserError(f"--resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
     if spec == "inception":
-        return classify.inception_net(inception_weights, resize or "legacy")
+        return classify.inception_net(inception_weights, resize or "legacy", field="--inception_weights")
     if resize is not None:
         raise UserError(f"--resize={resize!r} applies to --features=inception only, not --features={spec!r}")
     if spec in classify.shipped_classifiers() or spec.endswith(".npz"):
@@ -191,7 +192,9 @@ def network_record(fnet: classify.FeatureNet, spec: str) -> dict:
 
 
 def _default_features(sources: dict[str, Source]) -> str:
-    said = {label: s.features for label, s in sources.items() if s.features}
+    """A stats file's features (the only ones it can be scored in), else those the sources' data call for."""
+    said = {label: s.features for label, s in sources.items() if s.stats} or {
+        label: s.features for label, s in sources.items() if s.features}
     if len(set(said.values())) == 1:
         return next(iter(said.values()))
     which = ", ".join(f"{label} {s.description['source']!r} says {s.features or 'nothing'}"
@@ -309,9 +312,15 @@ def score(a, b=None, *, features: str | None = None, metrics: str | Sequence[str
 
 
 def summary_lines(result: dict) -> list[str]:
-    """A readable line per score of `score`'s result, then the feature network."""
-    lines = [f"{k:<20} {v:.6g}" if isinstance(v, float) else f"{k:<20} {v}"
-             for k, v in result.items() if k != "provenance"]
+    """A readable line per score of `score`'s result (a long class histogram summarized), then the network."""
+    def readable(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        if isinstance(v, list) and len(v) > 20:
+            return f"{len(v)} classes, {sum(1 for c in v if c)} of them predicted (the counts: in the JSON)"
+        return str(v)
+
+    lines = [f"{k:<20} {readable(v)}" for k, v in result.items() if k != "provenance"]
     network = result["provenance"]["features"]
     resize = f", resize {network['resize']}" if network["resize"] else ""
     return [*lines, f"{'features':<20} {network['features']} ({network['name']}, sha256 {network['sha256']}{resize})"]
