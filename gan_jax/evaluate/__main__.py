@@ -11,20 +11,24 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from gan_jax.evaluate import classify
+    from gan_jax.evaluate.scoring import RUN_SAMPLES
+    from gan_jax.ops.resize import DEFAULT_RESIZE, RESIZES
+
     p = argparse.ArgumentParser(prog="python -m gan_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("source_a", metavar="SOURCE_A", help="the samples: a run folder, a samples .npz, a stats "
                    "file, a folder of PNG/JPEG images, or DATA:SPLIT (mnist:test)")
     p.add_argument("source_b", metavar="SOURCE_B", nargs="?", help="the reference, as SOURCE_A (may be left out "
                    "with --save_stats)")
-    p.add_argument("--features", help="mnist, fashion_mnist, cifar10 (the shipped classifiers), inception, or "
-                   "PATH.npz (a classifier file); default: the classifier of the data the sources name")
-    p.add_argument("--metrics", help="comma-separated: fid, kid, precision_recall, density_coverage, is, classes "
-                   "(default: all; fid alone with a stats file)")
-    p.add_argument("--num", type=int, help="at most N images of each source (a run draws N; default 10,000)")
+    p.add_argument("--features", help=f"{', '.join(classify.shipped_classifiers())} (the shipped classifiers), "
+                   "inception, or PATH.npz (a classifier file); default: the classifier of the data the sources name")
+    p.add_argument("--metrics", help=f"comma-separated: {', '.join(classify.SCORES)} (default: all; fid alone with "
+                   "a stats file)")
+    p.add_argument("--num", type=int, help=f"at most N images of each source (a run draws N; default {RUN_SAMPLES:,})")
     p.add_argument("--save_stats", metavar="FILE", help="write SOURCE_B's feature statistics (SOURCE_A's when alone) "
                    "to FILE (.npz), a source for later FIDs")
-    p.add_argument("--resize", help="Inception's 299x299 resize: legacy (pytorch-fid's bilinear, the default) or "
-                   "clean (clean-fid's antialiased bicubic)")
+    p.add_argument("--resize", help=f"Inception's 299x299 resize: {', '.join(RESIZES)} (gan_jax/ops/resize.py; "
+                   f"default: a stats file's, else {DEFAULT_RESIZE})")
     p.add_argument("--inception_weights", default="download",
                    help="pytorch-fid's weight file, or 'download' (once, into ~/.cache/gan_jax)")
     p.add_argument("--seed", type=int, default=0, help="KID's subset draws")

@@ -78,9 +78,12 @@ def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple
 _CLASSIFIER_APPLY: dict = {}
 
 
-def inception_net(weights: str, resize: str = "legacy", field: str = "eval.inception_weights") -> FeatureNet:
-    """Cached per weights file and resize: see _inception_net. `field` names `weights` in errors."""
-    from gan_jax.ops.resize import RESIZES
+def inception_net(weights: str, resize: str | None = None, field: str = "eval.inception_weights") -> FeatureNet:
+    """Cached per weights file and resize (None: DEFAULT_RESIZE): see _inception_net. `field` names
+    `weights` in errors."""
+    from gan_jax.ops.resize import DEFAULT_RESIZE, RESIZES
+
+    resize = resize or DEFAULT_RESIZE
 
     if resize not in RESIZES:
         raise ConfigError(f"eval.inception_resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")

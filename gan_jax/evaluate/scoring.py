@@ -172,11 +172,11 @@ def open_source(spec, num: int | None = None, label: str = "source") -> Source:
 
 def feature_net(spec: str, resize: str | None, inception_weights: str = "download") -> classify.FeatureNet:
     """The network that `--features=spec` names: a shipped classifier, a classifier file or 'inception'
-    (with `resize`, a key of ops/resize.py's RESIZES, default 'legacy')."""
+    (with `resize`, a key of ops/resize.py's RESIZES, default DEFAULT_RESIZE)."""
     if resize is not None and resize not in RESIZES:
         raise UserError(f"--resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
     if spec == "inception":
-        return classify.inception_net(inception_weights, resize or "legacy", field="--inception_weights")
+        return classify.inception_net(inception_weights, resize, field="--inception_weights")
     if resize is not None:
         raise UserError(f"--resize={resize!r} applies to --features=inception only, not --features={spec!r}")
     if spec in classify.shipped_classifiers() or spec.endswith(".npz"):
@@ -281,7 +281,7 @@ def score(a, b=None, *, features: str | None = None, metrics: str | Sequence[str
     dimension and resize, 'kid_seed': seed}}. `metrics`: names of classify.SCORES (default: all; fid
     alone with a stats file); `num`: at most that many images of each source (a run draws exactly num,
     RUN_SAMPLES without it); `save_stats`: a path, where b's statistics are written (a's when b is None);
-    `resize` (Inception): a key of ops/resize.py's RESIZES, default a stats file's, else 'legacy'; `seed`:
+    `resize` (Inception): a key of ops/resize.py's RESIZES, default a stats file's, else DEFAULT_RESIZE; `seed`:
     KID's subsets. Raises UserError (one line) for bad input."""
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UserError(f"--num={num!r} is not accepted; accepted: a positive count")

@@ -90,3 +90,4 @@ def resize_bicubic_pil(images: jax.Array, size: tuple[int, int]) -> jax.Array:
 # The resizes of the FID Inception's input by name (eval.inception_resize, the scoring command's --resize):
 # (images (N, H, W, C) float32 in [0, 1], (h, w)) -> (N, h, w, C).
 RESIZES = {"legacy": resize_bilinear, "clean": resize_bicubic_pil}
+DEFAULT_RESIZE = "legacy"  # FID's numbers as pytorch-fid (and this code before the choice) computes them
