@@ -114,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 2500  # generated samples of the sample metrics (mixture modes, classifier space)
     c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
     c.eval.inception_weights = ""  # Inception FID: pytorch-fid's weight file, 'download' (cached), '': off
+    c.eval.inception_resize = "legacy"  # its 299x299 resize: 'legacy' (pytorch-fid's) or 'clean' (clean-fid's)
     return c
 
 
@@ -214,6 +215,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     checked where they are used."""
     from gan_jax import models, objectives  # the registries import the step code: not at config import time
     from gan_jax.objectives import base, gan
+    from gan_jax.ops.resize import RESIZES
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
     _choice("optimizer.schedule", c.optimizer.schedule, tuple(base.SCHEDULES))
@@ -221,6 +223,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
+    _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     for name, field in models.field_specs().items():
         if field.choices is not None and name in c.model:
             _choice(f"model.{name}", c.model[name], field.choices)

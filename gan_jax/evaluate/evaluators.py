@@ -9,7 +9,7 @@ function and its `fits` test:
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import jax
@@ -78,9 +78,10 @@ def flat(results: dict) -> dict:
     return {f"{name}/{k}": v for name, metrics in results.items() for k, v in metrics.items()}
 
 
-def _eval_key(exp, step: int) -> jax.Array:
-    """The key of a step's evaluation samples: the same for every evaluation of that step."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.EVAL_SAMPLES), step)
+def eval_samples_key(seed: int, step: int) -> jax.Array:
+    """The key of the evaluation samples of a run's checkpoint `step`: the same for every evaluation of
+    that step (and for `python -m gan_jax.evaluate RUN ...`)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), keys.EVAL_SAMPLES), step)
 
 
 def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
@@ -96,7 +97,7 @@ def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
 def mixture_modes(exp, state, step: int) -> dict:
     """The PacGAN protocol on eval.num_samples samples from a key of (seed, step): modes captured, the
     high-quality fraction (within 3 std of the nearest mode) and the KL of their mode histogram to uniform."""
-    points = exp.sample(state, exp.cfg.eval.num_samples, key=_eval_key(exp, step))
+    points = exp.sample(state, exp.cfg.eval.num_samples, key=eval_samples_key(exp.seed, step))
     metrics = modes.mixture_mode_metrics(points, exp.cfg.data.name)
     if not math.isfinite(metrics["reverse_kl"]):  # no high-quality sample: undefined, and JSON has no inf
         metrics["reverse_kl"] = None
@@ -136,10 +137,16 @@ def _check_counts(exp, fnet) -> None:
     classify.check_counts(fnet, exp.cfg.eval.num_samples, len(_test_images(exp)[0]))
 
 
+def eval_images(exp, state, step: int, num_samples: int) -> Iterator[np.ndarray]:
+    """The evaluation samples of checkpoint `step` (the key of (seed, step)), uint8 as the saved PNGs,
+    in chunks of at most sampling.CHUNK."""
+    for chunk in sample_chunks(exp, state, eval_samples_key(exp.seed, step), num_samples):
+        yield to_uint8(chunk, exp.unit_range)
+
+
 def _score_samples(exp, state, step: int, fnet) -> dict:
     """eval.num_samples samples of the step's key, as uint8, scored by `fnet` against the eval split."""
-    chunks = (to_uint8(c, exp.unit_range)
-              for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
+    chunks = eval_images(exp, state, step, exp.cfg.eval.num_samples)
     reference, _ = _test_images(exp)
     return {"split": exp.cfg.data.eval_split,
             **classify.score(fnet, chunks, reference, exp.mesh, exp.cfg.eval.batch_size, exp.seed)}
@@ -171,7 +178,7 @@ def parzen_window(exp, state, step: int) -> dict:
         return (x if unit_range else (x + 1.0) / 2.0).reshape(len(x), -1)
 
     samples = np.concatenate([flat_unit(c, exp.unit_range) for c in
-                              sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples)])
+                              sample_chunks(exp, state, eval_samples_key(exp.seed, step), exp.cfg.eval.num_samples)])
     validation = _parzen_validation(exp).reshape(parzen.VALIDATION_EXAMPLES, -1) / 255.0
     test = _test_images(exp)[0]
     result = parzen.parzen_window(samples, validation, test.reshape(len(test), -1) / 255.0,
@@ -187,7 +194,7 @@ def stacked_mnist_modes(exp, state, step: int) -> dict:
     mode histogram to uniform."""
     fnet = classify.load_classifier("mnist")
     digits = []
-    for chunk in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples):
+    for chunk in sample_chunks(exp, state, eval_samples_key(exp.seed, step), exp.cfg.eval.num_samples):
         u8 = to_uint8(chunk, exp.unit_range)
         per_channel = [classify.embed(fnet, u8[..., c:c + 1], exp.mesh, exp.cfg.eval.batch_size)[1].argmax(1)
                        for c in range(3)]
@@ -213,8 +220,13 @@ def classifier_accuracy(exp, state, step: int) -> dict:
 
 @register("inception", fits=lambda exp: bool(exp.cfg.eval.inception_weights) and exp.objective.generates
           and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')",
-          prepare=lambda exp: _check_counts(exp, classify.inception_net(exp.cfg.eval.inception_weights)))
+          prepare=lambda exp: _check_counts(exp, _inception(exp)))
 def inception_space(exp, state, step: int) -> dict:
-    """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299): FID,
-    KID, precision/recall and the Inception Score on 2048-d pool3 features and the 1008-way softmax."""
-    return _score_samples(exp, state, step, classify.inception_net(exp.cfg.eval.inception_weights))
+    """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299 as
+    eval.inception_resize names): FID, KID, precision/recall and the Inception Score on 2048-d pool3
+    features and the 1008-way softmax; the record names the resize."""
+    return _score_samples(exp, state, step, _inception(exp))
+
+
+def _inception(exp) -> classify.FeatureNet:
+    return classify.inception_net(exp.cfg.eval.inception_weights, exp.cfg.eval.inception_resize)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "precision_recall",
+__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "mean_cov", "precision_recall",
            "inception_score"]
 
 
@@ -108,12 +108,19 @@ def _mean_cov(x, name: str, allow_singular: bool) -> tuple[np.ndarray, np.ndarra
             raise ValueError(f"{name} is a (mean, cov) pair with NaN/inf entries; expected finite statistics")
         return mu, sigma
     else:
-        feats = _features(x, name)
-        (n, d), mu, sigma = feats.shape, feats.mean(axis=0), np.cov(feats, rowvar=False).reshape(feats.shape[1], -1)
+        mu, sigma = mean_cov(x, name)  # checks the shape first
+        n, d = np.shape(x)
     if n <= d and not allow_singular:
         raise ValueError(f"{name} has {n} samples of dimension {d}: n <= d gives a singular covariance; "
                          "pass more than d samples, or allow_singular=True")
     return mu, sigma
+
+
+def mean_cov(features, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """(mean (d,), unbiased covariance (d, d)), float64, of (n, d) features (n >= 2): what
+    frechet_distance fits to a feature array, so that a saved pair gives it the same numbers."""
+    feats = _features(features, name)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False).reshape(feats.shape[1], -1)
 
 
 def frechet_distance(a, b, *, eps: float = 1e-6, allow_singular: bool = False) -> float:
