@@ -100,7 +100,8 @@ def field_specs() -> dict[str, Field]:
 
 def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     """Builds the networks named by `model_config.name` for examples of `example_shape` (H, W, C) or (D,);
-    with model.pack = m > 1 the discriminator sees m samples at a time (PacGAN, `Packed`)."""
+    with model.pack = m > 1 the discriminator sees m samples at a time (PacGAN, `Packed`; unconditional
+    models only)."""
     if model_config.name not in MODELS:
         raise ConfigError(f"model.name={model_config.name!r} is unknown; accepted: {', '.join(sorted(MODELS))}")
     s = settings(model_config)
@@ -108,8 +109,11 @@ def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...
         raise ConfigError(f"model.num_classes={s['num_classes']!r} is not accepted by model.name="
                           f"{model_config.name!r}, which takes no labels; accepted: 0, or a model that reads "
                           f"it: {', '.join(sorted(CLASS_MODELS))}")
-    nets = MODELS[model_config.name](model_config, tuple(example_shape))
     pack = s["pack"]
+    if pack > 1 and s["num_classes"]:
+        raise ConfigError(f"model.pack={pack} with model.num_classes={s['num_classes']}: a packed D judges a group of "
+                          "samples, each of its own class; accepted: model.pack=1 for a class-conditional model")
+    nets = MODELS[model_config.name](model_config, tuple(example_shape))
     if pack > 1 and "discriminator" in nets:
         nets["discriminator"] = Packed(nets["discriminator"], pack)
     return nets
@@ -125,7 +129,9 @@ class Packed(nn.Module):
     pack: int
 
     @nn.compact
-    def __call__(self, x, train: bool = True):
+    def __call__(self, x, labels=None, train: bool = True):
+        if labels is not None:  # build() refuses packing for conditional models
+            raise ValueError("Packed: a group of samples has no one label")
         n = x.shape[0]
         if self.is_initializing() and n % self.pack:
             x = jnp.concatenate([x] * self.pack)  # values do not matter at init; any pack works

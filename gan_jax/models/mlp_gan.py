@@ -1,5 +1,8 @@
 """The GAN of Goodfellow et al. (2014): MLP generator and discriminator, optionally with maxout
-discriminator layers; also the PacGAN 2D-ring networks (BatchNorm+ReLU generator, maxout critic)."""
+discriminator layers; also the PacGAN 2D-ring networks (BatchNorm+ReLU generator, maxout critic).
+With model.num_classes > 0 it is class-conditional (gan_jax/models/conditioning.py): G reads the
+one-hot label appended to z (Mirza & Osindero 2014), D as model.discriminator_conditioning says (the
+one-hot appended to the flattened input with 'concat')."""
 
 import math
 
@@ -8,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.models import FRACTION, NON_NEGATIVE, POSITIVE, Field, register, settings
+from gan_jax.models.conditioning import DISCRIMINATOR_CONDITIONING_FIELD, concat_labels, discriminator_conditioning
 from gan_jax.models.layers import ACTIVATIONS
 
 
@@ -33,10 +37,11 @@ class MLPGenerator(nn.Module):
     batch_norm: bool = False
     tanh_output: bool = True
     bn_axis_name: str | None = None
+    num_classes: int = 0  # > 0: the one-hot label (N,) appended to z
 
     @nn.compact
-    def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        h = z
+    def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None, train: bool = True) -> jnp.ndarray:
+        h = concat_labels(z, labels, self.num_classes) if self.num_classes else z
         for _ in range(self.depth):
             h = nn.Dense(self.width, use_bias=not self.batch_norm)(h)
             if self.batch_norm:
@@ -49,19 +54,22 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x (N, *shape) -> logits (N,). Hidden layers are LeakyReLU(0.2) or maxout units."""
+    """x (N, *shape) (and labels (N,)) -> logits (N,). Hidden layers are LeakyReLU(0.2) or maxout units."""
 
     width: int = 240
     depth: int = 2
     maxout_pieces: int = 0  # 0: LeakyReLU layers; k > 0: maxout layers with k pieces
     dropout_rate: float = 0.0
     axis_name: str | None = None  # pmap axis, for per-example dropout masks
+    num_classes: int = 0
+    conditioning: str = "concat"  # with num_classes > 0: conditioning.DISCRIMINATOR_CONDITIONINGS
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, labels: jnp.ndarray | None = None, train: bool = True) -> jnp.ndarray:
         from gan_jax.models.dcgan import FEATURES, ExampleDropout
 
-        h = x.reshape(x.shape[0], -1)
+        conditioning = discriminator_conditioning(self.conditioning, self.num_classes)
+        h = conditioning.inputs(x.reshape(x.shape[0], -1), labels, self.num_classes)
         for _ in range(self.depth):
             if self.maxout_pieces:
                 h = Maxout(self.width, self.maxout_pieces)(h)
@@ -70,7 +78,7 @@ class MLPDiscriminator(nn.Module):
             if self.dropout_rate:
                 h = ExampleDropout(self.dropout_rate, self.axis_name)(h, deterministic=not train)
         self.sow("intermediates", FEATURES, h)  # the last hidden layer, for objectives that read D's features
-        return nn.Dense(1)(h)[:, 0]
+        return conditioning.head(h, labels, self.num_classes)
 
 
 @register("mlp_gan", {
@@ -82,15 +90,18 @@ class MLPDiscriminator(nn.Module):
     "discriminator_depth": Field(2, NON_NEGATIVE),
     "maxout_pieces": Field(0, NON_NEGATIVE),  # 0: leaky-ReLU units (no maxout)
     "dropout_rate": Field(0.0, FRACTION),  # after each of D's hidden layers
-})
+    # with model.num_classes > 0, how D reads the label (conditioning.DISCRIMINATOR_CONDITIONINGS)
+    "discriminator_conditioning": DISCRIMINATOR_CONDITIONING_FIELD,
+}, num_classes=True)
 def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     images = len(example_shape) == 3
     s = settings(cfg)
     generator = MLPGenerator(
         output_shape=example_shape, width=s["generator_width"], depth=s["generator_depth"],
         activation=s["generator_activation"], batch_norm=s["generator_batch_norm"],
-        tanh_output=images, bn_axis_name=cfg.get("axis_name", None))
+        tanh_output=images, bn_axis_name=cfg.get("axis_name", None), num_classes=s["num_classes"])
     discriminator = MLPDiscriminator(
         width=s["discriminator_width"], depth=s["discriminator_depth"],
-        maxout_pieces=s["maxout_pieces"], dropout_rate=s["dropout_rate"], axis_name=cfg.get("axis_name", None))
+        maxout_pieces=s["maxout_pieces"], dropout_rate=s["dropout_rate"], axis_name=cfg.get("axis_name", None),
+        num_classes=s["num_classes"], conditioning=s["discriminator_conditioning"])
     return {"generator": generator, "discriminator": discriminator}
