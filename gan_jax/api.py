@@ -98,7 +98,7 @@ class Run:
 
         class_cycle(self.config.model.num_classes, labels, f"{self.call}.{method}(labels={{!r}})")
 
-    def _chunks(self, n: int, seed: int | None, labels: Labels) -> Iterator[np.ndarray]:
+    def _chunks(self, n: int, seed: int | None, labels: "Labels") -> Iterator[np.ndarray]:
         from gan_jax.sampling import sample_chunks, samples_key, to_output
 
         key = samples_key(self.config.seed if seed is None else seed, self.step)

@@ -91,8 +91,7 @@ def class_cycle(num_classes: int, labels: Labels, named: str) -> np.ndarray | No
         if labels is None:
             return None
         raise UserError(f"{named.format(labels)}: the run is unconditional (model.num_classes=0); accepted: no labels")
-    accepted = (f"accepted: a class in [0, {num_classes}), classes separated by commas (e.g. 0,1,2) or a sequence "
-                "of them, or 'all'")
+    accepted = f"accepted: a class in [0, {num_classes}), several (0,1,2, or a list of them), or 'all'"
     if labels is None or (isinstance(labels, str) and labels.strip() == "all"):
         return np.arange(num_classes, dtype=np.int32)
     try:
