@@ -82,7 +82,8 @@ class GanSteps(Steps):
     """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
 
     # Penalty weights are arrays, the penalties' names and intervals compiled in; ema_decay exists
-    # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it).
+    # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it),
+    # the class weights only for a D with a class head.
     HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay",
                        "class_weight_real": "loss.class_weight_real", "class_weight_fake": "loss.class_weight_fake",
                        "class_weight_generator": "loss.class_weight_generator"}
