@@ -55,6 +55,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.elbo_samples = 1  # VAE: latent samples the ELBO averages over (Burda et al.'s "VAE, k = ...")
     c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
+    # AC-GAN (a D with a class head, model.discriminator_conditioning='auxiliary'): weights of the class
+    # cross-entropies in D's loss (on the real and the generated batch) and in G's (Odena et al.: 1 each)
+    c.loss.class_weight_real = 1.0
+    c.loss.class_weight_fake = 1.0
+    c.loss.class_weight_generator = 1.0
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4
@@ -134,6 +139,9 @@ RANGES = {
     "loss.elbo_samples": (1, None, True, None),
     "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
+    "loss.class_weight_real": (0, None, True, None),
+    "loss.class_weight_fake": (0, None, True, None),
+    "loss.class_weight_generator": (0, None, True, None),
     "optimizer.learning_rate": (0, None, False, None),
     "optimizer.discriminator_learning_rate": (0, None, False, None),
     "optimizer.b1": (0, 1, True, False),
