@@ -102,16 +102,25 @@ class Experiment:
     def sample(self, state: TrainState, num: int, key: jax.Array | None = None) -> np.ndarray:
         """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents or from
         `key`; the same on every process. `state` is laid out as `init_state` places it."""
+        self._check_generates()
+        z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
+        return self.generate(state, z)
+
+    def generate(self, state: TrainState, z) -> np.ndarray:
+        """Samples (num, *example_shape) in model range as numpy from latents z (num, latent_dim), in
+        batches of SAMPLE_BATCH; the same on every process."""
         # Replicated output: readable on every process even when the mesh spans several, and when
         # the parameters are FSDP-sharded.
+        self._check_generates()
+        fn = self._compile_sampler()
+        z = np.asarray(z)
+        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + SAMPLE_BATCH], self.mesh)))
+                               for i in range(0, len(z), SAMPLE_BATCH)])
+
+    def _check_generates(self) -> None:
         if not self.objective.generates:
             raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
                             + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
-        fn = self._compile_sampler()
-        z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
-        z = np.asarray(z)
-        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + SAMPLE_BATCH], self.mesh)))
-                               for i in range(0, num, SAMPLE_BATCH)])
 
 
 def make_workdir(workdir: str) -> None:
