@@ -1,9 +1,8 @@
-"""The pictures researchers look at instead of numbers, drawn by `launch.py --mode=report` into
-DIR/pictures/ (report.PICTURES) and shown in report.html: latent interpolations, the VAE's (and VAE-GAN's)
-reconstructions, the decoded manifold of a 2-D latent space, and the class histogram of the newest
-classifier-space evaluation. Those that need the networks come from the newest checkpoint; a picture
-that does not apply to the run (reconstructions of a GAN, the manifold of a 16-D latent space, any
-picture of a run without a checkpoint) is not drawn.
+"""The pictures of a run's networks that researchers look at instead of numbers, drawn by
+`launch.py --mode=report` from the newest checkpoint into DIR/pictures/ (report.PICTURES) and shown in
+report.html: latent interpolations, the VAE's (and VAE-GAN's) reconstructions and the decoded manifold of
+a 2-D latent space. A picture that does not apply to the run (reconstructions of a GAN, the manifold of a
+16-D latent space, any picture of a run without a checkpoint) is not drawn.
 
     python launch.py --mode=report --workdir runs/vae_mnist   # DIR/pictures/*.png, then report.html"""
 
@@ -14,10 +13,9 @@ import numpy as np
 
 from gan_jax import data, disk, keys, parallel, report
 from gan_jax.errors import UserError
-from gan_jax.experiment import Experiment, flatten
+from gan_jax.experiment import Experiment
 from gan_jax.grids import save_grid, to_uint8
 from gan_jax.objectives.base import to_model_range
-from gan_jax.writers import read_metrics
 
 INTERPOLATION_ROWS = 8  # latent pairs, one a row
 INTERPOLATION_STEPS = 10  # images a row, both ends included
@@ -116,53 +114,15 @@ def write_reconstructions(exp: Experiment, state, workdir: str) -> str | None:
     return _save(report.picture_path(workdir, "reconstructions.png"), pairs.reshape(-1, *pairs.shape[2:]), 16)
 
 
-def newest_class_histograms(workdir: str) -> tuple[int, dict[str, list[int]]] | None:
-    """(step, {evaluator: class histogram}) of the newest evaluation that has a class histogram
-    (eval_step_*.json or metrics.jsonl), or None."""
-    newest = None
-    for record in report.evaluations(workdir, read_metrics(workdir)):
-        flat = flatten({k: v for k, v in record.items() if k not in ("source", "step")}, sep="/")
-        histograms = {k.rsplit("/", 1)[0]: v for k, v in flat.items()
-                      if k.endswith("/class_histogram") and isinstance(v, list) and v}
-        if histograms and (newest is None or record.get("step", 0) >= newest[0]):
-            newest = (record.get("step", 0), histograms)
-    return newest
-
-
-def write_class_histogram(workdir: str) -> str | None:
-    """class_histogram.png: bars of the newest class histograms (one panel an evaluator), the uniform
-    count dashed; None without an evaluation that has one."""
-    newest = newest_class_histograms(workdir)
-    if newest is None:
-        return None
-    step, histograms = newest
-    plt = report.pyplot()
-    fig, axes = plt.subplots(1, len(histograms), figsize=(6 * len(histograms), 3.2), squeeze=False)
-    for ax, (name, counts) in zip(axes.flat, histograms.items(), strict=True):
-        counts = np.asarray(counts)
-        ax.bar(np.arange(len(counts)), counts, color="C0", width=0.8)
-        ax.axhline(counts.sum() / len(counts), color="k", linestyle="--", linewidth=1, label="uniform")
-        ax.set_title(f"{name}, step {step}: {counts.sum()} samples by predicted class", fontsize=9)
-        ax.set_xlabel("class")
-        ax.set_ylabel("samples")
-        if len(counts) <= 20:
-            ax.set_xticks(np.arange(len(counts)))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return report.save_figure(fig, report.picture_path(workdir, "class_histogram.png"))
-
-
 def write_pictures(workdir: str) -> list[str]:
-    """Every picture that applies to the run in `workdir`, the networks' from its newest checkpoint;
-    returns their paths. Without a checkpoint only the class histogram is drawn (said on stderr)."""
+    """Every picture of the networks that applies to the run in `workdir`, from its newest checkpoint;
+    returns their paths. Without a checkpoint none (said on stderr)."""
     from gan_jax.sampling import restore
 
-    written = [write_class_histogram(workdir)]
     try:
         exp, _, state = restore(workdir, None)
     except UserError as e:
         print(f"pictures: none from the networks ({e})", file=sys.stderr, flush=True)
-        return [p for p in written if p]
-    for draw in (write_interpolations, write_reconstructions, write_manifold):
-        written.append(draw(exp, state, workdir))
+        return []
+    written = [draw(exp, state, workdir) for draw in (write_interpolations, write_reconstructions, write_manifold)]
     return [p for p in written if p]

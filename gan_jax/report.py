@@ -31,8 +31,8 @@ SKIPPED = {"step", "event", "seconds_per_step", "checkpoint_blocking_s", "finite
 
 PICTURES_DIR = "pictures"
 # The run's pictures, DIR/pictures/NAME -> their heading, in report.html's order: written by
-# `launch.py --mode=report` (gan_jax/pictures.py) and by the memorization evaluator
-# (gan_jax/evaluate/memorization.py). A picture that does not apply to the run is absent.
+# `launch.py --mode=report` (the networks': gan_jax/pictures.py; the class histogram: write_report) and by
+# the memorization evaluator (gan_jax/evaluate/memorization.py). One that does not apply to the run is absent.
 PICTURES = {
     "interpolations.png": "Latent interpolations (spherical, between fixed latent pairs; one pair a row)",
     "reconstructions.png": "Reconstructions (test image | its reconstruction from the posterior mean)",
@@ -196,6 +196,44 @@ def evaluations(workdir: str, records: list[dict]) -> list[dict]:
     return out
 
 
+def newest_class_histograms(results: list[dict]) -> tuple[int, dict[str, list[int]]] | None:
+    """(step, {evaluator: class histogram}) of the newest of `results` (`evaluations`) that has a class
+    histogram, or None."""
+    from gan_jax.experiment import flatten
+
+    newest = None
+    for record in results:
+        flat = flatten({k: v for k, v in record.items() if k not in ("source", "step")}, sep="/")
+        histograms = {k.rsplit("/", 1)[0]: v for k, v in flat.items()
+                      if k.endswith("/class_histogram") and isinstance(v, list) and v}
+        if histograms and (newest is None or record.get("step", 0) >= newest[0]):
+            newest = (record.get("step", 0), histograms)
+    return newest
+
+
+def write_class_histogram(workdir: str, results: list[dict]) -> str | None:
+    """DIR/pictures/class_histogram.png: bars of the newest class histograms of `results` (one panel an
+    evaluator), the uniform count dashed; None without an evaluation that has one."""
+    newest = newest_class_histograms(results)
+    if newest is None:
+        return None
+    step, histograms = newest
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(histograms), figsize=(6 * len(histograms), 3.2), squeeze=False)
+    for ax, (name, counts) in zip(axes.flat, histograms.items(), strict=True):
+        counts = np.asarray(counts)
+        ax.bar(np.arange(len(counts)), counts, color="C0", width=0.8)
+        ax.axhline(counts.sum() / len(counts), color="k", linestyle="--", linewidth=1, label="uniform")
+        ax.set_title(f"{name}, step {step}: {counts.sum()} samples by predicted class", fontsize=9)
+        ax.set_xlabel("class")
+        ax.set_ylabel("samples")
+        if len(counts) <= 20:
+            ax.set_xticks(np.arange(len(counts)))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, picture_path(workdir, "class_histogram.png"))
+
+
 def _table(record: dict) -> str:
     """One evaluation as a two-column table (metric, value); provenance rows (classifier, its hash,
     sample counts) are part of it."""
@@ -227,7 +265,8 @@ def _pictures(workdir: str, cfg) -> list[str]:
 
 
 def write_report(workdir: str) -> str:
-    """DIR/report.html (atomically), refreshing curves.png and progress.gif first; returns its path."""
+    """DIR/report.html (atomically), refreshing curves.png, progress.gif and pictures/class_histogram.png
+    first; returns its path."""
     from gan_jax.experiment import load_workdir_config
 
     cfg = load_workdir_config(workdir)
@@ -247,15 +286,16 @@ def write_report(workdir: str) -> str:
         cells = "".join(f'<figure><img alt="step {s}" src="{_data_uri(p, "image/png")}"><figcaption>step {s}'
                         f"</figcaption></figure>" for s, p in shown)
         parts.append(f'<h2>Samples (fixed latents)</h2><div class="grids">{cells}</div>')
-    parts.extend(_pictures(workdir, cfg))
     results = evaluations(workdir, records)
+    write_class_histogram(workdir, results)
+    parts.extend(_pictures(workdir, cfg))
     if results:
         parts.append("<h2>Evaluations</h2>" + "".join(_table(r) for r in results))
     parts.append(f"<h2>Config</h2><pre>{e(json.dumps(json.loads(cfg.to_json()), indent=1))}</pre>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(os.path.basename(workdir))} report</title>"
             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
             ".grids{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}"
-            "figcaption{max-width:40em;font-size:13px}pre{background:#f4f4f4;padding:.5em;font-size:12px;"
+            "figcaption{max-width:30em;font-size:13px}pre{background:#f4f4f4;padding:.5em;font-size:12px;"
             "overflow:auto;max-height:30em}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
             "td{border:1px solid #ddd;padding:2px 8px}</style></head><body>" + "\n".join(parts) + "</body></html>")
     path = os.path.join(workdir, "report.html")
