@@ -127,3 +127,17 @@ def test_class_histogram_of_the_newest_evaluation_and_the_report_shows_the_pictu
     assert re.search(rf'<figure><img alt="class_histogram.png" src="data:image/png;base64,[^"]+"><figcaption>'
                      rf"{re.escape(caption)}</figcaption></figure>", page)
     assert page.count("<figure>") == 1  # the pictures that are absent are not shown
+
+
+def test_a_vaegan_reconstructs_through_its_encoder_and_generator(tmp_path):
+    cfg = load_experiment("vaegan_mnist:smoke")
+    cfg.data.name, cfg.data.source = "quickstart_digits", "embedded"
+    exp = Experiment(cfg, load_train_data=False)
+    state = exp.init_state()
+    path = pictures.write_reconstructions(exp, state, str(tmp_path))
+    grid = png_grid(path)
+    assert grid.shape == (4 * 30 + 2, 16 * 30 + 2)  # 32 pairs, 8 a row
+    test, _ = data.load_arrays("quickstart_digits", "test", "embedded")
+    first = grid[2:30, 2:30]  # the first test image as the model reads it ([-1, 1], shown back as uint8)
+    np.testing.assert_array_equal(first, test[0, ..., 0])
+    assert not np.array_equal(grid[2:30, 32:60], first)  # beside it the untrained generator's decoding
