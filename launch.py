@@ -4,7 +4,7 @@
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=sample --workdir runs/cdcgan_mnist --labels=3   # class-conditional: 3, 0,1,2 or all
   python launch.py --mode=eval --workdir runs/vae_mnist [--config.eval.iwae_k=500]  # overrides the run's config.json
-  python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
+  python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, pictures, evaluations
   python launch.py --config experiments/pacgan.py:ring --workdir runs/pacgan_ring --sweep [--sweep_index=I]
   python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
 
@@ -274,7 +274,12 @@ def main(argv):
                 for path in results.write_results(workdir):
                     print(f"wrote {path}")
             else:
+                from gan_jax.pictures import write_pictures
+
+                for path in write_pictures(workdir):  # the pictures that need the networks, shown in the report
+                    print(f"wrote {path}")
                 print(f"wrote {write_report(workdir)}")
+                exit_without_teardown()
         else:
             from gan_jax.evaluate.run import evaluate
 

@@ -112,22 +112,31 @@ class Experiment:
         `key`, or from latents `z` (num, latent_dim); the same on every process. A class-conditional
         run (model.num_classes > 0) takes their `labels` (num,) int, an unconditional one none. `state`
         is laid out as `init_state` places it."""
-        # Replicated output: readable on every process even when the mesh spans several, and when
-        # the parameters are FSDP-sharded.
-        if not self.objective.generates:
-            raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
-                            + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
+        self._check_generates()
         if (labels is None) != (not self.cfg.model.num_classes):
             raise ValueError(f"Experiment.sample: labels={'None' if labels is None else 'given'} for a run with "
                              f"model.num_classes={self.cfg.model.num_classes}; a conditional run takes labels (num,)")
-        fn = self._compile_sampler()
         if z is None:
             z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
+        return self.generate(state, z, labels)
+
+    def generate(self, state: TrainState, z, labels: np.ndarray | None = None) -> np.ndarray:
+        """Samples (num, *example_shape) in model range as numpy from latents z (num, latent_dim) (and, for a
+        class-conditional run, labels (num,) int), in batches of SAMPLE_BATCH; the same on every process."""
+        # Replicated output: readable on every process even when the mesh spans several, and when
+        # the parameters are FSDP-sharded.
+        self._check_generates()
+        fn = self._compile_sampler()
         z = np.asarray(z)
         inputs = (z,) if labels is None else (z, np.asarray(labels, np.int32))  # the sampler's (z[, labels])
         return np.concatenate([np.asarray(fn(state, *(parallel.host_replicated(a[i:i + SAMPLE_BATCH], self.mesh)
                                                       for a in inputs)))
-                               for i in range(0, num, SAMPLE_BATCH)])
+                               for i in range(0, len(z), SAMPLE_BATCH)])
+
+    def _check_generates(self) -> None:
+        if not self.objective.generates:
+            raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
+                            + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
 
 
 def make_workdir(workdir: str) -> None:

@@ -11,6 +11,7 @@ FIXED_LATENTS = 2**31 - 2  # the latent batch of every sample grid of a run
 SAMPLES = 2**31 - 3  # --mode=sample, then folded with the step
 EVAL_SAMPLES = 2**31 - 4  # --mode=eval's samples, then folded with the step
 TRAINING_SET = 2**31 - 5  # 2D mixtures with data.num_examples: example j's key folds in j (data/synthetic.py)
+INTERPOLATIONS = 2**31 - 6  # the latent pairs of the report's interpolation grid (gan_jax/pictures.py)
 # Rollback r (1..MAX_ROLLBACKS) folds ROLLBACK + r into the state's key: a new stream, whose keys are
 # none of the old stream's (a fold below MAX_STEPS would make it the old stream's step key).
 ROLLBACK = 2**31 - 8 - MAX_ROLLBACKS

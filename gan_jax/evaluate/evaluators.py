@@ -6,6 +6,9 @@ function and its `fits` test:
 
     @register("my_metric", fits=lambda exp: exp.dataset.mixture is not None)
     def my_metric(exp, state, step: int) -> dict: ...
+
+One that also draws pictures (`draws=True`) takes `folder=`: the run folder they go to (DIR/pictures/,
+report.PICTURES), None where nothing is to be written (processes other than 0).
 """
 
 import math
@@ -17,7 +20,7 @@ import numpy as np
 
 from gan_jax import data, keys
 from gan_jax.errors import ConfigError
-from gan_jax.evaluate import classify, modes, parzen, vae_metrics
+from gan_jax.evaluate import classify, memorization, modes, parzen, vae_metrics
 from gan_jax.grids import to_uint8
 from gan_jax.sampling import sample_chunks
 
@@ -29,15 +32,16 @@ class Evaluator:
     needs: str  # said when it does not fit
     prepare: Callable[..., object] | None = None  # (experiment) -> loads what it needs, raising UserError
     default: bool = True  # run when eval.metrics is empty (False: only when named)
+    draws: bool = False  # fn takes folder= (the run folder; None: draw nothing) and writes pictures there
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
 def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None,
-             default: bool = True):
+             default: bool = True, draws: bool = False):
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default)
+        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default, draws)
         return fn
 
     return wrap
@@ -68,9 +72,11 @@ def _check_names(exp, names: list[str]) -> None:
                               f"this run has objective={exp.cfg.objective!r}, data.name={exp.cfg.data.name!r}")
 
 
-def run_all(exp, state, step: int, names: list[str]) -> dict:
-    """{evaluator name: its metrics} for `names`."""
-    return {n: EVALUATORS[n].fn(exp, state, step) for n in names}
+def run_all(exp, state, step: int, names: list[str], folder: str | None = None) -> dict:
+    """{evaluator name: its metrics} for `names`; those that draw write their pictures in the run folder
+    `folder` (None: nowhere)."""
+    return {n: EVALUATORS[n].fn(exp, state, step, **({"folder": folder} if EVALUATORS[n].draws else {}))
+            for n in names}
 
 
 def flat(results: dict) -> dict:
@@ -230,3 +236,43 @@ def inception_space(exp, state, step: int) -> dict:
 
 def _inception(exp) -> classify.FeatureNet:
     return classify.inception_net(exp.cfg.eval.inception_weights, exp.cfg.eval.inception_resize)
+
+
+def _memorization_fits(exp) -> bool:
+    return exp.objective.generates and exp.dataset.mixture is None and (
+        classify.fits(exp) or memorization.uses_pixel_space(tuple(exp.example_shape)))
+
+
+def _memorization_prepare(exp) -> None:
+    if classify.fits(exp):
+        classify.load_classifier(classify.classifier_for(exp.cfg))
+
+
+@register("memorization", fits=_memorization_fits, prepare=_memorization_prepare, default=False, draws=True,
+          needs=f"image samples, with a classifier of their shape (eval.classifier) or of at most "
+                f"{memorization.PIXEL_SPACE_MAX_SIDE}x{memorization.PIXEL_SPACE_MAX_SIDE} pixels")
+def memorization_check(exp, state, step: int, folder: str | None = None) -> dict:
+    """Whether the generator copies its training split (gan_jax/evaluate/memorization.py): eval.num_samples
+    samples (a key of (seed, step)) and the eval split (eval.num_examples of it), each image's distance to
+    its nearest training image in the classifier's feature space and, for small images, in pixel space; per
+    space the fraction of samples closer than the 1st percentile of the test-to-train distances and the
+    median distance ratio. Draws the nearest-neighbour grids and the histograms into `folder`."""
+    cfg = exp.cfg
+    samples = np.concatenate(list(eval_images(exp, state, step, cfg.eval.num_samples)))
+    train, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
+                                tfds_dir=cfg.data.get("tfds_dir"))
+    test, _ = _test_images(exp)
+    spaces, identity = {}, {}
+    if classify.fits(exp):
+        fnet = classify.load_classifier(classify.classifier_for(cfg))
+        reference = lambda images: classify.reference_features(fnet, images, exp.mesh, cfg.eval.batch_size)
+        spaces["features"] = memorization.distances(classify.embed(fnet, samples, exp.mesh, cfg.eval.batch_size)[0],
+                                                    reference(train), reference(test))
+        identity = fnet.identity
+    if memorization.uses_pixel_space(tuple(exp.example_shape)):
+        spaces["pixels"] = memorization.distances(memorization.pixels(samples), memorization.pixels(train),
+                                                  memorization.pixels(test))
+    if folder is not None:
+        memorization.write_pictures(folder, step, spaces, samples, train)
+    return {"split": cfg.data.eval_split, "train_split": cfg.data.split, "samples": len(samples),
+            "train_images": len(train), "test_images": len(test), **identity, **memorization.summary(spaces)}

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "mean_cov", "precision_recall",
-           "inception_score"]
+__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "mean_cov",
+           "nearest_neighbours", "precision_recall", "inception_score"]
 
 
 def _features(x, name: str, min_rows: int = 2, dtype=np.float64) -> np.ndarray:
@@ -257,6 +257,39 @@ def _balls_holding(rows, manifold, radii):
 def _nearest(rows, manifold):
     """For each row: its squared distance to the nearest `manifold` point."""
     return jnp.min(_sq_dists(rows, manifold), axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _k_nearest(rows, manifold, k: int):
+    """Each row's k smallest squared distances to `manifold` points, ascending, and those points' indices."""
+    d2 = _sq_dists(rows, manifold)
+    if k == 1:  # a reduction: XLA:CPU's top_k would sort whole rows
+        return jnp.min(d2, axis=1, keepdims=True), jnp.argmin(d2, axis=1)[:, None]
+    negated, indices = jax.lax.top_k(-d2, k)
+    return -negated, indices
+
+
+def nearest_neighbours(queries, reference, k: int = 1, block_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest `reference` (n_r, d) rows of each `queries` (n_q, d) row by Euclidean distance:
+    (distances (n_q, k) float64, ascending, in the features' units; indices (n_q, k) int64 into reference).
+    Computed on the device in query blocks of `block_size` rows (default: about 2^24 distances a block);
+    k = 1 is a reduction, k > 1 a top-k that XLA:CPU computes by sorting whole rows (meant for few queries)."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k={k!r}; expected an integer >= 1")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size={block_size}; expected an integer >= 1 or None")
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    q, r = _features(queries, "queries", 1, dtype), _features(reference, "reference", k, dtype)
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(f"queries have shape {q.shape} and reference {r.shape}; expected the same feature dimension")
+    q, r = jnp.asarray(q), jnp.asarray(r)
+    block = min(block_size or max(1, 2**24 // r.shape[0]), q.shape[0])
+    d2, indices = [], []
+    for n, rows in _blocks(q, block):  # padding rows are dropped
+        d, i = _k_nearest(rows, r, int(k))
+        d2.append(np.asarray(d)[:n])
+        indices.append(np.asarray(i)[:n])
+    return np.sqrt(np.concatenate(d2).astype(np.float64)), np.concatenate(indices).astype(np.int64)
 
 
 def density_coverage(real, fake, k: int = 5, block_size: int | None = None) -> tuple[float, float]:

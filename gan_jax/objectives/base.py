@@ -328,3 +328,8 @@ class Steps:
         """(state, z (N, latent_dim)) -> samples in model range, networks in inference mode, and for a
         class-conditional model (state, z, labels (N,) int32); None if the objective generates nothing."""
         return None
+
+    def encode_fn(self) -> Callable[[TrainState, jnp.ndarray], jnp.ndarray] | None:
+        """(state, x (N, *example_shape) in model range) -> the posterior mean (N, latent_dim), networks in
+        inference mode, so that sample_fn(state, encode_fn(state, x)) reconstructs x; None without an encoder."""
+        return None
