@@ -80,12 +80,14 @@ def run(name: str, runs: str, steps: int | None) -> dict:
     os.makedirs(runs, exist_ok=True)
     log = os.path.join(runs, f"{name}.log")
     overrides = [f"--config.train.steps={steps}"] if steps else []
-    train = [sys.executable, "launch.py", "--config", f"experiments/{name}.py", "--workdir", workdir,
+    file, colon, arg = name.partition(":")  # 'gan_mnist:paper' -> experiments/gan_mnist.py:paper
+    spec = f"experiments/{file}.py{colon}{arg}"
+    train = [sys.executable, "launch.py", "--config", spec, "--workdir", workdir,
              *overrides, *([f"--config.data.dir={data}"] if os.path.isdir(data) else [])]
     record_path = os.path.join(runs, f"{name}.json")
     record = json.load(open(record_path)) if os.path.exists(record_path) else {"name": name, "train_seconds": 0.0}
     record["steps_asked"] = steps
-    wanted = steps or load_config(f"experiments/{name}.py").train.steps
+    wanted = steps or load_config(spec).train.steps
     if not read_metrics(workdir) or read_metrics(workdir)[-1]["step"] < wanted:
         record["train_seconds"] += timed(train, log)  # summed over the sessions a resumed run took
         disk.write_text(record_path, json.dumps(record, indent=1))
@@ -98,7 +100,7 @@ def run(name: str, runs: str, steps: int | None) -> dict:
         os.makedirs(DOCS, exist_ok=True)
         image = Image.open(grid)
         image.thumbnail((GRID_PIXELS, GRID_PIXELS), Image.LANCZOS)
-        image.save(os.path.join(DOCS, f"{name}.png"), optimize=True)
+        image.save(os.path.join(DOCS, f"{name.replace(':', '_')}.png"), optimize=True)
         record["grid"] = os.path.relpath(grid, workdir)
     disk.write_text(record_path, json.dumps(record, indent=1))
     return record
@@ -127,15 +129,16 @@ def table(runs: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiments", nargs="*", help="names under experiments/ (without .py)")
+    parser.add_argument("experiments", nargs="*", help="names under experiments/ (without .py), or NAME:ARG")
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "reference"))
     parser.add_argument("--steps", action="append", default=[], help="NAME=N: a shorter budget for NAME")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs there")
     args = parser.parse_args()
     budgets = dict(s.split("=") for s in args.steps)
     for name in [] if args.table else args.experiments:
-        if not os.path.exists(os.path.join(ROOT, "experiments", f"{name}.py")):
-            sys.exit(f"experiment {name!r}: no experiments/{name}.py")
+        file = name.partition(":")[0]
+        if not os.path.exists(os.path.join(ROOT, "experiments", f"{file}.py")):
+            sys.exit(f"experiment {name!r}: no experiments/{file}.py")
         print(json.dumps(run(name, os.path.abspath(args.runs), int(budgets[name]) if name in budgets else None)),
               flush=True)
     print(table(os.path.abspath(args.runs)))

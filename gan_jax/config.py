@@ -62,8 +62,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.b1 = 0.5
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
-    c.optimizer.schedule = "constant"  # objectives/base.py SCHEDULES: constant, linear, cosine, exponential_stages
+    c.optimizer.schedule = "constant"  # objectives/base.py SCHEDULES (constant, linear, cosine, exponential, ...)
     c.optimizer.warmup_steps = 0
+    c.optimizer.decay_factor = 1.0  # schedule 'exponential': the learning rate is divided by this every update
+    c.optimizer.min_learning_rate = 0.0  # schedule 'exponential': its floor
+    # optimizer.name (objectives/base.py OPTIMIZERS): adam (b1, b2, eps) | momentum (pylearn2's SGD with
+    # momentum: optimizer.momentum until update momentum_start, then linearly to final_momentum at momentum_saturate)
+    c.optimizer.name = "adam"
+    c.optimizer.momentum = 0.5
+    c.optimizer.final_momentum = 0.5
+    c.optimizer.momentum_start = 0
+    c.optimizer.momentum_saturate = 0
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # generator (or VAE) updates
@@ -130,6 +139,12 @@ RANGES = {
     "optimizer.b2": (0, 1, True, False),
     "optimizer.eps": (0, None, False, None),
     "optimizer.warmup_steps": (0, None, True, None),
+    "optimizer.decay_factor": (1, None, True, None),
+    "optimizer.min_learning_rate": (0, None, True, None),
+    "optimizer.momentum": (0, 1, True, False),
+    "optimizer.final_momentum": (0, 1, True, False),
+    "optimizer.momentum_start": (0, None, True, None),
+    "optimizer.momentum_saturate": (0, None, True, None),
     "train.steps": (0, keys.MAX_STEPS, False, True),
     "train.n_critic": (0, None, False, None),
     "train.steps_per_call": (0, None, False, None),
@@ -202,6 +217,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
     _choice("optimizer.schedule", c.optimizer.schedule, tuple(base.SCHEDULES))
+    _choice("optimizer.name", c.optimizer.name, tuple(base.OPTIMIZERS))
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))

@@ -457,3 +457,21 @@ def test_a_workdir_written_with_source_files_resumes_with_auto_and_a_data_dir(tm
     monkeypatch.delenv("GAN_JAX_DATA")
     with pytest.raises(UserError, match="data.source: 'files' there, 'tfds' now"):
         check_workdir_config(str(tmp_path), new)
+
+
+def test_sliced_split_is_the_rows_of_the_split(data_dir: Path) -> None:
+    whole, labels = data.load_arrays("mnist", "train", "files", str(data_dir))
+    head, head_labels = data.load_arrays("mnist", "train[:50000]", "files", str(data_dir))
+    tail, _ = data.load_arrays("mnist", "train[50000:]", "files", str(data_dir))
+    assert len(head) == 50_000 and len(tail) == 10_000
+    np.testing.assert_array_equal(head, whole[:50_000])
+    np.testing.assert_array_equal(head_labels, labels[:50_000])
+    np.testing.assert_array_equal(tail, whole[50_000:])
+    last, _ = data.load_arrays("mnist", "test[-10:]", "files", str(data_dir))
+    np.testing.assert_array_equal(last, data.load_arrays("mnist", "test", "files", str(data_dir))[0][-10:])
+    assert data.parse_split("train") == ("train", None)
+    for bad in ("train[a:b]", "train[:5", "train[3]"):
+        with pytest.raises(ConfigError, match=r"data.split='.*' is not accepted; accepted: NAME or NAME\[START:STOP\]"):
+            data.load_arrays("mnist", bad, "files", str(data_dir))
+    with pytest.raises(ConfigError, match=r"data.split='train\[70000:\]' selects none of the 60000 examples"):
+        data.load_arrays("mnist", "train[70000:]", "files", str(data_dir))

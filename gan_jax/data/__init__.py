@@ -19,6 +19,7 @@ import functools
 import gzip
 import importlib.resources
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,6 +119,13 @@ def load_arrays(name: str, split: str, source: str = "files", data_dir: str | No
             return load_arrays(name, split, source, data_dir, image_size=image_size, center_crop=center_crop)
         finally:
             _TFDS_DOWNLOAD.reset(token)
+    base, rows = parse_split(split)
+    if rows is not None:  # the named split's arrays (cached by its reader), then its rows
+        images, labels = load_arrays(name, base, source, data_dir, image_size=image_size, center_crop=center_crop)
+        if not len(images[rows]):
+            raise ConfigError(f"data.split={split!r} selects none of the {len(images)} examples of split {base!r}; "
+                              f"accepted: a slice of [0, {len(images)})")
+        return images[rows], None if labels is None else labels[rows]
     dataset = get_dataset(name, source)
     if dataset.load is None:
         raise ConfigError(f"data.name={name!r} is sampled on the fly and has no arrays")
@@ -130,6 +138,23 @@ def load_arrays(name: str, split: str, source: str = "files", data_dir: str | No
     images, labels = dataset.load(split, source, data_dir, **options)
     _check_arrays(name, split, images, labels)
     return images, labels
+
+
+_SLICED_SPLIT = re.compile(r"(\w+)\[(-?\d*):(-?\d*)\]")
+
+
+def parse_split(split: str) -> tuple[str, slice | None]:
+    """'train' -> ('train', None); 'train[:50000]', 'train[50000:]', 'test[-1000:]' -> the split and the
+    slice of its rows (TFDS's slicing syntax, in examples; Python's rules for negative and out-of-range
+    bounds)."""
+    if "[" not in split:
+        return split, None
+    match = _SLICED_SPLIT.fullmatch(split)
+    if match is None:
+        raise ConfigError(f"data.split={split!r} is not accepted; accepted: NAME or NAME[START:STOP] with integer "
+                          "bounds, e.g. train or train[:50000]")
+    name, start, stop = match.groups()
+    return name, slice(int(start) if start else None, int(stop) if stop else None)
 
 
 def _check_arrays(name: str, split: str, images: np.ndarray, labels: np.ndarray | None) -> None:

@@ -146,9 +146,11 @@ def _score_samples(exp, state, step: int, fnet) -> dict:
 
 
 def _parzen_validation(exp) -> np.ndarray:
-    """The training split's parzen.VALIDATION_EXAMPLES held-out examples, uint8 (V, H, W, C)."""
+    """parzen.VALIDATION_EXAMPLES examples, uint8 (V, H, W, C), of the whole split that data.split names or
+    slices: held out from training where data.split leaves them out (MNIST 'train[:50000]', the paper's)."""
     cfg = exp.cfg
-    images, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
+    whole_split, _ = data.parse_split(cfg.data.split)
+    images, _ = data.load_arrays(cfg.data.name, whole_split, cfg.data.source, cfg.data.dir,
                                  tfds_dir=cfg.data.get("tfds_dir"))
     start = len(images) - parzen.VALIDATION_FROM_END
     if start < parzen.VALIDATION_FROM_END:

@@ -7,7 +7,7 @@ dropout and flips are keyed per example over the global batch. With `axis_name` 
 runs the same step on its slice of the global batch and gradients are averaged with `lax.pmean`."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -36,19 +36,20 @@ class TrainState:
 def schedule_horizon(cfg: ml_collections.ConfigDict) -> int | None:
     """The updates over which learning_rate_schedule decays (compiled into the step: runs that share a
     program must agree on it), or None where the schedule does not read train.steps (constant)."""
-    if cfg.optimizer.schedule == "constant":
+    if cfg.optimizer.schedule in ("constant", "exponential"):
         return None
     return max(cfg.train.steps - cfg.optimizer.warmup_steps, 1)
 
 
 def learning_rate_schedule(peak, cfg: ml_collections.ConfigDict) -> optax.Schedule:
     """Per-update learning rate from `peak` (a float or a traced array): linear warmup over
-    optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps, or
+    optimizer.warmup_steps, then constant, linear or cosine decay to 0 at train.steps, exponential
+    decay by optimizer.decay_factor per update down to optimizer.min_learning_rate, or
     exponential_stages (Burda et al. 2015, IWAE): 8 stages i = 0..7 in the proportions 3^i : 3,280 of
     the steps after the warmup, peak * 10^(-i/7) in stage i (stage i ends at round(steps * sum_{j<=i} 3^j / 3280),
     halves up)."""
     warmup, decay_steps = cfg.optimizer.warmup_steps, schedule_horizon(cfg) or 1
-    decay = SCHEDULES[cfg.optimizer.schedule](peak, decay_steps)
+    decay = SCHEDULES[cfg.optimizer.schedule](peak, decay_steps, cfg.optimizer)
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
@@ -69,12 +70,19 @@ def _exponential_stages(peak, steps: int) -> optax.Schedule:
     return lambda count: peak * factors[jnp.sum(count >= ends)]
 
 
-# optimizer.schedule: name -> (peak, decay steps) -> the schedule after the warmup.
-SCHEDULES: dict[str, Callable[[Any, int], optax.Schedule]] = {
-    "constant": lambda peak, steps: optax.constant_schedule(peak),
-    "linear": lambda peak, steps: optax.linear_schedule(peak, 0.0, steps),
-    "cosine": lambda peak, steps: optax.cosine_decay_schedule(peak, steps),
-    "exponential_stages": _exponential_stages,
+def _exponential(peak, optimizer: ml_collections.ConfigDict) -> optax.Schedule:
+    """pylearn2's ExponentialDecay (Goodfellow et al. 2014): max(peak / decay_factor^count, min_learning_rate)."""
+    factor, floor = optimizer.decay_factor, optimizer.min_learning_rate
+    return lambda count: jnp.maximum(peak / jnp.power(jnp.float32(factor), count), floor)
+
+
+# optimizer.schedule: name -> (peak, decay steps, cfg.optimizer) -> the schedule after the warmup.
+SCHEDULES: dict[str, Callable[[Any, int, ml_collections.ConfigDict], optax.Schedule]] = {
+    "constant": lambda peak, steps, o: optax.constant_schedule(peak),
+    "linear": lambda peak, steps, o: optax.linear_schedule(peak, 0.0, steps),
+    "cosine": lambda peak, steps, o: optax.cosine_decay_schedule(peak, steps),
+    "exponential_stages": lambda peak, steps, o: _exponential_stages(peak, steps),
+    "exponential": lambda peak, steps, o: _exponential(peak, o),
 }
 
 
@@ -92,12 +100,50 @@ class _PeakSchedule(optax.schedules.WrappedSchedule):
         return learning_rate_schedule(peak, self.cfg)(state.count)
 
 
+class MomentumState(NamedTuple):
+    velocity: Any  # the parameters' tree: the last update
+
+
+def pylearn2_momentum(learning_rate, momentum) -> optax.GradientTransformation:
+    """SGD with momentum as pylearn2's learning rule (Goodfellow et al. 2014 trained with it):
+    v <- momentum * v - learning_rate * g, update = v. Unlike optax.sgd's trace, a new learning rate
+    scales only the new gradient, not the velocity."""
+    def init(params):
+        return MomentumState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        velocity = jax.tree.map(lambda v, g: momentum * v - learning_rate * g, state.velocity, grads)
+        return velocity, MomentumState(velocity)
+
+    return optax.GradientTransformation(init, update)
+
+
+class _MomentumSchedule(optax.schedules.WrappedSchedule):
+    """optimizer.momentum until update optimizer.momentum_start, then linearly to optimizer.final_momentum
+    at update optimizer.momentum_saturate (pylearn2's MomentumAdjustor, counted in updates)."""
+
+    def __init__(self, o: ml_collections.ConfigDict):
+        start, end = o.momentum_start, max(o.momentum_saturate, o.momentum_start + 1)
+        self.schedule = optax.linear_schedule(o.momentum, o.final_momentum, end - start, transition_begin=start)
+
+    def __call__(self, state, **extra_args):
+        return self.schedule(state.count)
+
+
+# optimizer.name: name -> (cfg.optimizer, the learning-rate schedule) -> each network's optimizer.
+OPTIMIZERS: dict[str, Callable[[ml_collections.ConfigDict, optax.Schedule], optax.GradientTransformation]] = {
+    "adam": lambda o, lr: optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=o.b1, b2=o.b2, eps=o.eps),
+    "momentum": lambda o, lr: optax.inject_hyperparams(pylearn2_momentum)(learning_rate=lr,
+                                                                          momentum=_MomentumSchedule(o)),
+}
+
+
 def make_optimizers(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> dict[str, optax.GradientTransformation]:
-    """Adam per network, its learning rate from the schedule of the peak that `apply_updates` passes."""
-    o, peaks = cfg.optimizer, peak_learning_rates(cfg, names)
-    return {name: optax.inject_hyperparams(optax.adam)(learning_rate=_PeakSchedule(cfg, float(peaks[f"lr_{name}"])),
-                                                       b1=o.b1, b2=o.b2, eps=o.eps)
-            for name in names}
+    """optimizer.name's optimizer per network, its learning rate from the schedule of the peak that
+    `apply_updates` passes."""
+    peaks = peak_learning_rates(cfg, names)
+    make = OPTIMIZERS[cfg.optimizer.get("name", "adam")]
+    return {name: make(cfg.optimizer, _PeakSchedule(cfg, float(peaks[f"lr_{name}"]))) for name in names}
 
 
 def peak_learning_rates(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> Hyperparameters:
