@@ -1,6 +1,6 @@
-"""Micro-benchmark: forward+backward of each DCGAN conv layer, for each impl (lax, cpu_fast, dft).
+"""Micro-benchmark: forward+backward of each DCGAN (or ResNet GAN) conv layer, for each impl (lax, cpu_fast, dft).
 
-Usage: python benchmarks/conv_micro.py [--reps 5] [--layers tf,radford]
+Usage: python benchmarks/conv_micro.py [--reps 5] [--layers tf,radford,resnet]
 
 Each layer is jitted as y, (dx, dkernel) = vjp(conv)(x, kernel)(g): the work one training step
 does for that layer. Implementations are timed alternately (A B A B ...) because the 2 CPU
@@ -39,6 +39,20 @@ LAYERS = {
         ('rd_g2', 'convT', 64, (8, 8, 256), 128, 4, 2, 'SAME'),
         ('rd_g3', 'convT', 64, (16, 16, 128), 64, 4, 2, 'SAME'),
         ('rd_g4', 'convT', 64, (32, 32, 64), 3, 4, 2, 'SAME'),
+    ],
+    # The 3x3 stride-1 layers of the ResNet GANs at CIFAR-10's batch 64: SNGAN's G (256 channels) and D
+    # (128), BigGAN's 32x32 G (384) and StudioGAN-width D (192).
+    'resnet': [
+        ('sn_g8', 'conv', 64, (8, 8, 256), 256, 3, 1, 'SAME'),
+        ('sn_g16', 'conv', 64, (16, 16, 256), 256, 3, 1, 'SAME'),
+        ('sn_g32', 'conv', 64, (32, 32, 256), 256, 3, 1, 'SAME'),
+        ('sn_d32', 'conv', 64, (32, 32, 128), 128, 3, 1, 'SAME'),
+        ('sn_d16', 'conv', 64, (16, 16, 128), 128, 3, 1, 'SAME'),
+        ('sn_d8', 'conv', 64, (8, 8, 128), 128, 3, 1, 'SAME'),
+        ('bg_g8', 'conv', 64, (8, 8, 384), 384, 3, 1, 'SAME'),
+        ('bg_g16', 'conv', 64, (16, 16, 384), 384, 3, 1, 'SAME'),
+        ('bg_d16', 'conv', 64, (16, 16, 192), 192, 3, 1, 'SAME'),
+        ('bg_d8', 'conv', 64, (8, 8, 192), 192, 3, 1, 'SAME'),
     ],
 }
 

@@ -29,16 +29,17 @@ BATCH_COUPLED: set[str] = set()
 # Losses whose D output is a logit of the probability that the input is real (sigmoid(l) = D(x)): the
 # step logs mean D(x) and D(G(z)) as probabilities (d_real, d_fake) for these, raw outputs otherwise.
 PROBABILISTIC: set[str] = set()
+# Losses of pairs (real_logits[i], fake_logits[i]): the two batches must have the same size.
+PAIRED: set[str] = set()
 
 
-def register_gan_loss(name: str, batch_coupled: bool = False,
-                      probabilistic: bool = False) -> Callable[[GanLoss], GanLoss]:
+def register_gan_loss(name: str, batch_coupled: bool = False, probabilistic: bool = False,
+                      paired: bool = False) -> Callable[[GanLoss], GanLoss]:
     def wrap(fn: GanLoss) -> GanLoss:
         GAN_LOSSES[name] = fn
-        if batch_coupled:
-            BATCH_COUPLED.add(name)
-        if probabilistic:
-            PROBABILISTIC.add(name)
+        for flag, names in ((batch_coupled, BATCH_COUPLED), (probabilistic, PROBABILISTIC), (paired, PAIRED)):
+            if flag:
+                names.add(name)
         return fn
 
     return wrap
@@ -129,6 +130,21 @@ def relativistic_average_hinge(real_logits: jnp.ndarray, fake_logits: jnp.ndarra
     c_r, c_f = _relativistic_average(real_logits, fake_logits)
     d_loss = jnp.mean(relu(1 - c_r)) + jnp.mean(relu(1 + c_f))
     return d_loss, jnp.mean(relu(1 - c_f)) + jnp.mean(relu(1 + c_r))
+
+
+@register_gan_loss("relativistic_pairing", paired=True)
+def relativistic_pairing(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """RpGAN: the relativistic standard GAN of Jolicoeur-Martineau 2018 on paired samples (Sun et al.
+    2020's name), R3GAN's loss (Huang et al. 2025, eq. 2; brownvc/R3GAN R3GAN/Trainer.py): real x_i
+    and generated G(z_i) are paired by index. real_logits (N,), fake_logits (N,) -> scalars in nats:
+    L_D = E_i softplus(D(G(z_i)) - D(x_i)) = -E log sigmoid(D(x_i) - D(G(z_i))),
+    L_G = E_i softplus(D(x_i) - D(G(z_i))).
+    Each term couples one pair only, so a batch split over devices gives the same pairs."""
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(f"loss 'relativistic_pairing' pairs real and generated logits one to one; got shapes "
+                         f"{real_logits.shape} and {fake_logits.shape}")
+    difference = fake_logits - real_logits
+    return jnp.mean(softplus(difference)), jnp.mean(softplus(-difference))
 
 
 # --- VAE -------------------------------------------------------------------------------------

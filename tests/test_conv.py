@@ -162,6 +162,27 @@ def test_param_init_bitwise_identical_to_flax(kind, cfg):
         np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
+@pytest.mark.parametrize('x_shape,cfg', [
+    ((2, 6, 6, 8), dict(features=8, kernel_size=(3, 3), feature_group_count=4)),  # R3GAN's 3x3 grouped layer
+    ((2, 7, 5, 6), dict(features=9, kernel_size=(3, 2), feature_group_count=3, strides=(2, 1), padding='VALID')),
+    ((1, 6, 6, 4), dict(features=4, kernel_size=(4, 4), feature_group_count=4, padding='VALID', use_bias=False)),
+    ((2, 5, 5, 6), dict(features=6, kernel_size=(3, 3), feature_group_count=2, kernel_dilation=(2, 1),
+                        padding=((1, 2), (0, 1)))),
+])
+def test_grouped_convs_match_flax(x_shape, cfg):
+    _check_case('conv', x_shape, cfg, seed=len(x_shape) + cfg['features'])
+
+
+def test_grouped_conv_refusals():
+    x = jnp.zeros((1, 4, 4, 6))
+    with pytest.raises(ConfigError, match="impl='dft' does not take grouped convolutions"):
+        Conv(6, (3, 3), feature_group_count=3, impl='dft').init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ConfigError, match='Conv.feature_group_count=4 does not divide'):
+        Conv(6, (3, 3), feature_group_count=4).init(jax.random.PRNGKey(0), x)
+    grad = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, 1, 'SAME', 1, 'cpu_fast', 3) ** 2), argnums=(0, 1))
+    assert 'convolution' not in jax.jit(grad).lower(x, jnp.zeros((3, 3, 2, 6))).as_text()
+
+
 @pytest.mark.parametrize('op', [conv2d, conv_transpose2d])
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('impl', ['cpu_fast', 'dft'])

@@ -57,6 +57,8 @@ _GAN_REFERENCES = {
     "hinge": lambda r, f: (np.mean(np.maximum(0, 1 - r)) + np.mean(np.maximum(0, 1 + f)), -np.mean(f)),
     "relativistic_average": _ref_ragan,
     "relativistic_average_hinge": _ref_rahinge,
+    # RpGAN: D's probability that x_i is more real than its pair G(z_i) is sigmoid(D(x_i) - D(G(z_i))).
+    "relativistic_pairing": lambda r, f: (-np.mean(np.log(_np_sigmoid(r - f))), -np.mean(np.log(_np_sigmoid(f - r)))),
 }
 RELATIVISTIC = ["relativistic_average", "relativistic_average_hinge"]
 
@@ -66,7 +68,8 @@ RELATIVISTIC = ["relativistic_average", "relativistic_average_hinge"]
 def test_gan_losses_match_closed_forms(name, seed):
     assert name in _GAN_REFERENCES, f"GAN loss {name!r} has no float64 reference in _GAN_REFERENCES"
     rng = np.random.RandomState(seed)
-    real, fake = rng.randn(7) * 3 + 0.5, rng.randn(4) * 3 - 0.5  # N != M: a mean over the wrong batch shows
+    # N != M: a mean over the wrong batch shows (paired losses take N = M)
+    real, fake = rng.randn(4 if name in losses.PAIRED else 7) * 3 + 0.5, rng.randn(4) * 3 - 0.5
     out = losses.GAN_LOSSES[name](jnp.asarray(real), jnp.asarray(fake))
     np.testing.assert_allclose(np.asarray(out, np.float64), _GAN_REFERENCES[name](real, fake), rtol=1e-5, atol=1e-5)
 
@@ -90,9 +93,9 @@ def test_gan_losses_finite_at_extreme_logits(name):
     fn = losses.GAN_LOSSES[name]
     for real_value in (-100.0, 100.0):
         for fake_value in (-100.0, 100.0):
-            real, fake = jnp.full(3, real_value), jnp.full(2, fake_value)
+            real, fake = jnp.full(2 if name in losses.PAIRED else 3, real_value), jnp.full(2, fake_value)
             out = fn(real, fake)
-            # d(L_D), d(L_G) w.r.t. (real, fake): shapes (2, 3) and (2, 2).
+            # d(L_D), d(L_G) w.r.t. (real, fake): shapes (2, 3) (paired: (2, 2)) and (2, 2).
             grads = jax.jacrev(lambda r, f: jnp.stack(fn(r, f)), argnums=(0, 1))(real, fake)
             assert all(np.isfinite(np.asarray(x)).all() for x in (*out, *grads)), (real_value, fake_value, out, grads)
     # The value itself is right at the extremes: softplus(100) = 100.
@@ -181,9 +184,29 @@ def test_relativistic_losses_are_relative(name):
         assert fn(jnp.full(3, 0.6), jnp.full(2, -0.6))[0] == 0.0
 
 
+def test_relativistic_pairing_pairs_by_index():
+    rng = np.random.RandomState(7)
+    real, fake = rng.randn(6) * 2, rng.randn(6) * 2
+    d, g = losses.relativistic_pairing(jnp.asarray(real), jnp.asarray(fake))
+    # Control: the same logits paired differently give another loss (so the pairing is read), and the
+    # all-pairs (unpaired) form differs too.
+    perm = np.roll(np.arange(6), 1)
+    d_perm, _ = losses.relativistic_pairing(jnp.asarray(real), jnp.asarray(fake[perm]))
+    all_pairs = -np.mean(np.log(_np_sigmoid(real[:, None] - fake[None, :])))
+    assert abs(float(d_perm) - float(d)) > 1e-3 and abs(all_pairs - float(d)) > 1e-3
+    # A shift of both logits changes nothing; swapping real and fake swaps L_D and L_G.
+    np.testing.assert_allclose(losses.relativistic_pairing(jnp.asarray(real + 4), jnp.asarray(fake + 4)), (d, g),
+                               rtol=1e-5)
+    np.testing.assert_allclose(losses.relativistic_pairing(jnp.asarray(fake), jnp.asarray(real)), (g, d), rtol=1e-6)
+    # Equal logits: both losses are log 2; batches of different sizes are refused.
+    np.testing.assert_allclose(losses.relativistic_pairing(jnp.zeros(3), jnp.zeros(3)), (np.log(2),) * 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="pairs real and generated logits one to one"):
+        losses.relativistic_pairing(jnp.zeros(3), jnp.zeros(2))
+
+
 def test_unknown_loss_is_a_config_error():
     with pytest.raises(ConfigError, match="loss.name='nope'.*accepted: hinge, least_squares, minimax, non_saturating, "
-                       "relativistic_average, relativistic_average_hinge, wasserstein"):
+                       "relativistic_average, relativistic_average_hinge, relativistic_pairing, wasserstein"):
         losses.get_gan_loss("nope")
 
 

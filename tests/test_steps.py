@@ -4,6 +4,7 @@ run is split into calls."""
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from state_compare import state_tree, summing_update, update_difference
@@ -12,6 +13,7 @@ from gan_jax import models
 from gan_jax.config import base_config
 from gan_jax.data.synthetic import sample_mixture
 from gan_jax.objectives import build_steps
+from gan_jax.objectives.base import apply_updates, learning_rate, make_optimizers
 
 
 def _builder(objective="gan", **overrides):
@@ -131,6 +133,24 @@ def test_ring_gan_step_on_synthetic_data():
     assert int(state.step) == 1 and bool(metrics["finite"])
     points = np.asarray(sample_mixture("ring8", jax.random.PRNGKey(0), 1000))
     np.testing.assert_allclose(np.linalg.norm(points, axis=1), 1.0, atol=0.05)
+
+
+def test_discriminator_schedule_advances_once_per_step():
+    # A linear decay over 10 steps with 5 D updates per step: D's rate falls with the steps (its 5
+    # updates of a step share one rate), as G's, instead of reaching 0 after 10 D updates.
+    c = base_config()
+    c.train.steps, c.train.n_critic, c.optimizer.schedule = 10, 5, "linear"
+    optimizers = make_optimizers(c, ("generator", "discriminator"))
+    params = {"w": jnp.zeros(3)}
+    rates = {}
+    for name, updates in (("generator", 10), ("discriminator", 50)):
+        state, used = optimizers[name].init(params), []
+        for _ in range(updates):
+            _, state = apply_updates(params, state, {"w": jnp.ones(3)}, optimizers[name], np.float32(1.0))
+            used.append(float(learning_rate(state)))
+        rates[name] = np.asarray(used)
+    np.testing.assert_allclose(rates["generator"], 1 - np.arange(10) / 10, rtol=1e-6)
+    np.testing.assert_allclose(rates["discriminator"], np.repeat(rates["generator"], 5), rtol=1e-6)
 
 
 def test_simultaneous_update_takes_both_gradients_at_the_same_parameters():

@@ -144,4 +144,4 @@ class Packed(nn.Module):
 
 
 # Importing the model files registers them.
-from gan_jax.models import classifier, dcgan, mlp_gan, vae, vaegan  # noqa: E402,F401
+from gan_jax.models import biggan, classifier, dcgan, mlp_gan, r3gan, sngan, vae, vaegan  # noqa: E402,F401

@@ -62,7 +62,7 @@ def _unflatten_batch(y: jax.Array, batch_shape: tuple[int, ...] | None) -> jax.A
 
 
 class Conv(nn.Module):
-    """`flax.linen.Conv` (shared weights, feature_group_count=1, input_dilation=1).
+    """`flax.linen.Conv` (shared weights, input_dilation=1).
 
     inputs (*batch, *spatial, in) -> (*batch, *spatial', features); with 'SAME',
     spatial' = ceil(spatial / strides). padding: 'SAME', 'VALID', 'CIRCULAR', 'REFLECT',
@@ -80,6 +80,7 @@ class Conv(nn.Module):
     kernel_init: Initializer = default_kernel_init
     bias_init: Initializer = initializers.zeros_init()
     impl: str = 'auto'
+    feature_group_count: int = 1  # groups: kernel (*k, in / groups, features), as flax
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -88,6 +89,10 @@ class Conv(nn.Module):
         inputs, batch_shape = _flatten_batch(inputs, nsp)
         strides = _broadcast(self.strides, nsp)
         impl = check_impl(self.impl, 'Conv.impl')
+        groups = self.feature_group_count
+        if inputs.shape[-1] % groups or self.features % groups:
+            raise ConfigError(f'Conv.feature_group_count={groups} does not divide the input channels '
+                              f'({inputs.shape[-1]}) and features ({self.features}); accepted: a common divisor')
         dilation = _broadcast(self.kernel_dilation, nsp)
 
         padding = canonicalize_padding(self.padding, nsp)
@@ -102,12 +107,12 @@ class Conv(nn.Module):
             inputs = jnp.pad(inputs, [(0, 0), (dilation[0] * (kernel_size[0] - 1), 0), (0, 0)])
             padding = 'VALID'
 
-        kernel_shape = (*kernel_size, inputs.shape[-1], self.features)
+        kernel_shape = (*kernel_size, inputs.shape[-1] // groups, self.features)
         kernel = self.param('kernel', self.kernel_init, kernel_shape, self.param_dtype)
         bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
-        y = conv2d(inputs, kernel, strides, padding, dilation, impl)
+        y = conv2d(inputs, kernel, strides, padding, dilation, impl, groups)
         if bias is not None:
             y += bias.reshape((1,) * (y.ndim - 1) + bias.shape)
         return _unflatten_batch(y, batch_shape)

@@ -90,14 +90,18 @@ class _PeakSchedule(optax.schedules.WrappedSchedule):
     """learning_rate_schedule with its peak passed at each update (`peak_learning_rate=`, an array), so
     that the peak is a hyperparameter of the step, not a compiled-in constant. A WrappedSchedule: the
     optimizer state has the same structure (and values) as with the plain schedule, so checkpoints
-    written before the peak became an argument restore unchanged."""
+    written before the peak became an argument restore unchanged. `updates_per_step`: the network's
+    updates per train step (a GAN's D: train.n_critic); the schedule advances once per step, so that it
+    spans train.steps for every network (the n_critic updates of a step share a rate, as in SNGAN's code
+    and mimicry)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, default_peak: float):
-        self.cfg, self.default_peak = cfg, default_peak
+    def __init__(self, cfg: ml_collections.ConfigDict, default_peak: float, updates_per_step: int = 1):
+        self.cfg, self.default_peak, self.updates_per_step = cfg, default_peak, updates_per_step
 
     def __call__(self, state, peak_learning_rate=None, **extra_args):
         peak = self.default_peak if peak_learning_rate is None else peak_learning_rate
-        return learning_rate_schedule(peak, self.cfg)(state.count)
+        step = state.count if self.updates_per_step == 1 else state.count // self.updates_per_step
+        return learning_rate_schedule(peak, self.cfg)(step)
 
 
 class MomentumState(NamedTuple):
@@ -140,10 +144,12 @@ OPTIMIZERS: dict[str, Callable[[ml_collections.ConfigDict, optax.Schedule], opta
 
 def make_optimizers(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> dict[str, optax.GradientTransformation]:
     """optimizer.name's optimizer per network, its learning rate from the schedule of the peak that
-    `apply_updates` passes."""
+    `apply_updates` passes, indexed by train step (the discriminator updates train.n_critic times a step)."""
     peaks = peak_learning_rates(cfg, names)
     make = OPTIMIZERS[cfg.optimizer.get("name", "adam")]
-    return {name: make(cfg.optimizer, _PeakSchedule(cfg, float(peaks[f"lr_{name}"]))) for name in names}
+    per_step = {name: cfg.train.n_critic if name == "discriminator" else 1 for name in names}
+    return {name: make(cfg.optimizer, _PeakSchedule(cfg, float(peaks[f"lr_{name}"]), per_step[name]))
+            for name in names}
 
 
 def peak_learning_rates(cfg: ml_collections.ConfigDict, names: tuple[str, ...]) -> Hyperparameters:

@@ -25,11 +25,12 @@ def _unit(x: jax.Array) -> jax.Array:
 
 
 def init_vectors(params, key: jax.Array):
-    """u per kernel: a random unit vector of the kernel's output size; None for other parameters."""
+    """u per kernel: a random unit vector of the kernel's output size; for other parameters a 0-d
+    placeholder that keeps the params' tree structure (0-d, not empty: checkpoints cannot hold empty arrays)."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, max(len(leaves), 1))
     return jax.tree.unflatten(treedef, [
-        _unit(jax.random.normal(k, (w.shape[-1],))) if _is_kernel(w) else jnp.zeros((0,), w.dtype)
+        _unit(jax.random.normal(k, (w.shape[-1],))) if _is_kernel(w) else jnp.zeros((), w.dtype)
         for k, w in zip(keys, leaves, strict=False)])
 
 
