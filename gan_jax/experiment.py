@@ -117,7 +117,7 @@ class Experiment:
         if not self.objective.generates:
             raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
                             + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
-        if (labels is None) != (not self.cfg.model.num_classes):
+        if (labels is not None) != bool(self.cfg.model.num_classes):
             raise ValueError(f"Experiment.sample: labels={'None' if labels is None else 'given'} for a run with "
                              f"model.num_classes={self.cfg.model.num_classes}; a conditional run takes labels (num,)")
         fn = self._compile_sampler()
