@@ -152,3 +152,29 @@ def test_an_unconditional_run_refuses_labels_and_labels_need_the_sample_mode(tmp
                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == (
         "error: --labels=3 is not accepted with --mode=eval; accepted: --labels with --mode=sample"), out.stderr
+
+
+def test_the_npz_writer_streams_a_second_array_after_the_first(tmp_path):
+    from gan_jax.npz_stream import NpzStreamWriter
+
+    images, labels = np.arange(24, dtype=np.uint8).reshape(6, 2, 2, 1), np.array([3, 1, 4, 1, 5, 9], np.int32)
+    path = str(tmp_path / "samples.npz")
+    with NpzStreamWriter(path, "images", images.shape, np.uint8) as w:
+        for i in (0, 4):
+            w.write(images[i:i + 4])
+        w.next_array("labels", labels.shape, np.int32)
+        w.write(labels[:5])
+        w.write(labels[5:])
+    np.savez(tmp_path / "reference.npz", images=images, labels=labels)
+    with np.load(path) as got, np.load(tmp_path / "reference.npz") as reference:
+        assert list(got) == list(reference) == ["images", "labels"]
+        for name in reference:
+            np.testing.assert_array_equal(got[name], reference[name])
+            assert got[name].dtype == reference[name].dtype
+    w = NpzStreamWriter(path, "images", images.shape, np.uint8)
+    w.write(images[:5])
+    with pytest.raises(ValueError, match="5 of 6 rows written in 'images'"):
+        w.next_array("labels", labels.shape, np.int32)
+    with np.load(path) as kept:  # the previous file, untouched; no temporary file left
+        np.testing.assert_array_equal(kept["labels"], labels)
+    assert not os.path.exists(NpzStreamWriter.temporary_path(path))
