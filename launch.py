@@ -2,8 +2,9 @@
 
   python launch.py --config experiments/quickstart.py --workdir runs/quickstart [--config.train.steps=100]
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
+  python launch.py --mode=sample --workdir runs/cdcgan_mnist --labels=3   # class-conditional: 3, 0,1,2 or all
   python launch.py --mode=eval --workdir runs/vae_mnist [--config.eval.iwae_k=500]  # overrides the run's config.json
-  python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, evaluations
+  python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, pictures, evaluations
   python launch.py --config experiments/pacgan.py:ring --workdir runs/pacgan_ring --sweep [--sweep_index=I]
   python launch.py --mode=report --workdir runs/pacgan_ring   # a sweep's results.md/.csv and plots
 
@@ -28,6 +29,8 @@ flags.DEFINE_string("workdir", None, "Run folder: config.json, metrics.jsonl, sa
 flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "report"], "What to do.")
 flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to write to samples.npz.")
 flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
+flags.DEFINE_string("labels", None, "--mode=sample, class-conditional runs: the classes to draw, a class (3), classes "
+                    "(0,1,2) taken in turn, or 'all' (the default: every class in turn).")
 flags.DEFINE_bool("sweep", False, "Train every variant of the experiment's get_sweep() in WORKDIR/<run name>/.")
 flags.DEFINE_integer("sweep_index", None, "Train variant I of the sweep alone (a job-array task); implies --sweep.")
 flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: on SLURM or a TPU pod).")
@@ -234,6 +237,8 @@ def main(argv):
         fail("--workdir is required")
     if FLAGS.mode == "sample" and FLAGS.num_samples <= 0:
         fail(f"--num_samples={FLAGS.num_samples} is not accepted; accepted: a positive count")
+    if FLAGS.labels is not None and FLAGS.mode != "sample":
+        fail(f"--labels={FLAGS.labels} is not accepted with --mode={FLAGS.mode}; accepted: --labels with --mode=sample")
     workdir = os.path.abspath(FLAGS.workdir)
     try:
         distributed.maybe_initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
@@ -257,7 +262,7 @@ def main(argv):
         elif FLAGS.mode == "sample":
             from gan_jax.sample import sample
 
-            sample(workdir, FLAGS.num_samples, FLAGS.step, run_config(workdir))
+            sample(workdir, FLAGS.num_samples, FLAGS.step, run_config(workdir), FLAGS.labels)
             exit_without_teardown()
         elif FLAGS.mode == "report":
             if RUN_OVERRIDES:
@@ -269,7 +274,12 @@ def main(argv):
                 for path in results.write_results(workdir):
                     print(f"wrote {path}")
             else:
+                from gan_jax.pictures import write_pictures
+
+                for path in write_pictures(workdir):  # the pictures that need the networks, shown in the report
+                    print(f"wrote {path}")
                 print(f"wrote {write_report(workdir)}")
+                exit_without_teardown()
         else:
             from gan_jax.evaluate.run import evaluate
 

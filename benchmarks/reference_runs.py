@@ -32,7 +32,7 @@ GRID_PIXELS = 240  # the copied grid's longer side: small enough to keep in the 
 
 # What the table shows of each evaluator's result (the rest stays in the run's eval JSON).
 SHOWN = {
-    "classifier_space": ("fid", "kid", "precision", "recall", "confident_fraction"),
+    "classifier_space": ("fid", "kid", "precision", "recall", "density", "coverage", "confident_fraction"),
     "modes": ("modes_captured", "high_quality_fraction", "reverse_kl"),
     "stacked_modes": ("modes_captured", "reverse_kl"),
     "vae_likelihood": ("test_nll_iwae_nats", "test_neg_elbo_nats", "active_units"),
@@ -120,8 +120,10 @@ def table(runs: str) -> str:
             "|---|---|---|---|---|---|"]
     for path in sorted(glob.glob(os.path.join(runs, "*.json"))):
         r = json.load(open(path))
+        if "step" not in r:  # still training (resumed by the next call)
+            continue
         budget = f"{r['step']:,}" + (" (budget)" if r.get("steps_asked") else "")
-        grid = f"![{r['name']}](docs/reference/{r['name']}.png)" if r.get("grid") else ""
+        grid = f"![{r['name']}](docs/reference/{r['name'].replace(':', '_')}.png)" if r.get("grid") else ""
         rows.append(f"| `{r['name']}` | {budget} | {r['train_seconds'] / 60:.1f} min | "
                     f"{r.get('eval_seconds', 0) / 60:.1f} min | {cells(r)} | {grid} |")
     return "\n".join(rows)

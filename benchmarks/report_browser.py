@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir")
     parser.add_argument("--no_refresh", action="store_true", help="use the existing report.html")
+    parser.add_argument("--height", type=int, default=2400, help="the screenshot's height in pixels (width 1280)")
     a = parser.parse_args()
     workdir = pathlib.Path(a.workdir).resolve()
     if not a.no_refresh:
@@ -54,7 +55,7 @@ def main() -> None:
         sys.exit(f"the probe did not run: {dom.stderr[-2000:]}")
     errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("rror" in line or "Uncaught" in line)]
     screenshot = workdir / "report_screenshot.png"
-    run_browser(f"--screenshot={screenshot}", "--window-size=1280,2400", report.as_uri())
+    run_browser(f"--screenshot={screenshot}", f"--window-size=1280,{a.height}", report.as_uri())
     for line in errors:
         print(line)
     print(f"images_ok={found.group(1)} images={found.group(2)} console_errors={len(errors)} screenshot={screenshot}")

@@ -5,6 +5,7 @@
     gan_jax.train(cfg, "runs/quickstart")                       # resumes if the workdir holds this run
     run = gan_jax.load_run("runs/quickstart")                   # the newest intact checkpoint (or step=N)
     images = run.sample(16, seed=0)                             # uint8 (16, 28, 28, 1); 2D data: float32 points
+    threes = run.sample(16, labels=3)                           # class-conditional runs: a class, classes, 'all'
     for chunk in run.sample_chunks(10**9):                      # any count, <= 10,000 at a time: sample(n) in order
         ...
     run.evaluate(metrics="classifier_space", num_samples=2000)  # {'classifier_space': {'fid': ...}, ...}
@@ -13,11 +14,15 @@
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import ml_collections
 import numpy as np
 
 from gan_jax.errors import UserError
+
+if TYPE_CHECKING:  # the sampling module imports JAX: not at import time
+    from gan_jax.sampling import Labels
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -56,38 +61,48 @@ class Run:
     def config(self) -> ml_collections.ConfigDict:
         return self.experiment.cfg
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, seed: int | None = None, labels: "Labels" = None) -> np.ndarray:
         """n samples: uint8 images (n, H, W, C), or float32 points (n, 2) for 2D data. With seed = the
         run's config.seed (the default) they are the first n of `launch.py --mode=sample` at this step.
+        A class-conditional run's are of the classes `labels` (gan_jax.sampling.class_cycle): a class
+        (3), classes taken in turn ([0, 1, 2], '0,1,2'), 'all' (the default: every class in turn), or n
+        labels, one per sample; whatever the classes, sample j has the latent of sample j of the seed.
         A count whose array does not fit in the host's available memory is refused before anything is
         drawn (sample_chunks streams any count)."""
         from gan_jax.sampling import check_memory, output_format
 
         self._check_count(n, "sample")
+        self._check_labels(labels, "sample")
         check_memory(f"{self.call}.sample", n, self.experiment)
         out = np.empty((n, *self.experiment.example_shape), output_format(self.experiment)[1])
         start = 0
-        for chunk in self._chunks(n, seed):  # filled in place: the array is the only copy held
+        for chunk in self._chunks(n, seed, labels):  # filled in place: the array is the only copy held
             out[start:start + len(chunk)] = chunk
             start += len(chunk)
         return out
 
-    def sample_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
-        """The samples of `sample(n, seed)`, in order, as arrays of at most gan_jax.sampling.CHUNK (10,000)
-        samples each: uint8 (k, H, W, C) or float32 (k, 2); their concatenation is sample(n, seed) bit
-        for bit. Only a chunk at a time is held, so n may be larger than memory (10**9)."""
+    def sample_chunks(self, n: int, seed: int | None = None, labels: "Labels" = None) -> Iterator[np.ndarray]:
+        """The samples of `sample(n, seed, labels)`, in order, as arrays of at most gan_jax.sampling.CHUNK
+        (10,000) samples each: uint8 (k, H, W, C) or float32 (k, 2); their concatenation is sample(n,
+        seed, labels) bit for bit. Only a chunk at a time is held, so n may be larger than memory (10**9)."""
         self._check_count(n, "sample_chunks")
-        return self._chunks(n, seed)
+        self._check_labels(labels, "sample_chunks")
+        return self._chunks(n, seed, labels)
 
     def _check_count(self, n: int, method: str) -> None:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
             raise UserError(f"{self.call}.{method}(n={n!r}): n is not accepted; accepted: a positive count")
 
-    def _chunks(self, n: int, seed: int | None) -> Iterator[np.ndarray]:
+    def _check_labels(self, labels: "Labels", method: str) -> None:
+        from gan_jax.sampling import class_cycle
+
+        class_cycle(self.config.model.num_classes, labels, f"{self.call}.{method}(labels={{!r}})")
+
+    def _chunks(self, n: int, seed: int | None, labels: "Labels") -> Iterator[np.ndarray]:
         from gan_jax.sampling import sample_chunks, samples_key, to_output
 
         key = samples_key(self.config.seed if seed is None else seed, self.step)
-        for generated in sample_chunks(self.experiment, self.state, key, int(n)):
+        for generated in sample_chunks(self.experiment, self.state, key, int(n), labels):
             yield to_output(self.experiment, generated)
 
     def evaluate(self, **eval_fields) -> dict:

@@ -55,6 +55,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.elbo_samples = 1  # VAE: latent samples the ELBO averages over (Burda et al.'s "VAE, k = ...")
     c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
+    # AC-GAN (a D with a class head, model.discriminator_conditioning='auxiliary'): weights of the class
+    # cross-entropies in D's loss (on the real and the generated batch) and in G's (Odena et al.: 1 each)
+    c.loss.class_weight_real = 1.0
+    c.loss.class_weight_fake = 1.0
+    c.loss.class_weight_generator = 1.0
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4
@@ -114,6 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 2500  # generated samples of the sample metrics (mixture modes, classifier space)
     c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
     c.eval.inception_weights = ""  # Inception FID: pytorch-fid's weight file, 'download' (cached), '': off
+    c.eval.inception_resize = "legacy"  # its 299x299 resize: 'legacy' (pytorch-fid's) or 'clean' (clean-fid's)
     return c
 
 
@@ -133,6 +139,9 @@ RANGES = {
     "loss.elbo_samples": (1, None, True, None),
     "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
+    "loss.class_weight_real": (0, None, True, None),
+    "loss.class_weight_fake": (0, None, True, None),
+    "loss.class_weight_generator": (0, None, True, None),
     "optimizer.learning_rate": (0, None, False, None),
     "optimizer.discriminator_learning_rate": (0, None, False, None),
     "optimizer.b1": (0, 1, True, False),
@@ -214,6 +223,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     checked where they are used."""
     from gan_jax import models, objectives  # the registries import the step code: not at config import time
     from gan_jax.objectives import base, gan
+    from gan_jax.ops.resize import RESIZES
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
     _choice("optimizer.schedule", c.optimizer.schedule, tuple(base.SCHEDULES))
@@ -221,6 +231,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
+    _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     for name, field in models.field_specs().items():
         if field.choices is not None and name in c.model:
             _choice(f"model.{name}", c.model[name], field.choices)

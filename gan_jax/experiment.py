@@ -36,7 +36,7 @@ class Experiment:
         self.cfg = cfg
         self.dataset = data.get_dataset(cfg.data.name, cfg.data.source)
         if self.dataset.mixture is not None:
-            self.images = None
+            self.images, labels = None, None
             self.example_shape: tuple[int, ...] = (2,)
         else:
             images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
@@ -46,11 +46,18 @@ class Experiment:
         self.objective = objectives.get(cfg.objective)
         if self.objective.needs_images and self.dataset.mixture is not None:
             raise ConfigError(f"objective={cfg.objective!r} needs image data, got data.name={cfg.data.name!r}")
-        self.labels = None  # (N,) int32 for objectives that train on labels
-        if self.objective.needs_labels:
+        # (N,) int32 for objectives that train on labels and class-conditional models (model.num_classes > 0)
+        self.labels = None
+        num_classes = cfg.model.num_classes
+        if self.objective.needs_labels or num_classes:
+            asking = (f"objective={cfg.objective!r}" if self.objective.needs_labels
+                      else f"model.num_classes={num_classes}")
             if labels is None:
-                raise ConfigError(f"objective={cfg.objective!r} needs labelled data; data.name={cfg.data.name!r} "
-                                  f"split {cfg.data.split!r} has no labels")
+                raise ConfigError(f"{asking} needs labelled data; data.name={cfg.data.name!r} split {cfg.data.split!r} "
+                                  "has no labels")
+            if num_classes and labels.max() >= num_classes:
+                raise ConfigError(f"model.num_classes={num_classes} is not accepted for data.name={cfg.data.name!r}, "
+                                  f"whose labels go up to {labels.max()}; accepted: >= {labels.max() + 1}")
             self.labels = labels.astype(np.int32) if load_train_data else None
         self.pmap = cfg.parallel.mode == "pmap"
         model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
@@ -99,19 +106,37 @@ class Experiment:
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), keys.FIXED_LATENTS)
         return jax.random.normal(key, (num, self.cfg.model.latent_dim))
 
-    def sample(self, state: TrainState, num: int, key: jax.Array | None = None) -> np.ndarray:
-        """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents or from
-        `key`; the same on every process. `state` is laid out as `init_state` places it."""
+    def sample(self, state: TrainState, num: int, key: jax.Array | None = None, labels: np.ndarray | None = None,
+               z: np.ndarray | None = None) -> np.ndarray:
+        """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents, from
+        `key`, or from latents `z` (num, latent_dim); the same on every process. A class-conditional
+        run (model.num_classes > 0) takes their `labels` (num,) int, an unconditional one none. `state`
+        is laid out as `init_state` places it."""
+        self._check_generates()
+        if (labels is None) != (not self.cfg.model.num_classes):
+            raise ValueError(f"Experiment.sample: labels={'None' if labels is None else 'given'} for a run with "
+                             f"model.num_classes={self.cfg.model.num_classes}; a conditional run takes labels (num,)")
+        if z is None:
+            z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
+        return self.generate(state, z, labels)
+
+    def generate(self, state: TrainState, z, labels: np.ndarray | None = None) -> np.ndarray:
+        """Samples (num, *example_shape) in model range as numpy from latents z (num, latent_dim) (and, for a
+        class-conditional run, labels (num,) int), in batches of SAMPLE_BATCH; the same on every process."""
         # Replicated output: readable on every process even when the mesh spans several, and when
         # the parameters are FSDP-sharded.
+        self._check_generates()
+        fn = self._compile_sampler()
+        z = np.asarray(z)
+        inputs = (z,) if labels is None else (z, np.asarray(labels, np.int32))  # the sampler's (z[, labels])
+        return np.concatenate([np.asarray(fn(state, *(parallel.host_replicated(a[i:i + SAMPLE_BATCH], self.mesh)
+                                                      for a in inputs)))
+                               for i in range(0, len(z), SAMPLE_BATCH)])
+
+    def _check_generates(self) -> None:
         if not self.objective.generates:
             raise UserError(f"objective={self.cfg.objective!r} generates nothing to sample; accepted: "
                             + ", ".join(name for name, o in objectives.OBJECTIVES.items() if o.generates))
-        fn = self._compile_sampler()
-        z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
-        z = np.asarray(z)
-        return np.concatenate([np.asarray(fn(state, parallel.host_replicated(z[i:i + SAMPLE_BATCH], self.mesh)))
-                               for i in range(0, num, SAMPLE_BATCH)])
 
 
 def make_workdir(workdir: str) -> None:

@@ -1,5 +1,5 @@
-"""Pictures of samples: an 8x8 grid PNG of images, a scatter of 2D points over the real data, and
-the grid of a training step (samples/step_XXXXXXX.png)."""
+"""Pictures of samples: an 8x8 grid PNG of images (for a class-conditional run one row per class), a
+scatter of 2D points over the real data, and the grid of a training step (samples/step_XXXXXXX.png)."""
 
 import contextlib
 import math
@@ -34,7 +34,24 @@ def grid(images_u8: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
     return out
 
 
-def save_grid(path: str, images_u8: np.ndarray, columns: int = 8, scale: int = 2) -> None:
+COLUMNS = 8  # images per row of a grid
+GRID_CLASSES = 20  # rows of a class-conditional grid at most (its first classes)
+
+
+def by_class(images_u8: np.ndarray, labels: np.ndarray, columns: int = COLUMNS,
+             max_rows: int = GRID_CLASSES) -> np.ndarray:
+    """Images (N, H, W, C) uint8 of classes `labels` (N,) laid out for `grid(..., columns)` with one row
+    per class present (in class order, the first max_rows): each class's first `columns` images, white
+    cells where it has fewer."""
+    classes = np.unique(labels)[:max_rows]
+    out = np.full((len(classes) * columns, *images_u8.shape[1:]), 255, np.uint8)
+    for row, c in enumerate(classes):
+        mine = images_u8[labels == c][:columns]
+        out[row * columns:row * columns + len(mine)] = mine
+    return out
+
+
+def save_grid(path: str, images_u8: np.ndarray, columns: int = COLUMNS, scale: int = 2) -> None:
     g = grid(images_u8, columns)
     image = Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g)
     image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
@@ -57,9 +74,18 @@ def save_scatter(path: str, points: np.ndarray, real_points: np.ndarray, size: i
 
 def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bool) -> str:
     """samples/step_XXXXXXX.png: an 8x8 grid from the fixed latents, or a scatter over the real points;
-    returns its path ('' on processes other than 0, which draw the samples but write nothing)."""
+    for a class-conditional run one row per class (the first GRID_CLASSES), the same COLUMNS fixed
+    latents in every row. Returns its path ('' on processes other than 0, which draw the samples but
+    write nothing)."""
     n = 1000 if exp.dataset.mixture is not None else 64
-    generated = exp.sample(state, n)
+    labels = None
+    if exp.cfg.model.num_classes:
+        classes = min(exp.cfg.model.num_classes, GRID_CLASSES)
+        labels = np.repeat(np.arange(classes, dtype=np.int32), COLUMNS)
+        generated = exp.sample(state, len(labels), labels=labels,
+                               z=np.tile(np.asarray(exp.fixed_latents(COLUMNS)), (classes, 1)))
+    else:
+        generated = exp.sample(state, n)
     if not is_writer:
         return ""
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
@@ -68,6 +94,8 @@ def write_samples(exp: Experiment, state, workdir: str, step: int, is_writer: bo
             if exp.dataset.mixture is not None:
                 real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), 1000))
                 save_scatter(path, generated, real)
+            elif labels is not None:
+                save_grid(path, by_class(to_uint8(generated, exp.unit_range), labels))
             else:
                 save_grid(path, to_uint8(generated, exp.unit_range))
     except disk.DiskFull:

@@ -11,6 +11,7 @@ FIXED_LATENTS = 2**31 - 2  # the latent batch of every sample grid of a run
 SAMPLES = 2**31 - 3  # --mode=sample, then folded with the step
 EVAL_SAMPLES = 2**31 - 4  # --mode=eval's samples, then folded with the step
 TRAINING_SET = 2**31 - 5  # 2D mixtures with data.num_examples: example j's key folds in j (data/synthetic.py)
+INTERPOLATIONS = 2**31 - 6  # the latent pairs of the report's interpolation grid (gan_jax/pictures.py)
 # Rollback r (1..MAX_ROLLBACKS) folds ROLLBACK + r into the state's key: a new stream, whose keys are
 # none of the old stream's (a fold below MAX_STEPS would make it the old stream's step key).
 ROLLBACK = 2**31 - 8 - MAX_ROLLBACKS
@@ -28,6 +29,7 @@ PENALTIES = 5  # the penalties' own draws (penalty j folds in j)
 D_PRIOR = 6  # VAE-GAN: D's forward on the decoded prior samples
 PRIOR = 7  # VAE-GAN: the prior latents
 EMA_STATISTICS = 8  # the latents on which the averaged generator's BatchNorm statistics are gathered
+GENERATED_LABELS = 9  # class-conditional models: the generated batch's classes (of the EMA statistics' key there)
 # Folds of the real batch's key and of a D forward's key.
 FLIP = 1  # random horizontal flips
 AUGMENT = 1  # DiffAugment's draws in a D forward

@@ -1,4 +1,4 @@
-"""An .npz writer that streams one array to disk chunk by chunk (`launch.py --mode=sample`'s
+"""An .npz writer that streams arrays to disk chunk by chunk (`launch.py --mode=sample`'s
 samples.npz, which can be larger than memory)."""
 
 import os
@@ -21,6 +21,8 @@ class NpzStreamWriter:
         with NpzStreamWriter("samples.npz", "images", (n, 28, 28, 1), np.uint8) as w:
             for chunk in chunks:  # (k, 28, 28, 1) uint8 each, n rows in all
                 w.write(chunk)
+            w.next_array("labels", (n,), np.int32)  # a second array, streamed the same way
+            ...
     """
 
     def __init__(self, path: str, name: str, shape: tuple[int, ...], dtype) -> None:
@@ -28,22 +30,40 @@ class NpzStreamWriter:
         # A fixed name rather than a unique one, so that the leftover of a killed run is overwritten
         # by the next run instead of piling up (they can be as large as the samples).
         self.tmp_path = self.temporary_path(path)
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.rows_written = 0
         self._zip = self._entry = None
         try:
             self._zip = zipfile.ZipFile(self.tmp_path, "w", zipfile.ZIP_STORED, allowZip64=True)
-            # The entry's size is not known to zipfile up front; force_zip64 lets it pass 4 GiB.
-            self._entry = self._zip.open(name + ".npy", "w", force_zip64=True)
-            header = {"descr": npy_format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
-            try:
-                npy_format.write_array_header_1_0(self._entry, header)
-            except ValueError:  # a header over version 1.0's 64 KiB limit; nothing was written
-                npy_format.write_array_header_2_0(self._entry, header)
+            self._open(name, shape, dtype)
         except BaseException:
             self.abort()
             raise
+
+    def _open(self, name: str, shape: tuple[int, ...], dtype) -> None:
+        self.name, self.shape, self.dtype = name, tuple(int(d) for d in shape), np.dtype(dtype)
+        self.rows_written = 0
+        # The entry's size is not known to zipfile up front; force_zip64 lets it pass 4 GiB.
+        self._entry = self._zip.open(name + ".npy", "w", force_zip64=True)
+        header = {"descr": npy_format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        try:
+            npy_format.write_array_header_1_0(self._entry, header)
+        except ValueError:  # a header over version 1.0's 64 KiB limit; nothing was written
+            npy_format.write_array_header_2_0(self._entry, header)
+
+    def next_array(self, name: str, shape: tuple[int, ...], dtype) -> None:
+        """Ends the current array, which must have all its rows, and starts array `name` of `shape` and
+        `dtype`, whose rows `write` appends from then on; refuses (and aborts) on missing rows."""
+        try:
+            self._check_complete()
+            self._entry.close()
+            self._open(name, shape, dtype)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _check_complete(self) -> None:
+        if self.rows_written != self.shape[0]:
+            raise ValueError(f"{self.path} has {self.rows_written} of {self.shape[0]} rows written in {self.name!r}; "
+                             f"accepted: exactly {self.shape[0]}")
 
     @staticmethod
     def temporary_path(path: str) -> str:
@@ -65,9 +85,7 @@ class NpzStreamWriter:
     def commit(self) -> None:
         """Finishes the file and moves it to `path`; refuses (and aborts) if rows are missing."""
         try:
-            if self.rows_written != self.shape[0]:
-                raise ValueError(f"{self.path} has {self.rows_written} of {self.shape[0]} rows written; "
-                                 f"accepted: exactly {self.shape[0]}")
+            self._check_complete()
             self._entry.close()
             self._zip.close()
             with open(self.tmp_path, "rb+") as f:

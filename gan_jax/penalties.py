@@ -21,6 +21,9 @@ real and a fake batch that returns a scalar the step adds, times its weight, to 
                  standard deviation is taken over the global batch with it).
 
 Gradient norms are L2 over all non-batch axes; values are in squared (logit per input unit) units.
+For a class-conditional D the critic is conditioned on the labels of the batch the penalty's inputs
+come from, registered with it (`register_penalty(name, batch='fake')` for R2): the real batch's for
+R1 and for the points WGAN-GP and DRAGAN build around real examples (StudioGAN's convention).
 `parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1")."""
 
 import math
@@ -36,10 +39,15 @@ from gan_jax.ops import random
 Critic = Callable[[jax.Array], jax.Array]
 Penalty = Callable[..., jax.Array]
 PENALTIES: dict[str, Penalty] = {}
+ON_FAKE: set[str] = set()  # the penalties whose critic is conditioned on the generated batch's labels
 
-def register_penalty(name: str) -> Callable[[Penalty], Penalty]:
+
+def register_penalty(name: str, batch: str = "real") -> Callable[[Penalty], Penalty]:
+    """`batch`: 'real' or 'fake', the batch whose labels condition a class-conditional critic."""
     def wrap(fn: Penalty) -> Penalty:
         PENALTIES[name] = fn
+        if batch == "fake":
+            ON_FAKE.add(name)
         return fn
 
     return wrap
@@ -122,7 +130,7 @@ def r1(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example
     return _half_mean_squared_gradient(critic, real)
 
 
-@register_penalty("r2")
+@register_penalty("r2", batch="fake")
 def r2(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
        axis_name: str | None = None) -> jax.Array:
     """R2: Mescheder et al. 2018 (as r1): R2 = gamma/2 * E_fake ||grad_x D(x)||^2.
@@ -215,19 +223,22 @@ def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
 
 def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.Array, fake: jax.Array,
                  key: jax.Array, example_ids: jax.Array, update_index: jax.Array, *,
-                 weights: dict[str, jax.Array] | None = None, axis_name: str | None = None) -> tuple[jax.Array, dict]:
+                 weights: dict[str, jax.Array] | None = None, axis_name: str | None = None,
+                 fake_critic: Critic | None = None) -> tuple[jax.Array, dict]:
     """The penalty term of one D update: sum of weight * penalty over `specs` (parse_penalties), a lazy
     one (every = k > 1) only on updates whose index is a multiple of k, with weight * k. `weights`
     (name -> scalar array) replaces the specs' weights (the step passes them as hyperparameter arrays).
-    Returns (term, {'penalty_NAME': value}), a skipped lazy penalty's value 0. Penalty j draws from
-    fold_in(key, j)."""
+    `fake_critic`: the critic of the penalties in ON_FAKE (a class-conditional D conditioned on the
+    generated batch's labels); default `critic`. Returns (term, {'penalty_NAME': value}), a skipped lazy
+    penalty's value 0. Penalty j draws from fold_in(key, j)."""
     total, metrics = jnp.zeros((), jnp.float32), {}
     for j, (name, weight, every) in enumerate(specs):
         fn = get_penalty(name)
         k = jax.random.fold_in(key, j)
+        judge = fake_critic if name in ON_FAKE and fake_critic is not None else critic
 
-        def value(fn=fn, k=k):
-            return fn(critic, real, fake, k, example_ids, axis_name=axis_name).astype(jnp.float32)
+        def value(fn=fn, k=k, judge=judge):
+            return fn(judge, real, fake, k, example_ids, axis_name=axis_name).astype(jnp.float32)
 
         v = value() if every == 1 else lax.cond(update_index % every == 0, value, lambda: jnp.zeros((), jnp.float32))
         weight = weight if weights is None else weights[name]

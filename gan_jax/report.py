@@ -1,8 +1,9 @@
 """A run's report, read instead of metrics.jsonl: DIR/curves.png (every logged scalar against the step,
 smoothed, the raw values faint), DIR/samples/progress.gif (the fixed-latent grids over training) and
-`launch.py --mode=report` -> DIR/report.html (config, curves, first/middle/last grids, evaluation results
-with their provenance), one self-contained file (images inlined as data: URIs) that opens offline.
-Training refreshes curves.png and progress.gif with every sample grid."""
+`launch.py --mode=report` -> DIR/report.html (config, curves, first/middle/last grids, the pictures of
+DIR/pictures/ (PICTURES; a 2-D mixture's progress.gif), evaluation results with their provenance), one
+self-contained file (images inlined as data: URIs) that opens offline. Training refreshes curves.png and
+progress.gif with every sample grid."""
 
 import base64
 import glob
@@ -27,6 +28,22 @@ PANELS = (
     ("accuracy", lambda k: k == "accuracy"),
 )
 SKIPPED = {"step", "event", "seconds_per_step", "checkpoint_blocking_s", "finite"}
+
+PICTURES_DIR = "pictures"
+# The run's pictures, DIR/pictures/NAME -> their heading, in report.html's order: written by
+# `launch.py --mode=report` (the networks': gan_jax/pictures.py; the class histogram: write_report) and by
+# the memorization evaluator (gan_jax/evaluate/memorization.py). One that does not apply to the run is absent.
+PICTURES = {
+    "interpolations.png": "Latent interpolations (spherical, between fixed latent pairs; one pair a row)",
+    "reconstructions.png": "Reconstructions (test image | its reconstruction from the posterior mean)",
+    "manifold.png": "Decoded latent manifold (the 2-D latent grid at normal quantiles)",
+    "class_histogram.png": "Class histogram of the evaluation samples",
+    "memorization_neighbours_features.png": "Memorization: the samples nearest to the training set, in "
+                                            "classifier space, each with its 3 nearest training images",
+    "memorization_neighbours_pixels.png": "Memorization: the samples nearest to the training set, in pixel "
+                                          "space, each with its 3 nearest training images",
+    "memorization_distances.png": "Memorization: sample-to-train against test-to-train nearest distances",
+}
 
 
 def series(records: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -152,13 +169,22 @@ def refresh(workdir: str) -> None:
               file=sys.stderr, flush=True)
 
 
+def picture_path(workdir: str, name: str) -> str:
+    """DIR/pictures/NAME (the folder made) for a NAME of PICTURES."""
+    if name not in PICTURES:
+        raise ValueError(f"picture {name!r} is not one of report.PICTURES: {', '.join(PICTURES)}")
+    os.makedirs(os.path.join(workdir, PICTURES_DIR), exist_ok=True)
+    return os.path.join(workdir, PICTURES_DIR, name)
+
+
 def _data_uri(path: str, mime: str) -> str:
     with open(path, "rb") as f:
         return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
 
 
-def _evaluations(workdir: str, records: list[dict]) -> list[dict]:
-    """Evaluation results: eval_step_*.json files (--mode=eval) and the loop's eval events."""
+def evaluations(workdir: str, records: list[dict]) -> list[dict]:
+    """Evaluation results: eval_step_*.json files (--mode=eval; nested, {evaluator: {metric: value}})
+    and the loop's eval events in `records` (flat, {'evaluator/metric': value}), each with its 'source'."""
     out = []
     for path in sorted(glob.glob(os.path.join(workdir, "eval_step_*.json"))):
         with open(path) as f:
@@ -168,6 +194,44 @@ def _evaluations(workdir: str, records: list[dict]) -> list[dict]:
             out.append({"source": "metrics.jsonl (during training)",
                         **{k: v for k, v in r.items() if k != "event"}})
     return out
+
+
+def newest_class_histograms(results: list[dict]) -> tuple[int, dict[str, list[int]]] | None:
+    """(step, {evaluator: class histogram}) of the newest of `results` (`evaluations`) that has a class
+    histogram, or None."""
+    from gan_jax.experiment import flatten
+
+    newest = None
+    for record in results:
+        flat = flatten({k: v for k, v in record.items() if k not in ("source", "step")}, sep="/")
+        histograms = {k.rsplit("/", 1)[0]: v for k, v in flat.items()
+                      if k.endswith("/class_histogram") and isinstance(v, list) and v}
+        if histograms and (newest is None or record.get("step", 0) >= newest[0]):
+            newest = (record.get("step", 0), histograms)
+    return newest
+
+
+def write_class_histogram(workdir: str, results: list[dict]) -> str | None:
+    """DIR/pictures/class_histogram.png: bars of the newest class histograms of `results` (one panel an
+    evaluator), the uniform count dashed; None without an evaluation that has one."""
+    newest = newest_class_histograms(results)
+    if newest is None:
+        return None
+    step, histograms = newest
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(histograms), figsize=(6 * len(histograms), 3.2), squeeze=False)
+    for ax, (name, counts) in zip(axes.flat, histograms.items(), strict=True):
+        counts = np.asarray(counts)
+        ax.bar(np.arange(len(counts)), counts, color="C0", width=0.8)
+        ax.axhline(counts.sum() / len(counts), color="k", linestyle="--", linewidth=1, label="uniform")
+        ax.set_title(f"{name}, step {step}: {counts.sum()} samples by predicted class", fontsize=9)
+        ax.set_xlabel("class")
+        ax.set_ylabel("samples")
+        if len(counts) <= 20:
+            ax.set_xticks(np.arange(len(counts)))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, picture_path(workdir, "class_histogram.png"))
 
 
 def _table(record: dict) -> str:
@@ -182,8 +246,27 @@ def _table(record: dict) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
+def _pictures(workdir: str, cfg) -> list[str]:
+    """The report's section of the pictures the run has, each with its caption: a 2-D mixture's
+    progress.gif (its scatters over training) and each of PICTURES present in DIR/pictures/."""
+    from gan_jax import data
+
+    figures = []
+    gif = os.path.join(workdir, "samples", "progress.gif")
+    if data.get_dataset(cfg.data.name, cfg.data.source).mixture is not None and os.path.exists(gif):
+        steps = [s for s, _ in sample_grids(workdir)]
+        figures.append((gif, "image/gif", f"Samples over training: generated (red) over real (grey) points, "
+                                          f"steps {steps[0]} to {steps[-1]}" if steps else "Samples over training"))
+    figures += [(os.path.join(workdir, PICTURES_DIR, name), "image/png", heading) for name, heading in PICTURES.items()]
+    cells = "".join(f'<figure><img alt="{html.escape(os.path.basename(path))}" src="{_data_uri(path, mime)}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                    for path, mime, caption in figures if os.path.exists(path))
+    return [f'<h2>Pictures</h2><div class="grids">{cells}</div>'] if cells else []
+
+
 def write_report(workdir: str) -> str:
-    """DIR/report.html (atomically), refreshing curves.png and progress.gif first; returns its path."""
+    """DIR/report.html (atomically), refreshing curves.png, progress.gif and pictures/class_histogram.png
+    first; returns its path."""
     from gan_jax.experiment import load_workdir_config
 
     cfg = load_workdir_config(workdir)
@@ -203,13 +286,16 @@ def write_report(workdir: str) -> str:
         cells = "".join(f'<figure><img alt="step {s}" src="{_data_uri(p, "image/png")}"><figcaption>step {s}'
                         f"</figcaption></figure>" for s, p in shown)
         parts.append(f'<h2>Samples (fixed latents)</h2><div class="grids">{cells}</div>')
-    evaluations = _evaluations(workdir, records)
-    if evaluations:
-        parts.append("<h2>Evaluations</h2>" + "".join(_table(r) for r in evaluations))
+    results = evaluations(workdir, records)
+    write_class_histogram(workdir, results)
+    parts.extend(_pictures(workdir, cfg))
+    if results:
+        parts.append("<h2>Evaluations</h2>" + "".join(_table(r) for r in results))
     parts.append(f"<h2>Config</h2><pre>{e(json.dumps(json.loads(cfg.to_json()), indent=1))}</pre>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(os.path.basename(workdir))} report</title>"
             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}img{max-width:100%}"
-            ".grids{display:flex;gap:1em;flex-wrap:wrap}pre{background:#f4f4f4;padding:.5em;font-size:12px;"
+            ".grids{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}"
+            "figcaption{max-width:30em;font-size:13px}pre{background:#f4f4f4;padding:.5em;font-size:12px;"
             "overflow:auto;max-height:30em}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
             "td{border:1px solid #ddd;padding:2px 8px}</style></head><body>" + "\n".join(parts) + "</body></html>")
     path = os.path.join(workdir, "report.html")

@@ -188,7 +188,7 @@ class Run:
                 report.refresh(self.workdir)
         if eval_now:
             self.stop.phase = f"evaluating step {step}"
-            results = evaluators.run_all(exp, state, step, self.eval_names)
+            results = evaluators.run_all(exp, state, step, self.eval_names, self.workdir if self.is_writer else None)
             self.writer.write(step, {"event": "eval", **evaluators.flat(results)})
         if stopping or done:
             self.ckpt.wait()

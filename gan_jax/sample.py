@@ -1,5 +1,6 @@
 """`launch.py --mode=sample`: samples from a saved checkpoint, without training, streamed to
-samples.npz, and a picture of the first ones."""
+samples.npz, and a picture of the first ones; a class-conditional run's of the classes --labels asks
+for, recorded beside them."""
 
 import contextlib
 import math
@@ -37,34 +38,45 @@ def check_disk_space(path: str, num_samples: int, bytes_per_sample: int) -> None
 
 
 def sample(workdir: str, num_samples: int, step: int | None = None,
-           cfg: ml_collections.ConfigDict | None = None) -> str:
+           cfg: ml_collections.ConfigDict | None = None, labels: str | None = None) -> str:
     """Writes DIR/samples.npz (key 'images', uint8 NHWC; or 'points', float32 (N, 2)) and a picture
     samples_step_XXXXXXX.png (an 8x8 grid of the first images, or the first SCATTER_POINTS points
     over the real data). Samples come sampling.CHUNK at a time from keys folded from the seed, the
     step and the chunk index, so a run's first N samples are those of any run with more; they are
-    streamed to disk, so the count is bounded by the free disk space (checked first), not by memory."""
+    streamed to disk, so the count is bounded by the free disk space (checked first), not by memory.
+    A class-conditional run's samples are of the classes `labels` (--labels: '3', '0,1,2' or 'all', the
+    default; sampling.class_cycle), recorded as 'labels' int32 (N,) in samples.npz, and its picture has
+    a row per class; an unconditional run refuses --labels."""
     if num_samples <= 0:
         raise UserError(f"--num_samples={num_samples} must be positive")
     exp, step, state = sampling.restore(workdir, step, cfg)
+    cycle = sampling.class_cycle(exp.cfg.model.num_classes, labels, "--labels={!r}")
     points = exp.dataset.mixture is not None
     name, dtype = sampling.output_format(exp)
     shape = (num_samples, *exp.example_shape)
     path = os.path.join(workdir, "samples.npz")
-    check_disk_space(path, num_samples, math.prod(exp.example_shape) * dtype.itemsize)
+    label_bytes = 0 if cycle is None else np.dtype(np.int32).itemsize
+    check_disk_space(path, num_samples, math.prod(exp.example_shape) * dtype.itemsize + label_bytes)
     base_key = sampling.samples_key(exp.seed, step)
     is_writer = jax.process_index() == 0
     grid_path = os.path.join(workdir, f"samples_step_{step:07d}.png")
     shown, shown_count = [], min(num_samples, SCATTER_POINTS if points else GRID_IMAGES)
+    if cycle is not None:  # enough for a row of each class
+        shown_count = min(num_samples, grids.COLUMNS * len(cycle))
     # Every process draws every chunk (the sampler is one program over all devices); process 0 writes.
     writer = NpzStreamWriter(path, name, shape, dtype) if is_writer else contextlib.nullcontext()
     with writer:
-        for generated in sampling.sample_chunks(exp, state, base_key, num_samples):
+        for generated in sampling.sample_chunks(exp, state, base_key, num_samples, cycle):
             if not is_writer:
                 continue
             chunk = sampling.to_output(exp, generated)
             writer.write(chunk)
             if sum(map(len, shown)) < shown_count:
                 shown.append(chunk[:shown_count - sum(map(len, shown))])
+        if cycle is not None and is_writer:
+            writer.next_array("labels", (num_samples,), np.int32)
+            for start in range(0, num_samples, sampling.CHUNK):
+                writer.write(sampling.labels_at(cycle, start, min(sampling.CHUNK, num_samples - start)))
         signals.finishing(os.path.basename(path))  # the writer commits next: a signal no longer stops it
     if not is_writer:
         return ""
@@ -73,6 +85,8 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
         # The mixture itself (what real_examples draws without a training set), outside any step.
         real = np.asarray(sample_mixture(exp.dataset.mixture, jax.random.PRNGKey(0), exp.cfg.data.batch_size))
         grids.save_scatter(grid_path, shown, real)
+    elif cycle is not None:
+        grids.save_grid(grid_path, grids.by_class(shown, sampling.labels_at(cycle, 0, len(shown))))
     else:
         grids.save_grid(grid_path, shown)
     print(f"wrote {num_samples} samples of step {step} to {path} and {grid_path}")

@@ -1,9 +1,14 @@
 """Samples of a saved run, for `launch.py --mode=sample` (sample.py), the evaluators and the notebook
 API: the run's checkpoint restored, and its samples drawn a chunk at a time from keys folded from the
-seed, the step and the chunk index."""
+seed, the step and the chunk index.
+
+A class-conditional run (model.num_classes = K > 0) draws sample j of class cycle[j % len(cycle)], the
+classes asked for (`class_cycle`: one class, a list, 'all' = every class, or n labels, one per
+sample); its latents are those of an unconditional run of the same seed, whatever the classes, so
+that samples of one latent in two classes differ only in the class."""
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import jax
 import ml_collections
@@ -72,9 +77,52 @@ def to_output(exp: Experiment, generated) -> np.ndarray:
     return to_uint8(generated, exp.unit_range)
 
 
-def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int) -> Iterator[np.ndarray]:
+Labels = int | str | Sequence[int] | np.ndarray | None  # what a caller may ask for: see class_cycle
+
+
+def class_cycle(num_classes: int, labels: Labels, named: str) -> np.ndarray | None:
+    """The classes that samples cycle through, int32 (m,): sample j is of class cycle[j % m]. `labels`:
+    a class (3 or '3'), classes (a sequence, an array, or '0,1,2'), or 'all' (every class: n samples
+    hold equal numbers of each where K divides n); a sequence of n labels is each sample's. None: 'all'
+    for a class-conditional run; an unconditional run (num_classes = 0) accepts None only, and gets None.
+    Bad input is a UserError naming how the caller gave them, `named` with {!r} for the value
+    ('--labels={!r}', "load_run('runs/c').sample(labels={!r})"), and what is accepted."""
+    if not num_classes:
+        if labels is None:
+            return None
+        raise UserError(f"{named.format(labels)}: the run is unconditional (model.num_classes=0); accepted: no labels")
+    accepted = f"accepted: a class in [0, {num_classes}), several (0,1,2, or a list of them), or 'all'"
+    if labels is None or (isinstance(labels, str) and labels.strip() == "all"):
+        return np.arange(num_classes, dtype=np.int32)
+    try:
+        if isinstance(labels, str):
+            words = [w.strip() for w in labels.split(",")]
+            if not all(w.isascii() and w.isdigit() for w in words):
+                raise ValueError(labels)
+            cycle = np.array([int(w) for w in words])
+        else:
+            cycle = np.atleast_1d(np.asarray(labels))
+            if isinstance(labels, bool) or cycle.dtype == bool or not np.issubdtype(cycle.dtype, np.integer):
+                raise ValueError(labels)
+    except (ValueError, TypeError):
+        raise UserError(f"{named.format(labels)} is not accepted; {accepted}") from None
+    if cycle.ndim != 1 or not len(cycle) or cycle.min() < 0 or cycle.max() >= num_classes:
+        raise UserError(f"{named.format(labels)} is not accepted; {accepted}")
+    return cycle.astype(np.int32)
+
+
+def labels_at(cycle: np.ndarray, start: int, n: int) -> np.ndarray:
+    """The classes int32 (n,) of samples start, ..., start + n - 1 of a class cycle (class_cycle)."""
+    return cycle[np.arange(start, start + n, dtype=np.int64) % len(cycle)]
+
+
+def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int,
+                  labels: Labels = None) -> Iterator[np.ndarray]:
     """`num_samples` samples in model range, as arrays (k <= CHUNK, *example_shape) in order; chunk i
-    is drawn from fold_in(base_key, i), so sample j depends only on base_key and j (and CHUNK)."""
+    is drawn from fold_in(base_key, i), so sample j depends only on base_key and j (and CHUNK), and for
+    a class-conditional run on its class, labels_at(class_cycle(K, labels), j, 1) (default: every class
+    in turn)."""
+    cycle = class_cycle(exp.cfg.model.num_classes, labels, "sample_chunks(labels={!r})")
     for index, start in enumerate(range(0, num_samples, CHUNK)):
         n = min(CHUNK, num_samples - start)
         # A short last chunk is drawn as the start of a longer one, so that each of its samples comes
@@ -86,7 +134,8 @@ def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int)
         else:
             drawn = CHUNK
         signals.check_interrupted()  # a signal dropped inside a callback stops the work here
-        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index))[:n]
+        chunk_labels = None if cycle is None else labels_at(cycle, start, drawn)
+        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index), labels=chunk_labels)[:n]
 
 
 def check_memory(call: str, num_samples: int, exp: Experiment) -> None:

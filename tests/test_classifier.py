@@ -409,6 +409,12 @@ def test_score_of_a_set_against_itself(tiny):
     scale = float(np.var(features, axis=0).sum())  # FID is in squared feature units
     assert scale > 0 and abs(result["fid"]) < 1e-3 * scale, (result["fid"], scale)
     assert result["precision"] == 1.0 and result["recall"] == 1.0
+    # The set against itself: every point lies in its own ball (coverage 1) and density is the mean number
+    # of other points within each ball's radius over k: the brute-force count.
+    d = np.sqrt(((features[:, None].astype(np.float64) - features[None]) ** 2).sum(-1))
+    radii = np.sort(d, axis=1)[:, 5]
+    assert result["coverage"] == 1.0
+    assert result["density"] == pytest.approx(np.sum(d < radii[:, None]) / (5 * 120), abs=1e-6)
     assert result["samples"] == result["reference_images"] == 120
     assert result["classifier"] == "tiny" and result["classifier_sha256"] == tiny[3]
     confident = float(np.mean(probs.max(1) >= classify.CONFIDENCE))

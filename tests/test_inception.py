@@ -1,6 +1,7 @@
 """gan_jax/evaluate/inception.py: the FID InceptionV3 against pytorch-fid's own module (random weights,
-randomized BatchNorm statistics), the bilinear resize against F.interpolate, the restricted torch
-state-dict reader, and the weights file resolution (urllib mocked: nothing is downloaded).
+randomized BatchNorm statistics), the bilinear resize against F.interpolate and the clean one against PIL
+(gan_jax/ops/resize.py), the restricted torch state-dict reader, and the weights file resolution (urllib
+mocked: nothing is downloaded).
 
 The comparisons need `pip install -e '.[fid-test]'` (torch, pytorch-fid) and skip without it, or fail with
 GAN_JAX_REQUIRE_TORCH=1 (CI installs them: .ci/run)."""
@@ -21,6 +22,7 @@ import pytest
 from gan_jax.errors import DataError
 from gan_jax.evaluate import inception as inc
 from gan_jax.evaluate.torch_state_dict import load_torch_state_dict
+from gan_jax.ops import resize
 
 _SHIM = []
 
@@ -124,7 +126,7 @@ def test_matches_pytorch_fid(tmp_path, monkeypatch):
     # shape (~7 s each), so the 32, 64 and 299 images share one call with the resize done beforehand.
     got = {(28, 1): jax.jit(inc.InceptionV3().apply)(variables, images[28, 1])}
     rest = [k for k in images if k != (28, 1)]
-    batch = np.concatenate([np.asarray(inc.resize_bilinear(images[k])) for k in rest])
+    batch = np.concatenate([np.asarray(inc.resize_bilinear(images[k], (299, 299))) for k in rest])
     pool3_j, logits_j = jax.jit(inc.InceptionV3(resize=False).apply)(variables, batch)
     got.update({k: (pool3_j[2 * i : 2 * i + 2], logits_j[2 * i : 2 * i + 2]) for i, k in enumerate(rest)})
     for (size, c), (pool3, logits) in want.items():
@@ -143,7 +145,7 @@ def test_resize_matches_torch_interpolate():
         want = torch.nn.functional.interpolate(
             torch.from_numpy(x).permute(0, 3, 1, 2), size=(299, 299), mode="bilinear", align_corners=False
         ).permute(0, 2, 3, 1)
-        np.testing.assert_allclose(np.asarray(inc.resize_bilinear(x)), want.numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(inc.resize_bilinear(x, (299, 299))), want.numpy(), rtol=0, atol=1e-6)
 
 
 def test_resize_matrix_rows():
@@ -152,6 +154,55 @@ def test_resize_matrix_rows():
     assert (m >= 0).all() and ((m > 0).sum(1) <= 2).all()
     np.testing.assert_array_equal(inc.resize_matrix(299, 299), np.eye(299, dtype=np.float32))
     np.testing.assert_array_equal(inc.resize_matrix(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])  # no antialias
+
+
+def pil_resize(images_u8: np.ndarray) -> np.ndarray:
+    """clean-fid's resize (cleanfid/resize.py, mode 'clean'), per image and channel: a float32 PIL image
+    resized by PIL's bicubic filter to 299x299, clipped to [0, 255]; float32 (N, 299, 299, C)."""
+    from PIL import Image
+
+    return np.stack([np.stack([np.asarray(Image.fromarray(image[:, :, c].astype(np.float32), mode="F").resize(
+        (299, 299), resample=Image.BICUBIC)).clip(0, 255) for c in range(image.shape[-1])], axis=-1)
+        for image in images_u8])
+
+
+def test_clean_resize_matches_pil():
+    """On random images, up- and downscaling, grey and colour: the PIL weights in float64 with PIL's float32
+    rounding between its two passes give PIL's pixels (exactly when upscaling, the FID case; within 2 float32
+    steps at 255 when downscaling, where the order of PIL's sums matters); the float32 device resize is
+    within float32 rounding of them; the legacy (bilinear, not antialiased) resize is not (the comparison
+    can fail)."""
+    rng = np.random.default_rng(2)
+    for h, w, c in ((28, 28, 1), (32, 32, 3), (64, 64, 3), (17, 40, 3), (512, 400, 3), (300, 1000, 1)):
+        x = rng.integers(0, 256, (2, h, w, c), dtype=np.uint8)
+        want = pil_resize(x)
+        along_w, along_h = resize.pil_bicubic_matrix(w, 299), resize.pil_bicubic_matrix(h, 299)
+        first = np.einsum("pw,nhwc->nhpc", along_w, x.astype(np.float64)).astype(np.float32)
+        emulated = np.einsum("oh,nhpc->nopc", along_h, first.astype(np.float64)).astype(np.float32).clip(0, 255)
+        ulps = np.abs(emulated - want).max() / np.spacing(np.float32(255))  # in float32 steps at the top of the range
+        assert ulps <= (0 if max(h, w) <= 299 else 2), ((h, w, c), ulps)
+        got = np.asarray(resize.resize_bicubic_pil(x.astype(np.float32) / 255, (299, 299))) * 255
+        assert got.dtype == np.float32 and got.shape == (2, 299, 299, c)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * 255, err_msg=str((h, w, c)))
+        legacy = np.asarray(inc.resize_bilinear(x.astype(np.float32) / 255, (299, 299))) * 255
+        assert np.abs(legacy - want).max() > 1, (h, w, c)
+    x = rng.random((1, 299, 299, 3), dtype=np.float32)
+    assert resize.resize_bicubic_pil(x, (299, 299)) is x  # PIL copies an image of the size asked for
+
+
+def test_inception_resize_names_are_the_registry():
+    from gan_jax.config import base_config, validate
+    from gan_jax.errors import ConfigError
+    from gan_jax.evaluate import classify
+
+    assert list(resize.RESIZES) == ["legacy", "clean"] and base_config().eval.inception_resize == "legacy"
+    cfg = base_config()
+    cfg.eval.inception_resize = "bicubic"
+    refusal = r"^eval.inception_resize='bicubic' is not accepted; accepted: legacy, clean$"
+    with pytest.raises(ConfigError, match=refusal):
+        validate(cfg)
+    with pytest.raises(ConfigError, match=refusal):
+        classify.inception_net("download", "bicubic")  # refused before any weights are looked for
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
@@ -326,6 +377,7 @@ def test_inception_evaluator_end_to_end(tmp_path, monkeypatch, data_dir):
     assert evaluators.selected(exp) == ["inception"]
     result = evaluators.run_all(exp, exp.init_state(), 0, ["inception"])["inception"]
     assert result["classifier"] == "inception_v3" and result["samples"] == result["reference_images"] == 24
+    assert result["resize"] == "legacy" and result["split"] == "test"
     assert result["classifier_sha256"] == inc.params_sha256(inc.load_inception_params(path))
     assert sum(result["class_histogram"]) == 24 and len(result["class_histogram"]) == 1008
     assert 1.0 <= result["is"] <= 1008 and np.isfinite(result["kid"]) and 0 <= result["precision"] <= 1

@@ -8,7 +8,8 @@ from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError
 
 BASE_KEY_FOLDS = {"INIT": keys.INIT, "FIXED_LATENTS": keys.FIXED_LATENTS, "SAMPLES": keys.SAMPLES,
-                  "EVAL_SAMPLES": keys.EVAL_SAMPLES, "TRAINING_SET": keys.TRAINING_SET}
+                  "EVAL_SAMPLES": keys.EVAL_SAMPLES, "TRAINING_SET": keys.TRAINING_SET,
+                  "INTERPOLATIONS": keys.INTERPOLATIONS}
 
 
 def test_named_and_rollback_folds_are_disjoint_from_steps_and_each_other():

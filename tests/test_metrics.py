@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gan_jax.evaluate import FeatureStats, frechet_distance, inception_score, kernel_distance, precision_recall
+from gan_jax.evaluate import (
+    FeatureStats,
+    density_coverage,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    precision_recall,
+)
 
 
 def one_line_error(fn, *words):
@@ -279,6 +286,49 @@ def test_precision_recall_matches_brute_force(k, block_size):
     ref = precision_recall_loop(real, fake, k)
     assert got == pytest.approx(ref, abs=1e-7), (got, ref)
     assert 0 < got[0] < 1 and 0 < got[1] < 1
+
+
+def density_coverage_loop(real, fake, k):
+    """Naeem et al. 2020's definitions, float64, one point at a time (the prdc package's formulas)."""
+    d_rr = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
+    radii = np.sort(d_rr, axis=1)[:, k]  # index 0 is the point itself
+    d_rf = np.sqrt(((real[:, None] - fake[None]) ** 2).sum(-1))  # (n_real, n_fake)
+    density = sum(int(np.sum(d_rf[:, j] < radii)) for j in range(len(fake))) / (k * len(fake))
+    coverage = np.mean([bool(np.any(d_rf[i] < radii[i])) for i in range(len(real))])
+    return density, coverage
+
+
+@pytest.mark.parametrize("k, block_size", [(5, None), (1, 7), (3, 64)])
+def test_density_coverage_matches_brute_force(k, block_size):
+    rng = np.random.default_rng(20 + k)
+    real = rng.standard_normal((140, 6))
+    fake = rng.standard_normal((110, 6)) * 0.5 + 0.7
+    got = density_coverage(real, fake, k=k, block_size=block_size)
+    ref = density_coverage_loop(real, fake, k)
+    assert got == pytest.approx(ref, abs=1e-7), (got, ref)
+    assert 0 < got[1] < 1 and got[0] > 0
+
+
+def test_density_coverage_sanity_properties():
+    """The paper's checks: two samples of one distribution give density about 1 and coverage near 1; a
+    fake set of outliers gives both 0; a fake set collapsed onto one dense point gives a high density
+    but a low coverage."""
+    rng = np.random.default_rng(30)
+    real, same = rng.standard_normal((2000, 16)), rng.standard_normal((2000, 16))
+    density, coverage = density_coverage(real, same, k=5)
+    assert 0.9 < density < 1.1 and coverage > 0.95, (density, coverage)
+    assert density_coverage(real, real + 1000.0, k=5) == (0.0, 0.0)
+    collapsed = np.zeros((2000, 16)) + rng.standard_normal((2000, 16)) * 0.01
+    density, coverage = density_coverage(real, collapsed, k=5)
+    assert density > 2 and coverage < 0.05, (density, coverage)
+
+
+def test_density_coverage_bad_inputs():
+    x = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="k=0"):
+        density_coverage(x, x, k=0)
+    with pytest.raises(ValueError, match="same feature dimension"):
+        density_coverage(x, np.zeros((10, 4)))
 
 
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])

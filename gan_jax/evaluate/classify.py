@@ -51,6 +51,13 @@ class FeatureNet:
     variables: dict  # {'params': ..., 'batch_stats': ...}
     input_shape: tuple[int, ...] | None  # (H, W, C) of the images it takes; None: any size
     sha256: str  # of `variables` (inception.params_sha256)
+    resize: str | None = None  # Inception: the name of its 299x299 resize (ops/resize.py RESIZES); None: none
+
+    @property
+    def identity(self) -> dict:
+        """What names the feature space in a record: the network, its parameters' SHA-256 and the resize."""
+        return {"classifier": self.name, "classifier_sha256": self.sha256,
+                **({"resize": self.resize} if self.resize is not None else {})}
 
 
 def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple[int, ...],
@@ -71,30 +78,38 @@ def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple
 _CLASSIFIER_APPLY: dict = {}
 
 
-def inception_net(weights: str) -> FeatureNet:
-    """Cached per weights file: see _inception_net."""
-    if weights not in _LOADED:
-        _LOADED[weights] = _inception_net(weights)
-    return _LOADED[weights]
+def inception_net(weights: str, resize: str | None = None, field: str = "eval.inception_weights") -> FeatureNet:
+    """Cached per weights file and resize (None: DEFAULT_RESIZE): see _inception_net. `field` names
+    `weights` in errors."""
+    from gan_jax.ops.resize import DEFAULT_RESIZE, RESIZES
+
+    resize = resize or DEFAULT_RESIZE
+
+    if resize not in RESIZES:
+        raise ConfigError(f"eval.inception_resize={resize!r} is not accepted; accepted: {', '.join(RESIZES)}")
+    if (weights, resize) not in _LOADED:
+        _LOADED[weights, resize] = _inception_net(weights, resize, field)
+    return _LOADED[weights, resize]
 
 
-def _inception_net(weights: str) -> FeatureNet:
+def _inception_net(weights: str, resize: str, field: str) -> FeatureNet:
     """The FID InceptionV3 (gan_jax/evaluate/inception.py) as a feature network: 2048-d pool3 features and
-    the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one."""
+    the softmax of its 1008 logits; `weights` is a pytorch-fid weight file, or 'download' for the cached one;
+    `resize` names the 299x299 resize (gan_jax/ops/resize.py)."""
     from gan_jax.evaluate import inception
 
     try:
         path = inception.inception_weights_path(None if weights == "download" else weights)
         variables = inception.load_inception_params(path)
     except UserError as e:
-        raise UserError(f"eval.inception_weights={weights!r}: {e}") from None
-    net = inception.InceptionV3()
+        raise UserError(f"{field}={weights!r}: {e}") from None
+    net = inception.InceptionV3(resize=resize)
 
     def apply(variables, x_u8):
         pool3, logits = net.apply(variables, x_u8.astype(jnp.float32) / 255.0)
         return pool3, jax.nn.softmax(logits)
 
-    return FeatureNet("inception_v3", apply, variables, None, params_sha256(variables))
+    return FeatureNet("inception_v3", apply, variables, None, params_sha256(variables), resize)
 
 
 def classifier_path(name: str) -> Path:
@@ -192,7 +207,8 @@ def reference_features(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.shardi
     """`embed`'s features of reference images, computed once per process for each (network, images):
     an evaluation every few thousand steps scores against the same test split every time."""
     images_u8 = np.ascontiguousarray(images_u8)
-    key = (fnet.sha256, images_u8.shape, str(images_u8.dtype), hashlib.blake2b(images_u8.data).hexdigest())
+    key = (fnet.sha256, fnet.resize, images_u8.shape, str(images_u8.dtype),
+           hashlib.blake2b(images_u8.data).hexdigest())
     if key not in _REFERENCE_FEATURES:
         if len(_REFERENCE_FEATURES) >= 4:
             _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
@@ -200,13 +216,19 @@ def reference_features(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.shardi
     return _REFERENCE_FEATURES[key]
 
 
-def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarray,
-          mesh: jax.sharding.Mesh | None = None, batch_size: int = 500, seed: int = 0) -> dict:
-    """Classifier-space metrics of uint8 image chunks (each (n, H, W, C)) against reference images:
-    fid, kid (mean, std over 100 subsets of 1,000), precision/recall (k = 3), the Inception-Score
-    analogue (10 splits), the fraction with top probability >= CONFIDENCE and the class histogram.
-    The generated features' mean and covariance are accumulated on the device (FeatureStats)."""
-    ref_features = reference_features(fnet, reference_u8, mesh, batch_size)
+@dataclasses.dataclass(frozen=True)
+class Embedded:
+    """A set of images in a feature network's space, as the scores (SCORES) read it."""
+    n: int
+    fid: object  # what FID reads: a FeatureStats (accumulated on the device), the features, or a (mean, cov) pair
+    features: np.ndarray | None  # (n, d) float32; None where only the statistics are known (a stats file)
+    probs: np.ndarray | None  # (n, classes) softmax, float32; None where not kept (a reference)
+
+
+def embed_samples(fnet: FeatureNet, images: Iterable[np.ndarray], mesh: jax.sharding.Mesh | None = None,
+                  batch_size: int = 500) -> Embedded:
+    """uint8 image chunks (each (n, H, W, C)) embedded chunk by chunk, their features' mean and covariance
+    accumulated on the device (FeatureStats): the generated side of the scores."""
     stats, features, probs = metrics.FeatureStats(), [], []
     for chunk in images:
         f, p = embed(fnet, chunk, mesh, batch_size)
@@ -214,15 +236,72 @@ def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarr
         features.append(f)
         probs.append(p)
     features, probs = np.concatenate(features), np.concatenate(probs)
-    kid_mean, kid_std = metrics.kernel_distance(features, ref_features, seed=seed)
-    precision, recall = metrics.precision_recall(ref_features, features)
-    is_mean, is_std = metrics.inception_score(probs)
-    return {"classifier": fnet.name, "classifier_sha256": fnet.sha256, "samples": len(features),
-            "reference_images": len(ref_features),
-            "fid": metrics.frechet_distance(stats, ref_features), "kid": kid_mean, "kid_std": kid_std,
-            "precision": precision, "recall": recall, "is": is_mean, "is_std": is_std,
-            "confident_fraction": float(np.mean(probs.max(axis=1) >= CONFIDENCE)),
+    return Embedded(len(features), stats, features, probs)
+
+
+def embedded_reference(features: np.ndarray) -> Embedded:
+    """Reference features (n, d): FID fits their mean and covariance in float64 on the host."""
+    return Embedded(len(features), features, features, None)
+
+
+def _fid(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    return {"fid": metrics.frechet_distance(samples.fid, reference.fid)}
+
+
+def _kid(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    kid_mean, kid_std = metrics.kernel_distance(samples.features, reference.features, seed=seed)
+    return {"kid": kid_mean, "kid_std": kid_std}
+
+
+def _precision_recall(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    precision, recall = metrics.precision_recall(reference.features, samples.features)
+    return {"precision": precision, "recall": recall}
+
+
+def _density_coverage(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    density, coverage = metrics.density_coverage(reference.features, samples.features, k=5)
+    return {"density": density, "coverage": coverage}
+
+
+def _inception_score(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    is_mean, is_std = metrics.inception_score(samples.probs)
+    return {"is": is_mean, "is_std": is_std}
+
+
+def _classes(samples: Embedded, reference: Embedded, seed: int) -> dict:
+    probs = samples.probs
+    return {"confident_fraction": float(np.mean(probs.max(axis=1) >= CONFIDENCE)),
             "class_histogram": np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]).tolist()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    fn: Callable[[Embedded, Embedded, int], dict]  # (samples, reference, KID's subset seed) -> values
+    needs: str  # 'statistics': the mean and covariance suffice; 'features' of both sets; 'probabilities' of samples
+
+
+# The scores by name, in the order of a record: FID, KID (mean, std over 100 subsets of 1,000),
+# precision/recall (k = 3), density/coverage (k = 5), the Inception-Score analogue (10 splits), the
+# fraction with top probability >= CONFIDENCE and the class histogram.
+SCORES = {"fid": Score(_fid, "statistics"), "kid": Score(_kid, "features"),
+          "precision_recall": Score(_precision_recall, "features"),
+          "density_coverage": Score(_density_coverage, "features"), "is": Score(_inception_score, "probabilities"),
+          "classes": Score(_classes, "probabilities")}
+
+
+def scores(samples: Embedded, reference: Embedded, names: Iterable[str] = tuple(SCORES), seed: int = 0) -> dict:
+    """The named SCORES of `samples` against `reference`, one flat dict."""
+    return {k: v for name in names for k, v in SCORES[name].fn(samples, reference, seed).items()}
+
+
+def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarray,
+          mesh: jax.sharding.Mesh | None = None, batch_size: int = 500, seed: int = 0) -> dict:
+    """Classifier-space metrics of uint8 image chunks (each (n, H, W, C)) against reference images: every
+    one of SCORES, under the network's identity (name, SHA-256, resize) and the two counts."""
+    reference = embedded_reference(reference_features(fnet, reference_u8, mesh, batch_size))
+    samples = embed_samples(fnet, images, mesh, batch_size)
+    return {**fnet.identity, "samples": samples.n, "reference_images": reference.n,
+            **scores(samples, reference, seed=seed)}
 
 
 def feature_dim(fnet: FeatureNet) -> int:

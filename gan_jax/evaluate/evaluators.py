@@ -6,10 +6,13 @@ function and its `fits` test:
 
     @register("my_metric", fits=lambda exp: exp.dataset.mixture is not None)
     def my_metric(exp, state, step: int) -> dict: ...
+
+One that also draws pictures (`draws=True`) takes `folder=`: the run folder they go to (DIR/pictures/,
+report.PICTURES), None where nothing is to be written (processes other than 0).
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import jax
@@ -17,7 +20,7 @@ import numpy as np
 
 from gan_jax import data, keys
 from gan_jax.errors import ConfigError
-from gan_jax.evaluate import classify, modes, parzen, vae_metrics
+from gan_jax.evaluate import classify, memorization, modes, parzen, vae_metrics
 from gan_jax.grids import to_uint8
 from gan_jax.sampling import sample_chunks
 
@@ -29,15 +32,16 @@ class Evaluator:
     needs: str  # said when it does not fit
     prepare: Callable[..., object] | None = None  # (experiment) -> loads what it needs, raising UserError
     default: bool = True  # run when eval.metrics is empty (False: only when named)
+    draws: bool = False  # fn takes folder= (the run folder; None: draw nothing) and writes pictures there
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
 def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None,
-             default: bool = True):
+             default: bool = True, draws: bool = False):
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default)
+        EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default, draws)
         return fn
 
     return wrap
@@ -68,9 +72,11 @@ def _check_names(exp, names: list[str]) -> None:
                               f"this run has objective={exp.cfg.objective!r}, data.name={exp.cfg.data.name!r}")
 
 
-def run_all(exp, state, step: int, names: list[str]) -> dict:
-    """{evaluator name: its metrics} for `names`."""
-    return {n: EVALUATORS[n].fn(exp, state, step) for n in names}
+def run_all(exp, state, step: int, names: list[str], folder: str | None = None) -> dict:
+    """{evaluator name: its metrics} for `names`; those that draw write their pictures in the run folder
+    `folder` (None: nowhere)."""
+    return {n: EVALUATORS[n].fn(exp, state, step, **({"folder": folder} if EVALUATORS[n].draws else {}))
+            for n in names}
 
 
 def flat(results: dict) -> dict:
@@ -78,9 +84,10 @@ def flat(results: dict) -> dict:
     return {f"{name}/{k}": v for name, metrics in results.items() for k, v in metrics.items()}
 
 
-def _eval_key(exp, step: int) -> jax.Array:
-    """The key of a step's evaluation samples: the same for every evaluation of that step."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(exp.seed), keys.EVAL_SAMPLES), step)
+def eval_samples_key(seed: int, step: int) -> jax.Array:
+    """The key of the evaluation samples of a run's checkpoint `step`: the same for every evaluation of
+    that step (and for `python -m gan_jax.evaluate RUN ...`)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), keys.EVAL_SAMPLES), step)
 
 
 def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
@@ -96,7 +103,7 @@ def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
 def mixture_modes(exp, state, step: int) -> dict:
     """The PacGAN protocol on eval.num_samples samples from a key of (seed, step): modes captured, the
     high-quality fraction (within 3 std of the nearest mode) and the KL of their mode histogram to uniform."""
-    points = exp.sample(state, exp.cfg.eval.num_samples, key=_eval_key(exp, step))
+    points = exp.sample(state, exp.cfg.eval.num_samples, key=eval_samples_key(exp.seed, step))
     metrics = modes.mixture_mode_metrics(points, exp.cfg.data.name)
     if not math.isfinite(metrics["reverse_kl"]):  # no high-quality sample: undefined, and JSON has no inf
         metrics["reverse_kl"] = None
@@ -136,10 +143,16 @@ def _check_counts(exp, fnet) -> None:
     classify.check_counts(fnet, exp.cfg.eval.num_samples, len(_test_images(exp)[0]))
 
 
+def eval_images(exp, state, step: int, num_samples: int) -> Iterator[np.ndarray]:
+    """The evaluation samples of checkpoint `step` (the key of (seed, step)), uint8 as the saved PNGs,
+    in chunks of at most sampling.CHUNK."""
+    for chunk in sample_chunks(exp, state, eval_samples_key(exp.seed, step), num_samples):
+        yield to_uint8(chunk, exp.unit_range)
+
+
 def _score_samples(exp, state, step: int, fnet) -> dict:
     """eval.num_samples samples of the step's key, as uint8, scored by `fnet` against the eval split."""
-    chunks = (to_uint8(c, exp.unit_range)
-              for c in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples))
+    chunks = eval_images(exp, state, step, exp.cfg.eval.num_samples)
     reference, _ = _test_images(exp)
     return {"split": exp.cfg.data.eval_split,
             **classify.score(fnet, chunks, reference, exp.mesh, exp.cfg.eval.batch_size, exp.seed)}
@@ -171,7 +184,7 @@ def parzen_window(exp, state, step: int) -> dict:
         return (x if unit_range else (x + 1.0) / 2.0).reshape(len(x), -1)
 
     samples = np.concatenate([flat_unit(c, exp.unit_range) for c in
-                              sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples)])
+                              sample_chunks(exp, state, eval_samples_key(exp.seed, step), exp.cfg.eval.num_samples)])
     validation = _parzen_validation(exp).reshape(parzen.VALIDATION_EXAMPLES, -1) / 255.0
     test = _test_images(exp)[0]
     result = parzen.parzen_window(samples, validation, test.reshape(len(test), -1) / 255.0,
@@ -187,7 +200,7 @@ def stacked_mnist_modes(exp, state, step: int) -> dict:
     mode histogram to uniform."""
     fnet = classify.load_classifier("mnist")
     digits = []
-    for chunk in sample_chunks(exp, state, _eval_key(exp, step), exp.cfg.eval.num_samples):
+    for chunk in sample_chunks(exp, state, eval_samples_key(exp.seed, step), exp.cfg.eval.num_samples):
         u8 = to_uint8(chunk, exp.unit_range)
         per_channel = [classify.embed(fnet, u8[..., c:c + 1], exp.mesh, exp.cfg.eval.batch_size)[1].argmax(1)
                        for c in range(3)]
@@ -213,8 +226,53 @@ def classifier_accuracy(exp, state, step: int) -> dict:
 
 @register("inception", fits=lambda exp: bool(exp.cfg.eval.inception_weights) and exp.objective.generates
           and exp.dataset.mixture is None, needs="image samples and eval.inception_weights (a file or 'download')",
-          prepare=lambda exp: _check_counts(exp, classify.inception_net(exp.cfg.eval.inception_weights)))
+          prepare=lambda exp: _check_counts(exp, _inception(exp)))
 def inception_space(exp, state, step: int) -> dict:
-    """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299): FID,
-    KID, precision/recall and the Inception Score on 2048-d pool3 features and the 1008-way softmax."""
-    return _score_samples(exp, state, step, classify.inception_net(exp.cfg.eval.inception_weights))
+    """Like classifier_space, with the FID InceptionV3 (pytorch-fid's weights, resized to 299x299 as
+    eval.inception_resize names): FID, KID, precision/recall and the Inception Score on 2048-d pool3
+    features and the 1008-way softmax; the record names the resize."""
+    return _score_samples(exp, state, step, _inception(exp))
+
+
+def _inception(exp) -> classify.FeatureNet:
+    return classify.inception_net(exp.cfg.eval.inception_weights, exp.cfg.eval.inception_resize)
+
+
+def _memorization_fits(exp) -> bool:
+    return exp.objective.generates and exp.dataset.mixture is None and (
+        classify.fits(exp) or memorization.uses_pixel_space(tuple(exp.example_shape)))
+
+
+def _memorization_prepare(exp) -> None:
+    if classify.fits(exp):
+        classify.load_classifier(classify.classifier_for(exp.cfg))
+
+
+@register("memorization", fits=_memorization_fits, prepare=_memorization_prepare, default=False, draws=True,
+          needs=f"image samples, with a classifier of their shape (eval.classifier) or of at most "
+                f"{memorization.PIXEL_SPACE_MAX_SIDE}x{memorization.PIXEL_SPACE_MAX_SIDE} pixels")
+def memorization_check(exp, state, step: int, folder: str | None = None) -> dict:
+    """Whether the generator copies its training split (gan_jax/evaluate/memorization.py): eval.num_samples
+    samples (a key of (seed, step)) and the eval split (eval.num_examples of it), each image's distance to
+    its nearest training image in the classifier's feature space and, for small images, in pixel space; per
+    space the fraction of samples closer than the 1st percentile of the test-to-train distances and the
+    median distance ratio. Draws the nearest-neighbour grids and the histograms into `folder`."""
+    cfg = exp.cfg
+    samples = np.concatenate(list(eval_images(exp, state, step, cfg.eval.num_samples)))
+    train, _ = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
+                                tfds_dir=cfg.data.get("tfds_dir"))
+    test, _ = _test_images(exp)
+    spaces, identity = {}, {}
+    if classify.fits(exp):
+        fnet = classify.load_classifier(classify.classifier_for(cfg))
+        reference = lambda images: classify.reference_features(fnet, images, exp.mesh, cfg.eval.batch_size)
+        spaces["features"] = memorization.distances(classify.embed(fnet, samples, exp.mesh, cfg.eval.batch_size)[0],
+                                                    reference(train), reference(test))
+        identity = fnet.identity
+    if memorization.uses_pixel_space(tuple(exp.example_shape)):
+        spaces["pixels"] = memorization.distances(memorization.pixels(samples), memorization.pixels(train),
+                                                  memorization.pixels(test))
+    if folder is not None:
+        memorization.write_pictures(folder, step, spaces, samples, train)
+    return {"split": cfg.data.eval_split, "train_split": cfg.data.split, "samples": len(samples),
+            "train_images": len(train), "test_images": len(test), **identity, **memorization.summary(spaces)}

@@ -7,12 +7,14 @@ that do not count the zero padding, and a 3x3/1 max pool in the branch_pool of M
 convolution is followed by BatchNorm in inference mode (eps 0.001, as in the TF graph) and a ReLU.
 
 Input handling is pytorch-fid's: images (N, H, W, C) NHWC float in [0, 1], C = 3 (or 1: repeated to 3
-channels), resized to 299x299 by bilinear interpolation with torch's `align_corners=False` semantics and
-no antialiasing (`F.interpolate(mode='bilinear')`), then scaled to [-1, 1] by 2x - 1. Outputs: the 2048-d
-pool3 features (the global average of Mixed_7c; FID, KID, precision/recall) and the 1008 logits of the
-final fully connected layer, pool3 @ W + b (softmax -> the Inception Score). The original Inception Score
-code (improved-gan, as TTUR-era evaluators) multiplies pool3 by W only, without the bias (torch-fidelity's
-'logits_unbiased'): for those numbers use `logits - variables['params']['fc']['bias']`.
+channels), resized to 299x299 as `resize` names (gan_jax/ops/resize.py: 'legacy', pytorch-fid's bilinear
+`F.interpolate`, the default; 'clean', clean-fid's antialiased PIL bicubic), then scaled to [-1, 1] by
+2x - 1. TTUR's TensorFlow graph resizes inside the graph with TF1's ResizeBilinear (no half-pixel
+offset), which neither reproduces. Outputs: the 2048-d pool3 features (the global average of Mixed_7c;
+FID, KID, precision/recall) and the 1008 logits of the final fully connected layer, pool3 @ W + b
+(softmax -> the Inception Score). The original Inception Score code (improved-gan, as TTUR-era
+evaluators) multiplies pool3 by W only, without the bias (torch-fidelity's 'logits_unbiased'): for those
+numbers use `logits - variables['params']['fc']['bias']`.
 
 Weights: `load_inception_params(inception_weights_path(None))` reads pytorch-fid's state dict file
 (`pt_inception-2015-12-05-6726825d.pth`) into the Flax variables {'params', 'batch_stats'} without
@@ -32,9 +34,10 @@ import numpy as np
 from gan_jax import disk
 from gan_jax.errors import DataError
 from gan_jax.evaluate.torch_state_dict import load_torch_state_dict
+from gan_jax.ops.resize import RESIZES, resize_bilinear, resize_matrix
 
 __all__ = ["FID_WEIGHTS_SHA256", "FID_WEIGHTS_URL", "InceptionV3", "inception_weights_path", "load_inception_params",
-           "load_torch_state_dict", "params_sha256", "resize_bilinear"]
+           "load_torch_state_dict", "params_sha256", "resize_bilinear", "resize_matrix"]
 
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -44,41 +47,6 @@ FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # (95,628,359 bytes) are as recorded by several independent users of the file, consistent with that prefix.
 FID_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INPUT_SIZE = 299
-
-
-# ----------------------------------------------------------------------------------------------- resize
-def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) float32 matrix of 1-D linear interpolation weights, torch's CPU align_corners=False
-    rule in its float32 arithmetic: scale = float32(n_in) / n_out, source coordinate
-    fma(scale, i + 0.5, -0.5) (one rounding, as torch's AVX2/AVX-512 kernels) clamped at 0, neighbours
-    floor and min(floor + 1, n_in - 1), weights 1 - lambda and lambda rounded to float32. Identity when
-    n_in == n_out. No antialiasing when downscaling (as F.interpolate without antialias=True)."""
-    f32 = np.float32
-    if n_in == n_out:
-        return np.eye(n_in, dtype=f32)
-    scale = f32(n_in) / f32(n_out)
-    src = (np.float64(scale) * (np.arange(n_out, dtype=np.float64) + 0.5) - 0.5).astype(f32)  # exact, then rounded
-    src = np.maximum(src, f32(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    lam1 = np.clip(src - i0.astype(f32), f32(0), f32(1))
-    m = np.zeros((n_out, n_in), np.float64)
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, i0), (f32(1) - lam1).astype(np.float64))
-    np.add.at(m, (rows, i1), lam1.astype(np.float64))
-    return m.astype(f32)
-
-
-def resize_bilinear(images: jax.Array, size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> jax.Array:
-    """Bilinear resize of (N, H, W, C) images to (N, size[0], size[1], C), as
-    `F.interpolate(x, size, mode='bilinear', align_corners=False)` (two interpolation matrices, along H
-    then W, applied in float32 at full precision). A no-op when the size already matches."""
-    _, h, w, _ = images.shape
-    if (h, w) == tuple(size):
-        return images
-    hp = jax.lax.Precision.HIGHEST
-    x = jnp.einsum("oh,nhwc->nowc", jnp.asarray(resize_matrix(h, size[0])), images, precision=hp)
-    return jnp.einsum("pw,nowc->nopc", jnp.asarray(resize_matrix(w, size[1])), x, precision=hp)
 
 
 # ----------------------------------------------------------------------------------------------- network
@@ -197,11 +165,13 @@ class InceptionV3(nn.Module):
     1008-way fc layer).
 
     __call__(images) with images (N, H, W, C) float in [0, 1], C in {1, 3}, returns
-    (pool3 (N, 2048) float32, logits (N, 1008) float32). `resize=False` skips the 299x299 resize (the
-    network then needs H, W >= 75). Variables: {'params', 'batch_stats'}, named as torchvision's modules.
+    (pool3 (N, 2048) float32, logits (N, 1008) float32). `resize` names the 299x299 resize
+    (gan_jax/ops/resize.py, RESIZES);
+    None or False skips it (the network then needs H, W >= 75). Variables: {'params', 'batch_stats'},
+    named as torchvision's modules.
     """
 
-    resize: bool = True
+    resize: str | None = "legacy"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -211,7 +181,7 @@ class InceptionV3(nn.Module):
         if x.shape[-1] == 1:
             x = jnp.repeat(x, 3, axis=-1)
         if self.resize:
-            x = resize_bilinear(x)
+            x = RESIZES[self.resize](x, (INPUT_SIZE, INPUT_SIZE))
         x = 2.0 * x - 1.0
         x = _c(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
         x = _c(32, (3, 3), name="Conv2d_2a_3x3")(x)

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FeatureStats", "frechet_distance", "kernel_distance", "precision_recall", "inception_score"]
+__all__ = ["FeatureStats", "density_coverage", "frechet_distance", "kernel_distance", "mean_cov",
+           "nearest_neighbours", "precision_recall", "inception_score"]
 
 
 def _features(x, name: str, min_rows: int = 2, dtype=np.float64) -> np.ndarray:
@@ -107,12 +108,19 @@ def _mean_cov(x, name: str, allow_singular: bool) -> tuple[np.ndarray, np.ndarra
             raise ValueError(f"{name} is a (mean, cov) pair with NaN/inf entries; expected finite statistics")
         return mu, sigma
     else:
-        feats = _features(x, name)
-        (n, d), mu, sigma = feats.shape, feats.mean(axis=0), np.cov(feats, rowvar=False).reshape(feats.shape[1], -1)
+        mu, sigma = mean_cov(x, name)  # checks the shape first
+        n, d = np.shape(x)
     if n <= d and not allow_singular:
         raise ValueError(f"{name} has {n} samples of dimension {d}: n <= d gives a singular covariance; "
                          "pass more than d samples, or allow_singular=True")
     return mu, sigma
+
+
+def mean_cov(features, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """(mean (d,), unbiased covariance (d, d)), float64, of (n, d) features (n >= 2): what
+    frechet_distance fits to a feature array, so that a saved pair gives it the same numbers."""
+    feats = _features(features, name)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False).reshape(feats.shape[1], -1)
 
 
 def frechet_distance(a, b, *, eps: float = 1e-6, allow_singular: bool = False) -> float:
@@ -237,6 +245,74 @@ def precision_recall(real, fake, k: int = 3, block_size: int | None = None) -> t
     n_max = max(r.shape[0], f.shape[0])
     block = min(block_size or max(1, 2**24 // n_max), n_max)
     return _coverage(r, f, k, block), _coverage(f, r, k, block)
+
+
+@jax.jit
+def _balls_holding(rows, manifold, radii):
+    """For each row: the number of `manifold` balls (squared radii `radii`) that strictly hold it."""
+    return jnp.sum(_sq_dists(rows, manifold) < radii[None, :], axis=1)
+
+
+@jax.jit
+def _nearest(rows, manifold):
+    """For each row: its squared distance to the nearest `manifold` point."""
+    return jnp.min(_sq_dists(rows, manifold), axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _k_nearest(rows, manifold, k: int):
+    """Each row's k smallest squared distances to `manifold` points, ascending, and those points' indices."""
+    d2 = _sq_dists(rows, manifold)
+    if k == 1:  # a reduction: XLA:CPU's top_k would sort whole rows
+        return jnp.min(d2, axis=1, keepdims=True), jnp.argmin(d2, axis=1)[:, None]
+    negated, indices = jax.lax.top_k(-d2, k)
+    return -negated, indices
+
+
+def nearest_neighbours(queries, reference, k: int = 1, block_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest `reference` (n_r, d) rows of each `queries` (n_q, d) row by Euclidean distance:
+    (distances (n_q, k) float64, ascending, in the features' units; indices (n_q, k) int64 into reference).
+    Computed on the device in query blocks of `block_size` rows (default: about 2^24 distances a block);
+    k = 1 is a reduction, k > 1 a top-k that XLA:CPU computes by sorting whole rows (meant for few queries)."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k={k!r}; expected an integer >= 1")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size={block_size}; expected an integer >= 1 or None")
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    q, r = _features(queries, "queries", 1, dtype), _features(reference, "reference", k, dtype)
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(f"queries have shape {q.shape} and reference {r.shape}; expected the same feature dimension")
+    q, r = jnp.asarray(q), jnp.asarray(r)
+    block = min(block_size or max(1, 2**24 // r.shape[0]), q.shape[0])
+    d2, indices = [], []
+    for n, rows in _blocks(q, block):  # padding rows are dropped
+        d, i = _k_nearest(rows, r, int(k))
+        d2.append(np.asarray(d)[:n])
+        indices.append(np.asarray(i)[:n])
+    return np.sqrt(np.concatenate(d2).astype(np.float64)), np.concatenate(indices).astype(np.int64)
+
+
+def density_coverage(real, fake, k: int = 5, block_size: int | None = None) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) of `fake` (n_f, d) against `real` (n_r, d), with the
+    k-NN balls of the real points only (radius: the k-th nearest real neighbour, itself excluded).
+
+    density = sum over fake points of the number of real balls holding it, / (k n_f): about 1 where fake
+    matches real, above 1 where fakes crowd dense regions. coverage = the fraction of real balls that hold
+    at least one fake point. Strict inequalities, as the authors' prdc package."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k={k!r}; expected an integer >= 1")
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    r, f = _features(real, "real", k + 1, dtype), _features(fake, "fake", 1, dtype)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has shape {r.shape} and fake {f.shape}; expected the same feature dimension")
+    r, f = jnp.asarray(r), jnp.asarray(f)
+    n_max = max(r.shape[0], f.shape[0])
+    block = min(block_size or max(1, 2**24 // n_max), n_max)
+    radii = jnp.concatenate([_kth_radius(rows, r, k)[:n] for n, rows in _blocks(r, block)])
+    # Padding rows are dropped before counting, as in _coverage.
+    held = sum(int(np.sum(np.asarray(_balls_holding(rows, r, radii))[:n])) for n, rows in _blocks(f, block))
+    nearest_fake = np.concatenate([np.asarray(_nearest(rows, f))[:n] for n, rows in _blocks(r, block)])
+    return held / (k * f.shape[0]), float(np.mean(nearest_fake < np.asarray(radii)))
 
 
 def inception_score(probs, splits: int = 10) -> tuple[float, float]:

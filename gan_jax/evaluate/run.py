@@ -19,7 +19,8 @@ def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDi
     names = evaluators.selected(exp)
     if jax.process_index() == 0:
         print(f"evaluating step {step} of {workdir}: {', '.join(names)}", flush=True)
-    result = {"step": int(step), **evaluators.run_all(exp, state, step, names)}
+    folder = workdir if jax.process_index() == 0 else None  # where evaluators that draw put their pictures
+    result = {"step": int(step), **evaluators.run_all(exp, state, step, names, folder)}
     result["num_parameters"] = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
                                 for k, v in state.params.items()}
     if jax.process_index() == 0:

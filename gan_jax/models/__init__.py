@@ -39,6 +39,7 @@ class Field:
 
 MODELS: dict[str, ModelBuilder] = {}
 MODEL_FIELDS: dict[str, dict[str, Field]] = {}  # model name -> the fields it reads beyond SHARED_FIELDS
+CLASS_MODELS: set[str] = set()  # the models that read model.num_classes (register(..., num_classes=True))
 DEFAULT_MODEL = "dcgan_tutorial"
 # The model fields several models or objectives read, in every config (base_config writes them).
 SHARED_FIELDS = {
@@ -48,13 +49,20 @@ SHARED_FIELDS = {
     "spectral_norm": Field(False, every_config=True),
     # GANs: D judges this many samples at once (PacGAN, models.Packed); 1: unpacked
     "pack": Field(1, (1, None, True, None), every_config=True),
+    # class-conditional models: labels in [0, num_classes) reach G and D (gan_jax/models/conditioning.py);
+    # 0: unconditional
+    "num_classes": Field(0, NON_NEGATIVE, every_config=True),
 }
 
 
-def register(name: str, fields: dict[str, Field] | None = None) -> Callable[[ModelBuilder], ModelBuilder]:
+def register(name: str, fields: dict[str, Field] | None = None,
+             num_classes: bool = False) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator: `@register('my_model', {'width': Field(64, POSITIVE)})` makes `config.model.name =
     'my_model'` build it; the builder reads `settings(cfg)['width']`. A field that other models also
-    declare must accept the same values (config.ranges() checks a field by its path)."""
+    declare must accept the same values (config.ranges() checks a field by its path). `num_classes`:
+    the builder reads model.num_classes (class-conditional networks, which take labels (N,) int32 in
+    [0, num_classes) as `G(z, labels, train)` and `D(x, labels, train)`, and with 0 are the unconditional
+    networks; or a classifier's classes); `build` refuses num_classes > 0 for the other models."""
 
     def wrap(builder: ModelBuilder) -> ModelBuilder:
         declared = fields or {}
@@ -66,6 +74,8 @@ def register(name: str, fields: dict[str, Field] | None = None) -> Callable[[Mod
                 raise ValueError(f"model {name!r}: model.{field} is a shared field (SHARED_FIELDS)")
         MODELS[name] = builder
         MODEL_FIELDS[name] = declared
+        if num_classes:
+            CLASS_MODELS.add(name)
         return builder
 
     return wrap
@@ -90,11 +100,20 @@ def field_specs() -> dict[str, Field]:
 
 def build(model_config: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     """Builds the networks named by `model_config.name` for examples of `example_shape` (H, W, C) or (D,);
-    with model.pack = m > 1 the discriminator sees m samples at a time (PacGAN, `Packed`)."""
+    with model.pack = m > 1 the discriminator sees m samples at a time (PacGAN, `Packed`; unconditional
+    models only)."""
     if model_config.name not in MODELS:
         raise ConfigError(f"model.name={model_config.name!r} is unknown; accepted: {', '.join(sorted(MODELS))}")
+    s = settings(model_config)
+    if s["num_classes"] and model_config.name not in CLASS_MODELS:
+        raise ConfigError(f"model.num_classes={s['num_classes']!r} is not accepted by model.name="
+                          f"{model_config.name!r}, which takes no labels; accepted: 0, or a model that reads "
+                          f"it: {', '.join(sorted(CLASS_MODELS))}")
+    pack = s["pack"]
+    if pack > 1 and s["num_classes"]:
+        raise ConfigError(f"model.pack={pack} with model.num_classes={s['num_classes']}: a packed D judges a group of "
+                          "samples, each of its own class; accepted: model.pack=1 for a class-conditional model")
     nets = MODELS[model_config.name](model_config, tuple(example_shape))
-    pack = settings(model_config)["pack"]
     if pack > 1 and "discriminator" in nets:
         nets["discriminator"] = Packed(nets["discriminator"], pack)
     return nets
@@ -110,7 +129,9 @@ class Packed(nn.Module):
     pack: int
 
     @nn.compact
-    def __call__(self, x, train: bool = True):
+    def __call__(self, x, labels=None, train: bool = True):
+        if labels is not None:  # build() refuses packing for conditional models
+            raise ValueError("Packed: a group of samples has no one label")
         n = x.shape[0]
         if self.is_initializing() and n % self.pack:
             x = jnp.concatenate([x] * self.pack)  # values do not matter at init; any pack works

@@ -107,11 +107,11 @@ FIELDS = {"generator_width": Field(64, POSITIVE),  # G_ch
           "hierarchical_latent": Field(True)}
 
 
-@register("biggan", FIELDS)
+@register("biggan", FIELDS, num_classes=True)
 def build_biggan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     resolution = image_resolution("biggan", example_shape, GENERATOR_LAYOUTS)
     s, axis = settings(cfg), cfg.get("axis_name", None)
-    num_classes, slots = cfg.get("num_classes", 0), len(GENERATOR_LAYOUTS[resolution])
+    num_classes, slots = s["num_classes"], len(GENERATOR_LAYOUTS[resolution])
     if s["hierarchical_latent"] and s["latent_dim"] % slots:
         raise ConfigError(f"model.latent_dim={s['latent_dim']} does not split into the {slots} equal chunks of "
                           f"model.hierarchical_latent at {resolution}x{resolution}; accepted: a multiple of {slots}")

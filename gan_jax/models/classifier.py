@@ -40,6 +40,9 @@ class ConvClassifier(nn.Module):
 def classifier_from_config(cfg: ml_collections.ConfigDict | dict, example_shape: tuple[int, ...]) -> ConvClassifier:
     """The classifier of `config.model` (also the shipped classifiers' saved model config)."""
     s = settings(cfg, "classifier_cnn")
+    if s["num_classes"] < 1:
+        raise ConfigError(f"model.num_classes={s['num_classes']!r} is not accepted by model.name='classifier_cnn'; "
+                          "accepted: >= 1 (the classes it tells apart)")
     widths = tuple(s["widths"])
     size = example_shape[0]
     if len(example_shape) != 3 or size % 2 ** len(widths):
@@ -49,11 +52,11 @@ def classifier_from_config(cfg: ml_collections.ConfigDict | dict, example_shape:
                           cfg.get("axis_name", None))
 
 
+# model.num_classes (a shared field, gan_jax/models/__init__.py): the classes it tells apart.
 @register("classifier_cnn", {
-    "num_classes": Field(10, (1, None, False, None)),
     "widths": Field((32, 64), POSITIVE),  # channels of each block (each block ends in a 2x2 max pooling)
     "convs_per_block": Field(2, POSITIVE),  # 3x3 convolutions
     "feature_dim": Field(128, POSITIVE),  # the features layer (what classifier-space metrics compare)
-})
+}, num_classes=True)
 def build_classifier(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     return {"classifier": classifier_from_config(cfg, example_shape)}

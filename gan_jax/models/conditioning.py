@@ -10,11 +10,21 @@
 - `AuxiliaryClassifier`: AC-GAN's class head on D's features (Odena et al. 2017), sown as CLASS_LOGITS
   so that D's output stays the adversarial logit (N,).
 
+How a discriminator reads the label is chosen by name (`model.discriminator_conditioning`, registered
+in DISCRIMINATOR_CONDITIONINGS: 'concat', 'projection', 'auxiliary'); a model calls the chosen one's
+`inputs` before its first layer and its `head` after its last hidden layer, and with num_classes = 0
+gets UNCONDITIONAL, which is the plain linear head in D's own scope (the unconditional D, unchanged).
+
 Labels are int32 (N,) in [0, num_classes)."""
+
+import dataclasses
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from gan_jax.models import Field
 
 CLASS_LOGITS = "class_logits"  # the 'intermediates' entry an AuxiliaryClassifier sows: (N, num_classes)
 
@@ -97,3 +107,54 @@ class AuxiliaryClassifier(nn.Module):
         class_logits = nn.Dense(self.num_classes, name="classes")(phi)
         self.sow("intermediates", CLASS_LOGITS, class_logits)
         return class_logits
+
+
+# --- how a discriminator reads the label ---------------------------------------------------------
+def unchanged_inputs(x: jnp.ndarray, labels: jnp.ndarray | None, num_classes: int) -> jnp.ndarray:
+    return x
+
+
+def linear_head(phi: jnp.ndarray, labels: jnp.ndarray | None, num_classes: int,
+                kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init) -> jnp.ndarray:
+    """The unconditional head: features phi (N, F) -> logits (N,) = Dense(1)(phi), in the caller's scope."""
+    return nn.Dense(1, kernel_init=kernel_init)(phi)[:, 0]
+
+
+def projection_head(phi: jnp.ndarray, labels: jnp.ndarray, num_classes: int,
+                    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init) -> jnp.ndarray:
+    return ProjectionHead(num_classes, kernel_init=kernel_init)(phi, labels)
+
+
+def auxiliary_head(phi: jnp.ndarray, labels: jnp.ndarray | None, num_classes: int,
+                   kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init) -> jnp.ndarray:
+    """AC-GAN: the linear head's logits; the class logits are sown (CLASS_LOGITS). D does not read the label."""
+    logits = linear_head(phi, labels, num_classes, kernel_init)
+    AuxiliaryClassifier(num_classes)(phi)
+    return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConditioning:
+    """How a discriminator reads the label, called inside its compact method (the layers they create
+    are D's, named in its scope): `inputs(x, labels, num_classes)` on what its first layer takes (an
+    image (N, H, W, C) or a vector (N, D)), `head(phi, labels, num_classes, kernel_init)` on its last
+    hidden features phi (N, F) -> the adversarial logits (N,)."""
+
+    inputs: Callable[[jnp.ndarray, jnp.ndarray | None, int], jnp.ndarray]
+    head: Callable[..., jnp.ndarray]
+
+
+UNCONDITIONAL = DiscriminatorConditioning(unchanged_inputs, linear_head)
+# model.discriminator_conditioning: name -> the mechanism, with model.num_classes > 0.
+DISCRIMINATOR_CONDITIONINGS: dict[str, DiscriminatorConditioning] = {
+    "concat": DiscriminatorConditioning(concat_labels, linear_head),  # Mirza & Osindero 2014
+    "projection": DiscriminatorConditioning(unchanged_inputs, projection_head),  # Miyato & Koyama 2018
+    "auxiliary": DiscriminatorConditioning(unchanged_inputs, auxiliary_head),  # Odena et al. 2017 (objective 'acgan')
+}
+# The model field, declared alike by every model that offers the choice (register() checks that they agree).
+DISCRIMINATOR_CONDITIONING_FIELD = Field("concat", choices=tuple(DISCRIMINATOR_CONDITIONINGS))
+
+
+def discriminator_conditioning(name: str, num_classes: int) -> DiscriminatorConditioning:
+    """The mechanism `name` (DISCRIMINATOR_CONDITIONINGS) for a conditional D, UNCONDITIONAL for num_classes = 0."""
+    return DISCRIMINATOR_CONDITIONINGS[name] if num_classes else UNCONDITIONAL

@@ -1,5 +1,8 @@
 """The GAN of Goodfellow et al. (2014): MLP generator and discriminator, optionally with maxout
-discriminator layers; also the PacGAN 2D-ring networks (BatchNorm+ReLU generator, maxout critic)."""
+discriminator layers; also the PacGAN 2D-ring networks (BatchNorm+ReLU generator, maxout critic).
+With model.num_classes > 0 it is class-conditional (gan_jax/models/conditioning.py): G reads the
+one-hot label appended to z (Mirza & Osindero 2014), D as model.discriminator_conditioning says (the
+one-hot appended to the flattened input with 'concat')."""
 
 import math
 
@@ -9,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.models import FRACTION, NON_NEGATIVE, POSITIVE, Field, register, settings
+from gan_jax.models.conditioning import DISCRIMINATOR_CONDITIONING_FIELD, concat_labels, discriminator_conditioning
 from gan_jax.models.layers import ACTIVATIONS
 
 
@@ -44,10 +48,11 @@ class MLPGenerator(nn.Module):
     bn_axis_name: str | None = None
     init_range: float = 0.0
     unit_pixels: bool = False  # output 2 sigmoid(a) - 1: a sigmoid layer's pixels in [0, 1], mapped to [-1, 1]
+    num_classes: int = 0  # > 0: the one-hot label (N,) appended to z
 
     @nn.compact
-    def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        h = z
+    def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None, train: bool = True) -> jnp.ndarray:
+        h = concat_labels(z, labels, self.num_classes) if self.num_classes else z
         for _ in range(self.depth):
             h = nn.Dense(self.width, use_bias=not self.batch_norm, kernel_init=kernel_init(self.init_range))(h)
             if self.batch_norm:
@@ -60,7 +65,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x (N, *shape) -> logits (N,). Hidden layers are LeakyReLU(0.2) or maxout units."""
+    """x (N, *shape) (and labels (N,)) -> logits (N,). Hidden layers are LeakyReLU(0.2) or maxout units."""
 
     width: int = 240
     depth: int = 2
@@ -70,16 +75,20 @@ class MLPDiscriminator(nn.Module):
     input_dropout_rate: float = 0.0
     init_range: float = 0.0
     unit_pixels: bool = False  # reads (x + 1) / 2: pixels in [0, 1]
+    num_classes: int = 0
+    conditioning: str = "concat"  # with num_classes > 0: conditioning.DISCRIMINATOR_CONDITIONINGS
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, labels: jnp.ndarray | None = None, train: bool = True) -> jnp.ndarray:
         from gan_jax.models.dcgan import FEATURES, ExampleDropout
 
+        conditioning = discriminator_conditioning(self.conditioning, self.num_classes)
         h = x.reshape(x.shape[0], -1)
         if self.unit_pixels:
             h = (h + 1.0) / 2.0
         if self.input_dropout_rate:
             h = ExampleDropout(self.input_dropout_rate, self.axis_name)(h, deterministic=not train)
+        h = conditioning.inputs(h, labels, self.num_classes)
         for _ in range(self.depth):
             if self.maxout_pieces:
                 h = Maxout(self.width, self.maxout_pieces, self.init_range)(h)
@@ -88,7 +97,7 @@ class MLPDiscriminator(nn.Module):
             if self.dropout_rate:
                 h = ExampleDropout(self.dropout_rate, self.axis_name)(h, deterministic=not train)
         self.sow("intermediates", FEATURES, h)  # the last hidden layer, for objectives that read D's features
-        return nn.Dense(1, kernel_init=kernel_init(self.init_range))(h)[:, 0]
+        return conditioning.head(h, labels, self.num_classes, kernel_init(self.init_range))
 
 
 @register("mlp_gan", {
@@ -107,7 +116,9 @@ class MLPDiscriminator(nn.Module):
     # The networks compute on pixels in [0, 1] (Goodfellow et al.'s sigmoid G, D on [0, 1] inputs), exactly,
     # while the data and samples stay in [-1, 1]: G outputs 2 sigmoid(a) - 1, D reads (x + 1) / 2.
     "unit_pixels": Field(False),
-})
+    # with model.num_classes > 0, how D reads the label (conditioning.DISCRIMINATOR_CONDITIONINGS)
+    "discriminator_conditioning": DISCRIMINATOR_CONDITIONING_FIELD,
+}, num_classes=True)
 def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     images = len(example_shape) == 3
     s = settings(cfg)
@@ -115,10 +126,10 @@ def build_mlp_gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]
         output_shape=example_shape, width=s["generator_width"], depth=s["generator_depth"],
         activation=s["generator_activation"], batch_norm=s["generator_batch_norm"],
         tanh_output=images, bn_axis_name=cfg.get("axis_name", None), init_range=s["generator_init_range"],
-        unit_pixels=s["unit_pixels"])
+        unit_pixels=s["unit_pixels"], num_classes=s["num_classes"])
     discriminator = MLPDiscriminator(
         width=s["discriminator_width"], depth=s["discriminator_depth"],
         maxout_pieces=s["maxout_pieces"], dropout_rate=s["dropout_rate"], axis_name=cfg.get("axis_name", None),
         input_dropout_rate=s["input_dropout_rate"], init_range=s["discriminator_init_range"],
-        unit_pixels=s["unit_pixels"])
+        unit_pixels=s["unit_pixels"], num_classes=s["num_classes"], conditioning=s["discriminator_conditioning"])
     return {"generator": generator, "discriminator": discriminator}

@@ -144,10 +144,11 @@ FIELDS = {"generator_width": Field(768, POSITIVE), "discriminator_width": Field(
           "blocks_per_stage": Field(2, POSITIVE), "expansion": Field(2, POSITIVE)}
 
 
-@register("r3gan", FIELDS)
+@register("r3gan", FIELDS, num_classes=True)
 def build_r3gan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     resolution = image_resolution("r3gan", example_shape, STAGE_DIVISORS)
-    s, num_classes = settings(cfg), cfg.get("num_classes", 0)
+    s = settings(cfg)
+    num_classes = s["num_classes"]
     for field in ("generator_width", "discriminator_width"):
         for divisor in set(STAGE_DIVISORS[resolution]):
             width, groups = s[field] // divisor, s["cardinality"] // divisor

@@ -93,7 +93,7 @@ def _build(name: str, pool: str, cfg: ml_collections.ConfigDict,
            example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     resolution = image_resolution(name, example_shape, GENERATOR_LAYOUTS)
     s, axis = settings(cfg), cfg.get("axis_name", None)
-    num_classes = cfg.get("num_classes", 0)
+    num_classes = s["num_classes"]
     return {"generator": ResNetGenerator(resolution, example_shape[2], s["generator_width"], num_classes,
                                          s["conv_impl"], axis),
             "discriminator": ResNetDiscriminator(resolution, s["discriminator_width"], num_classes, pool,
@@ -101,11 +101,13 @@ def _build(name: str, pool: str, cfg: ml_collections.ConfigDict,
 
 
 @register("sngan", {"generator_width": Field(256, POSITIVE),  # ngf: 256 for 32x32, 512 for 48x48
-                    "discriminator_width": Field(128, POSITIVE)})  # ndf: 128 for 32x32, 1024 for 48x48
+                    "discriminator_width": Field(128, POSITIVE)},  # ndf: 128 for 32x32, 1024 for 48x48
+          num_classes=True)
 def build_sngan(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     return _build("sngan", "sum", cfg, example_shape)
 
 
-@register("wgan_gp_resnet", {"generator_width": Field(128, POSITIVE), "discriminator_width": Field(128, POSITIVE)})
+@register("wgan_gp_resnet", {"generator_width": Field(128, POSITIVE), "discriminator_width": Field(128, POSITIVE)},
+          num_classes=True)
 def build_wgan_gp_resnet(cfg: ml_collections.ConfigDict, example_shape: tuple[int, ...]) -> dict[str, nn.Module]:
     return _build("wgan_gp_resnet", "mean", cfg, example_shape)

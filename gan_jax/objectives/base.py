@@ -194,6 +194,15 @@ def global_normal(key: jax.Array, global_batch: int, dim: int, local_batch: int,
     return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * local_batch, local_batch)
 
 
+def global_labels(key: jax.Array, global_batch: int, num_classes: int, local_batch: int, axis_name: str | None):
+    """Rows of a (global_batch,) int32 draw of classes, uniform over [0, num_classes), that belong to this
+    device: the generated batch's labels, the same however the batch is split over devices."""
+    labels = jax.random.randint(key, (global_batch,), 0, num_classes, jnp.int32)
+    if axis_name is None:
+        return labels
+    return jax.lax.dynamic_slice_in_dim(labels, jax.lax.axis_index(axis_name) * local_batch, local_batch)
+
+
 def random_flip(key: jax.Array, x: jnp.ndarray, axis_name: str | None) -> jnp.ndarray:
     ids = example_ids(x.shape[0], axis_name)
     flip = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i)))(ids)
@@ -321,7 +330,12 @@ class Steps:
             return state, jax.tree.map(lambda m: m[None], metrics)
         return jax.lax.scan(lambda s, b: self.train_step(s, b, hp), state, batches, length=k)
 
-    def sample_fn(self) -> Callable[[TrainState, jnp.ndarray], jnp.ndarray] | None:
-        """(state, z (N, latent_dim)) -> samples in model range, networks in inference mode; None if the
-        objective generates nothing."""
+    def sample_fn(self) -> Callable[..., jnp.ndarray] | None:
+        """(state, z (N, latent_dim)) -> samples in model range, networks in inference mode, and for a
+        class-conditional model (state, z, labels (N,) int32); None if the objective generates nothing."""
+        return None
+
+    def encode_fn(self) -> Callable[[TrainState, jnp.ndarray], jnp.ndarray] | None:
+        """(state, x (N, *example_shape) in model range) -> the posterior mean (N, latent_dim), networks in
+        inference mode, so that sample_fn(state, encode_fn(state, x)) reconstructs x; None without an encoder."""
         return None

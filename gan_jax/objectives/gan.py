@@ -8,15 +8,28 @@ g_loss, and whatever a subclass adds), each the value that was differentiated. W
 with neither objective overridden, the simultaneous rule takes a fast path in logit space that is the
 same computation: one D forward on the real and one on the generated batch give both networks'
 gradients. D's forward (spectral normalization, DiffAugment, BatchNorm state) is written once, in
-`discriminate`."""
+`discriminate`.
+
+Class-conditional models (model.num_classes > 0): the batch is (images, labels), G and D take the
+labels (BatchLabels: the real batch's, and the generated batch's, drawn uniformly over the classes
+every update), the penalties judge D conditioned on the labels of the batch their inputs come from.
+A D with a class head (conditioning.AuxiliaryClassifier, model.discriminator_conditioning='auxiliary')
+trains it as AC-GAN does (Odena et al. 2017): D's loss adds class_weight_real * CE(real) +
+class_weight_fake * CE(generated), G's class_weight_generator * CE(generated), the cross-entropies (nats)
+of its class logits against the labels, logged as d_class_real, d_class_fake and g_class."""
+
+import typing
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
+from flax import traverse_util
 
 from gan_jax import keys, losses, penalties
 from gan_jax.errors import ConfigError
+from gan_jax.models.conditioning import CLASS_LOGITS
 from gan_jax.models.dcgan import FEATURES
 from gan_jax.objectives import register
 from gan_jax.objectives.base import (
@@ -24,6 +37,7 @@ from gan_jax.objectives.base import (
     Steps,
     TrainState,
     example_ids,
+    global_labels,
     global_normal,
     learning_rate,
     pmean,
@@ -40,13 +54,39 @@ UPDATE_RULES = {"alternating": "_alternating", "simultaneous": "_simultaneous"}
 fold = jax.random.fold_in
 
 
+class BatchLabels(typing.NamedTuple):
+    """The labels of one update of a class-conditional GAN, this device's rows, int32 (local_batch,)
+    each; NO_LABELS (both None) for an unconditional one."""
+
+    real: jax.Array | None  # the real batch's, from the data
+    fake: jax.Array | None  # the generated batch's, drawn uniformly over the classes
+
+
+NO_LABELS = BatchLabels(None, None)
+
+
+def labelled(labels: BatchLabels, **more) -> dict:
+    """The keyword arguments that reach the objectives of a conditional model ({} for an unconditional
+    one, so that an objective written without them serves unconditional models)."""
+    return {} if labels.real is None else {"labels": labels, **more}
+
+
+def class_logits_of(intermediates: dict) -> jax.Array:
+    """The class logits (N, num_classes) that D's class head sowed (CLASS_LOGITS), wherever in D it sits."""
+    found = [v for path, v in traverse_util.flatten_dict(intermediates).items() if path[-1] == CLASS_LOGITS]
+    return found[0][0]
+
+
 @register("gan", nets=("generator", "discriminator"))
 class GanSteps(Steps):
     """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
 
     # Penalty weights are arrays, the penalties' names and intervals compiled in; ema_decay exists
-    # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it).
-    HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay"}
+    # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it),
+    # the class weights only for a D with a class head.
+    HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay",
+                       "class_weight_real": "loss.class_weight_real", "class_weight_fake": "loss.class_weight_fake",
+                       "class_weight_generator": "loss.class_weight_generator"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -60,11 +100,15 @@ class GanSteps(Steps):
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
         self.loss_fn = losses.get_gan_loss(cfg.loss.name)
         self.penalties = penalties.parse_penalties(cfg.loss.penalties)
+        self.num_classes = cfg.model.num_classes  # > 0: batches are (images, labels) (Experiment loads them)
+        # AC-GAN's class loss, where D has a class head (it sows CLASS_LOGITS).
+        sown = traverse_util.flatten_dict(self._d_variables().get("intermediates", {})) if self.num_classes else {}
+        self.class_head = any(path[-1] == CLASS_LOGITS for path in sown)
         # The simultaneous rule's shortcut, only where it is the same computation as the objectives
-        # (a subclass's objective, or a penalty, would be skipped by it); tests turn it off.
+        # (a subclass's objective, a penalty or a class loss would be skipped by it); tests turn it off.
         overridden = (type(self).generator_objective is not GanSteps.generator_objective
                       or type(self).discriminator_objective is not GanSteps.discriminator_objective)
-        self.logit_fast_path = not self.penalties and not overridden
+        self.logit_fast_path = not self.penalties and not overridden and not self.class_head
         self._check_packing_and_penalties(cfg)
         if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
             raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
@@ -84,19 +128,47 @@ class GanSteps(Steps):
         if pack > 1:
             raise ConfigError(f"{field} with model.pack={pack}: a penalty's gradient norm is per sample, D's input "
                               "a group of samples; accepted: model.pack=1 with penalties")
-        x = jax.ShapeDtypeStruct((2, *self.example_shape), jnp.float32)
-        variables = jax.eval_shape(lambda x: self.nets["discriminator"].init(jax.random.PRNGKey(0), x, train=False), x)
-        if variables.get("batch_stats"):
+        if self._d_variables().get("batch_stats"):
             raise ConfigError(f"{field} needs a discriminator whose examples are independent, and model.name="
                               f"{cfg.model.name!r} has BatchNorm in D; accepted: a model without it (dcgan_tutorial, "
                               "mlp_gan without discriminator batch norm)")
+
+    def _d_variables(self) -> dict:
+        """The shapes of D's variables, the sown 'intermediates' included."""
+        x = jax.ShapeDtypeStruct((2, *self.example_shape), jnp.float32)
+        return jax.eval_shape(lambda x: self.nets["discriminator"].init(
+            jax.random.PRNGKey(0), x, labels=self.init_labels(2), train=False, mutable=True), x)
 
     def hyperparameters(self) -> Hyperparameters:
         hp = super().hyperparameters()
         hp.update({f"penalty_{name}": np.float32(weight) for name, weight, _ in self.penalties})
         if self.ema:
             hp["ema_decay"] = np.float32(self.cfg.train.ema_decay)
+        if self.class_head:
+            hp.update({name: np.float32(self.cfg.loss[name]) for name in
+                       ("class_weight_real", "class_weight_fake", "class_weight_generator")})
         return hp
+
+    # --- labels ------------------------------------------------------------------------------
+    def init_labels(self, n: int) -> jax.Array | None:
+        """Labels of n examples for the networks' initialization (None: an unconditional model)."""
+        return jnp.zeros((n,), jnp.int32) if self.num_classes else None
+
+    def split_batch(self, batch) -> tuple:
+        """An update's batch -> (images uint8 (n_critic, local_batch, ...) or None, labels int32
+        (n_critic, local_batch) or None): a conditional model's batch is (images, labels)."""
+        return batch if self.num_classes else (batch, None)
+
+    def batch_labels(self, key: jax.Array, real_labels: jax.Array | None, i: int, local_batch: int) -> BatchLabels:
+        """Update i's labels: the real batch's, real_labels[i] (local_batch,), and the generated batch's,
+        drawn from fold_in(key, GENERATED_LABELS) over the global batch; NO_LABELS for an unconditional model."""
+        if real_labels is None:
+            return NO_LABELS
+        return BatchLabels(real_labels[i], self.generated_labels(fold(key, keys.GENERATED_LABELS), local_batch))
+
+    def generated_labels(self, key: jax.Array, local_batch: int) -> jax.Array:
+        """This device's rows of the global batch's generated labels, uniform over the classes."""
+        return global_labels(key, self.global_batch, self.num_classes, local_batch, self.axis_name)
 
     # --- initialization ----------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:
@@ -108,7 +180,7 @@ class GanSteps(Steps):
         x = jnp.zeros((2, *self.example_shape), jnp.float32)
         for i, (name, arg) in enumerate((("generator", z), ("discriminator", x))):
             rngs = {"params": fold(init_key, i), "dropout": init_key}
-            variables = self.nets[name].init(rngs, arg, train=False)
+            variables = self.nets[name].init(rngs, arg, labels=self.init_labels(2), train=False)
             params[name], stats[name] = variables["params"], variables.get("batch_stats", {})
         opt_state = {name: self.optimizers[name].init(p) for name, p in params.items()}
         if self.ema:
@@ -118,88 +190,121 @@ class GanSteps(Steps):
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
 
     # --- the two networks' forwards ----------------------------------------------------------
-    def decode(self, p_g, g_stats, z: jax.Array):
-        """G on latents z (N, latent_dim) in training mode: (images (N, ...), G's new stats)."""
-        fake, new = self.nets["generator"].apply({"params": p_g, "batch_stats": g_stats}, z, train=True,
-                                                 mutable=["batch_stats"])
+    def decode(self, p_g, g_stats, z: jax.Array, labels: jax.Array | None = None):
+        """G on latents z (N, latent_dim) (and labels (N,)) in training mode: (images (N, ...), G's new stats)."""
+        fake, new = self.nets["generator"].apply({"params": p_g, "batch_stats": g_stats}, z, labels=labels,
+                                                 train=True, mutable=["batch_stats"])
         return fake, new.get("batch_stats", {})
 
-    def generate(self, p_g, g_stats, key: jax.Array, local_batch: int):
-        """G on this device's rows of the global latent draw: (fake (local_batch, ...), G's new stats)."""
+    def generate(self, p_g, g_stats, key: jax.Array, local_batch: int, labels: jax.Array | None = None):
+        """G on this device's rows of the global latent draw (and `labels`, this device's):
+        (fake (local_batch, ...), G's new stats)."""
         z = global_normal(key, self.global_batch, self.cfg.model.latent_dim, local_batch, self.axis_name)
-        return self.decode(p_g, g_stats, z)
+        return self.decode(p_g, g_stats, z, labels)
 
-    def discriminate(self, p_d, d_stats, sn_vectors, x, key: jax.Array, features: bool = False):
-        """D's logits on x in training mode: spectrally normalized kernels (if on), DiffAugment (if on),
-        dropout keyed by `key`. Returns (logits, D's new BatchNorm statistics), and with `features` the
-        last hidden layer that D sows (models/dcgan.py FEATURES) as a third value."""
+    def discriminate(self, p_d, d_stats, sn_vectors, x, key: jax.Array, features: bool = False,
+                     labels: jax.Array | None = None, class_logits: bool = False):
+        """D's logits on x (and labels (N,)) in training mode: spectrally normalized kernels (if on),
+        DiffAugment (if on), dropout keyed by `key`. Returns (logits, D's new BatchNorm statistics), then
+        with `features` the last hidden layer that D sows (models/dcgan.py FEATURES), with `class_logits`
+        its class head's logits (N, num_classes)."""
         if sn_vectors is not None:
             p_d = spectral_norm.normalize(p_d, sn_vectors)
         if self.augment_policy:  # every D forward, real and generated alike
             x = diff_augment(x, fold(key, keys.AUGMENT), example_ids(x.shape[0], self.axis_name), self.augment_policy)
-        mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
-        logits, new = self.nets["discriminator"].apply({"params": p_d, "batch_stats": d_stats}, x, train=True,
-                                                       rngs={"dropout": key}, mutable=mutable)
+        mutable = ["batch_stats", "intermediates"] if features or class_logits else ["batch_stats"]
+        logits, new = self.nets["discriminator"].apply({"params": p_d, "batch_stats": d_stats}, x, labels=labels,
+                                                       train=True, rngs={"dropout": key}, mutable=mutable)
         out = (logits, new.get("batch_stats", d_stats))
-        return (*out, new["intermediates"][FEATURES][0]) if features else out
+        if features:
+            out = (*out, new["intermediates"][FEATURES][0])
+        return (*out, class_logits_of(new["intermediates"])) if class_logits else out
+
+    def class_loss(self, p_d, d_stats, sn_vectors, x, key: jax.Array, labels: jax.Array | None):
+        """D's logits on x, D's new stats and the cross-entropy (nats, batch mean) of its class logits
+        against `labels` (0 without a class head)."""
+        out = self.discriminate(p_d, d_stats, sn_vectors, x, key, labels=labels, class_logits=self.class_head)
+        if not self.class_head:
+            return (*out, jnp.zeros((), jnp.float32))
+        logits, s, class_logits = out
+        return logits, s, optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
     # --- the two objectives ------------------------------------------------------------------
-    def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp):
-        """Adversarial D loss + weighted penalties, as a function of D's parameters. Returns (total,
-        (metrics, D's new stats)): metrics d_loss (the adversarial part), penalty_NAME (unweighted) and
-        D's mean outputs (output_metrics)."""
-        real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
-        fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE))
+    def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp,
+                                labels: BatchLabels = NO_LABELS):
+        """Adversarial D loss + weighted penalties (+ AC-GAN's class losses), as a function of D's
+        parameters. Returns (total, (metrics, D's new stats)): metrics d_loss (the adversarial part),
+        penalty_NAME (unweighted), d_class_real and d_class_fake (with a class head) and D's mean
+        outputs (output_metrics)."""
+        real_logits, s, class_real = self.class_loss(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
+                                                     labels.real)
+        fake_logits, s, class_fake = self.class_loss(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE), labels.fake)
         loss, _ = self.loss_fn(real_logits, fake_logits)
-        # The penalties' critic: D's logits with these parameters, its dropout keyed apart.
-        critic = lambda x: self.discriminate(p_d, d_stats, sn_vectors, x, fold(key, keys.D_PENALTY))[0]
+        # The penalties' critic: D's logits with these parameters, its dropout keyed apart; conditioned
+        # on the real batch's labels, or on the generated batch's for a penalty on that batch.
+        critic, fake_critic = (lambda x, y=y: self.discriminate(p_d, d_stats, sn_vectors, x, fold(key, keys.D_PENALTY),
+                                                                labels=y)[0] for y in labels)
         weights = {name: hp[f"penalty_{name}"] for name, _, _ in self.penalties}
         term, penalty_metrics = penalties.weighted_sum(
             self.penalties, critic, real, fake, fold(key, keys.PENALTIES), example_ids(real.shape[0], self.axis_name),
-            update_index, weights=weights, axis_name=self.axis_name)
+            update_index, weights=weights, axis_name=self.axis_name, fake_critic=fake_critic)
         metrics = {"d_loss": loss, **self.output_metrics(real_logits, fake_logits), **penalty_metrics}
+        if self.class_head:
+            metrics.update(d_class_real=class_real, d_class_fake=class_fake)
+            term = term + hp["class_weight_real"] * class_real + hp["class_weight_fake"] * class_fake
         return loss + term, (metrics, s)
 
-    def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key):
-        """The adversarial G loss as a function of the generated batch: (g_loss, {'g_loss': g_loss}).
-        D's statistics from these forwards are not kept: only D's own update moves them."""
-        real_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))  # dead unless read
-        fake_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE))
+    def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key, labels: BatchLabels = NO_LABELS,
+                            hp: Hyperparameters | None = None):
+        """The adversarial G loss (+ AC-GAN's class loss) as a function of the generated batch: (loss,
+        {'g_loss': the adversarial part, 'g_class': the class loss (with a class head)}). D's statistics
+        from these forwards are not kept: only D's own update moves them."""
+        real_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),  # dead unless read
+                                           labels=labels.real)
+        fake_logits, _, class_fake = self.class_loss(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE),
+                                                     labels.fake)
         g_loss = self.loss_fn(real_logits, fake_logits)[1]
-        return g_loss, {"g_loss": g_loss}
+        if not self.class_head:
+            return g_loss, {"g_loss": g_loss}
+        return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
 
     # --- one update --------------------------------------------------------------------------
-    def update_step(self, params, stats, opt_state, batch_u8, step_key, state, hp) -> dict:
-        """One generator update (after n_critic D updates, or with one, simultaneously). batch_u8:
-        (n_critic, local_batch, H, W, C) uint8, or None for synthetic data."""
+    def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
+        """One generator update (after n_critic D updates, or with one, simultaneously). batch:
+        (n_critic, local_batch, H, W, C) uint8, or None for synthetic data; for a conditional model
+        (those images, their labels (n_critic, local_batch) int32)."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
         rule = getattr(self, UPDATE_RULES[self.cfg.train.update_rule])
-        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch_u8, step_key, state.step, hp,
+        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch, step_key, state.step, hp,
                                    state.key)
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
-            params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch_u8)
+            params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
         return metrics
 
-    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp) -> dict:
+    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
+                       labels: BatchLabels) -> dict:
         """One D update in place; returns its objective's metrics."""
         (_, (metrics, s)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
             params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
-            update_index, hp)
+            update_index, hp, **labelled(labels))
         stats["discriminator"] = pmean(s, self.axis_name)
         self.update("discriminator", params, opt_state, grads, hp)
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         return metrics
 
-    def _alternating(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
+    def _alternating(self, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
+        batch_u8, real_labels = self.split_batch(batch)
         n_critic, local_batch = self.cfg.train.n_critic, self.local_batch(batch_u8)
         for i in range(n_critic):
             if sn_vectors is not None:  # one power iteration per D update
                 sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
             key = fold(step_key, keys.CRITIC_UPDATE + i)
             real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i], base_key)
-            generate = lambda p, k=key: self.generate(p, stats["generator"], fold(k, keys.LATENT), local_batch)
+            labels = self.batch_labels(key, real_labels, i, local_batch)
+            generate = lambda p, k=key, y=labels.fake: self.generate(p, stats["generator"], fold(k, keys.LATENT),
+                                                                    local_batch, y)
             if i == n_critic - 1:
                 # The last critic update's fake batch is reused for the generator update (one G
                 # forward per step, as in the PyTorch DCGAN): keep its VJP.
@@ -208,34 +313,36 @@ class GanSteps(Steps):
                 fake, g_stats = generate(params["generator"])
             stats["generator"] = g_stats
             d_metrics = self._critic_update(params, stats, opt_state, sn_vectors, real, fake, key,
-                                            step * n_critic + i, hp)  # the last D update's are logged
+                                            step * n_critic + i, hp, labels)  # the last D update's are logged
         (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
             fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
-            fold(step_key, keys.GENERATOR_UPDATE))
+            fold(step_key, keys.GENERATOR_UPDATE), **labelled(labels, hp=hp))
         (g_grads,) = g_vjp(fake_grad)
         stats["generator"] = pmean(stats["generator"], self.axis_name)
         self.update("generator", params, opt_state, g_grads, hp)
         return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
-    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch_u8, step_key, step, hp, base_key):
+    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
         """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
         the keys of the alternating rule's (only) critic update. n_critic is 1 (checked by the config)."""
+        batch_u8, real_labels = self.split_batch(batch)
         if sn_vectors is not None:
             sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
-        key = fold(step_key, keys.CRITIC_UPDATE)
+        key, local_batch = fold(step_key, keys.CRITIC_UPDATE), self.local_batch(batch_u8)
         real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0], base_key)
+        labels = self.batch_labels(key, real_labels, 0, local_batch)
         fake, g_vjp, stats["generator"] = jax.vjp(
-            lambda p: self.generate(p, stats["generator"], fold(key, keys.LATENT), self.local_batch(batch_u8)),
+            lambda p: self.generate(p, stats["generator"], fold(key, keys.LATENT), local_batch, labels.fake),
             params["generator"], has_aux=True)
         p_d, d_stats = params["discriminator"], stats["discriminator"]
         if self.logit_fast_path:
             d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = self._logit_space_grads(
-                p_d, d_stats, sn_vectors, real, fake, key)
+                p_d, d_stats, sn_vectors, real, fake, key, labels)
         else:
             (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
-                p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp)
+                p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp, **labelled(labels))
             (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
-                fake, p_d, d_stats, sn_vectors, real, key)
+                fake, p_d, d_stats, sn_vectors, real, key, **labelled(labels, hp=hp))
         (g_grads,) = g_vjp(fake_grad)
         self.update("discriminator", params, opt_state, d_grads, hp)
         params["discriminator"] = self.constrain_critic(params["discriminator"])
@@ -244,14 +351,16 @@ class GanSteps(Steps):
                      discriminator=pmean(new_d_stats, self.axis_name))
         return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
-    def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key):
+    def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
         """The plain objectives' gradients from one D forward per batch: each loss's gradient with
         respect to the logits, pulled back through the same forward (D's parameters get d_loss's, the
         generated images g_loss's; XLA drops the other half of each pullback). Returns (D's metrics,
         G's metrics, D's gradients, the generated batch's gradient, D's new stats)."""
         def discriminate_both(p_d, fake_images):
-            real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL))
-            fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake_images, fold(key, keys.D_FAKE))
+            real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
+                                               labels=labels.real)
+            fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake_images, fold(key, keys.D_FAKE),
+                                               labels=labels.fake)
             return (real_logits, fake_logits), s
 
         logits, d_vjp, new_stats = jax.vjp(discriminate_both, p_d, fake, has_aux=True)
@@ -274,7 +383,7 @@ class GanSteps(Steps):
         return {f"lr_{n}": learning_rate(opt_state[n]) for n in self.nets}
 
     def updated_ema(self, params: dict, stats: dict, state: TrainState, step_key: jax.Array, decay: jax.Array,
-                    batch_u8):
+                    batch):
         """G's moving average after this step's update: a copy of G until train.ema_start, then
         ema <- decay * ema + (1 - decay) * G. Its BatchNorm statistics (if G has any) are its own: the
         averaged G's batch statistics on a fresh latent batch, averaged like G's, because G's running
@@ -284,8 +393,9 @@ class GanSteps(Steps):
                            params[EMA], params["generator"])
         if not stats[EMA]:
             return ema, stats[EMA]
-        key = fold(step_key, keys.EMA_STATISTICS)
-        _, ema_stats = self.generate(ema, stats[EMA], key, self.local_batch(batch_u8))
+        key, local_batch = fold(step_key, keys.EMA_STATISTICS), self.local_batch(self.split_batch(batch)[0])
+        labels = self.generated_labels(fold(key, keys.GENERATED_LABELS), local_batch) if self.num_classes else None
+        _, ema_stats = self.generate(ema, stats[EMA], key, local_batch, labels)
         return ema, pmean(ema_stats, self.axis_name)
 
     def constrain_critic(self, d_params):
@@ -296,8 +406,9 @@ class GanSteps(Steps):
 
     # --- sampling ----------------------------------------------------------------------------
     def sample_fn(self):
+        """(state, z (N, latent_dim)[, labels (N,) int32: conditional models]) -> samples in model range."""
         G = self.nets["generator"]
         # With train.ema_decay the samples come from the averaged parameters and their own statistics.
         name = EMA if self.ema else "generator"
-        return lambda state, z: G.apply({"params": state.params[name], "batch_stats": state.batch_stats[name]}, z,
-                                        train=False)
+        return lambda state, z, labels=None: G.apply(
+            {"params": state.params[name], "batch_stats": state.batch_stats[name]}, z, labels=labels, train=False)

@@ -104,3 +104,7 @@ class VaeSteps(Steps):
             return jax.nn.sigmoid(decoded) if bernoulli else jnp.clip(decoded, 0, 1)
 
         return sample
+
+    def encode_fn(self):
+        V = self.nets["vae"]
+        return lambda state, x: V.apply({"params": state.params["vae"]}, x, method=V.encode)[0]

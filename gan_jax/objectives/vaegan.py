@@ -105,3 +105,8 @@ class VaeganSteps(GanSteps):
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch_u8)
         return {"d_loss": d_loss, **self.output_metrics(real_logits, fake_logits), "g_loss": g_loss, "kl": kl,
                 "feature_reconstruction": feature_nll, **self.learning_rates(opt_state)}
+
+    def encode_fn(self):
+        E = self.nets["encoder"]
+        variables = lambda state: {"params": state.params["encoder"], "batch_stats": state.batch_stats["encoder"]}
+        return lambda state, x: E.apply(variables(state), x, train=False)[0]
