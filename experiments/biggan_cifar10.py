@@ -48,8 +48,8 @@ def get_config(arg=None):
     c.model.shared_embedding_dim = 128
     c.model.hierarchical_latent = True
     c.model.spectral_norm = True
-    # On the CPU the 'auto' lowering (DFT for the 8x8 and 16x16 maps) made this step slower than lax's
-    # convolutions (batch 16: 18.9 s against 15.7 s; batch 64: 153 s against 57 s), unlike SNGAN's.
+    # On the CPU the 'auto' lowering (the DFT for the 8x8 and 16x16 maps) makes this step slower than
+    # lax's convolutions, unlike SNGAN's (benchmarks/conv_micro.py times the layers alone).
     c.model.conv_impl = "lax"
     c.loss.name = "hinge"
     c.optimizer.learning_rate = 2e-4

@@ -58,7 +58,7 @@ def test_radford_init_is_normal_002():
 
 
 def test_bad_model_config_is_refused():
-    with pytest.raises(ConfigError, match="model.name='nope' is unknown; accepted: classifier_cnn, dcgan, "
+    with pytest.raises(ConfigError, match="model.name='nope' is unknown; accepted: biggan, classifier_cnn, dcgan, "
                                           "dcgan_tutorial"):
         models.build(_cfg(name="nope"), (28, 28, 1))
     with pytest.raises(ConfigError, match="dcgan_tutorial.*28x28"):
