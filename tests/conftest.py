@@ -12,10 +12,29 @@ import tempfile
 
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Every test process, and every process the tests start, compiles with XLA's LLVM optimizations off: the
+# smoke runs take a few steps, so compiling is most of their time, and -O0 compiles faster. The tests check
+# what the code computes (to tolerances, or bitwise between runs that share these flags), not its speed,
+# which benchmarks/ measures with the default flags.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS of a test process with `devices` fake CPU devices."""
+    return f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}" if devices > 1 else TEST_XLA_FLAGS
+
+
+def process_env(devices: int = 1, **extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (launch.py, a script): the repository importable, unbuffered
+    output, `devices` fake CPU devices, `extra` on top."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "XLA_FLAGS": xla_flags(devices), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
 # One persistent compilation cache for the run's processes (the pytest workers and the launch.py runs
 # they start inherit it): many tests train the same smoke configs, and compiling their steps is most
@@ -41,6 +60,16 @@ def require_data() -> pathlib.Path:
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1: point {DATA_ENV} at the data, or unset {REQUIRE_ENV} to skip)",
                     pytrace=False)
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (the README's command): a file's tests stay on one worker, so that its module
+    fixtures are built once, unless the file sets SPREAD_OVER_WORKERS = True (its tests share no fixture
+    beyond the session's): then each of its tests goes to whichever worker is free."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and not getattr(module, "SPREAD_OVER_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,14 @@ def update_difference(a: dict, b: dict, initial: dict) -> tuple[float, str]:
     return worst, where
 
 
+def device_zero(tree):
+    """pmap outputs (devices, …) -> device 0's copy (…) on the host, read from its buffer as the library
+    reads them (parallel.pmap_local): indexing the 8-device array instead dispatches a gather on it."""
+    from gan_jax import parallel
+
+    return jax.tree.map(lambda x: np.asarray(x)[0], parallel.pmap_local(tree))
+
+
 def bitwise_equal(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import process_env
 from state_compare import LAYOUT_TOLERANCE, PROPORTIONAL_ADAM, bitwise_equal, state_tree, update_difference
 
 from gan_jax import keys
@@ -26,6 +27,8 @@ from gan_jax.experiment import Experiment
 from gan_jax.objectives.base import TrainState
 from gan_jax.objectives.gan import GanSteps
 from gan_jax.training import TrainingDiverged, train
+
+SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -193,9 +196,7 @@ def test_all_checkpoints_damaged_prints_only_the_reports(tmp_path):
     ('Exception ignored in', 'Event loop is closed', ...) after our one-line reports, on every run
     that met a damaged checkpoint (measured: 76 to 514 lines here)."""
     script = NOISE_SCRIPT.format(tests=str(REPO / "tests"), root=str(tmp_path / "run"))
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(REPO), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=process_env(), capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "None", out.stdout + out.stderr[-3000:]
     assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
@@ -332,10 +333,8 @@ def jax_cache(tmp_path_factory):
 
 
 def launch_env(jax_cache, devices=1):
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    flags = "" if devices == 1 else f"--xla_force_host_platform_device_count={devices}"
-    return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
-            "JAX_COMPILATION_CACHE_DIR": str(jax_cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    return process_env(devices, JAX_COMPILATION_CACHE_DIR=str(jax_cache),
+                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
 
 def launch(env, *args, prelude=None):

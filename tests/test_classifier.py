@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, process_env
 
 from gan_jax import data, parallel
 from gan_jax.data.pipeline import InputPipeline
@@ -100,12 +100,8 @@ def images(n, shape=(8, 8, 1), seed=1):
 # --- launch.py, started in the background at the module's start --------------------------------
 
 def launch_env(jax_cache):
-    """One device; XLA's backend optimizations off: the runs compile in half the time, and these tests
-    check what the runs write, not how fast they run."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "PYTHONPATH": path,
-            "PYTHONUNBUFFERED": "1", "JAX_COMPILATION_CACHE_DIR": str(jax_cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    """One device (conftest.process_env), every compiled program kept in the module's cache."""
+    return process_env(JAX_COMPILATION_CACHE_DIR=str(jax_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
 
 def launch(env, *args):
@@ -119,7 +115,7 @@ def explain(out) -> str:
 
 EMBED_SCRIPT = """
 import os, sys
-assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+assert os.environ["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=8")
 import jax, numpy as np
 from gan_jax.evaluate import classify, metrics
 assert jax.device_count() == 8, jax.devices()
@@ -131,8 +127,7 @@ np.savez(sys.argv[3], features=features, probs=probs)
 
 def embed_on_8_devices(classifier: pathlib.Path, x: np.ndarray, folder: pathlib.Path):
     np.save(folder / "images.npy", x)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = process_env(8, JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", EMBED_SCRIPT, str(classifier), str(folder / "images.npy"),
                           str(folder / "out.npz")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     return out, folder / "out.npz"

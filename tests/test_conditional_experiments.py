@@ -54,6 +54,8 @@ ACGAN_SWEEP = """
 from gan_jax import sweep
 from gan_jax.config import base_config
 
+SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
+
 
 def get_config(arg=None):
     c = base_config()

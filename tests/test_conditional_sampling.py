@@ -12,6 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import process_env
 from PIL import Image
 
 from gan_jax import data, grids, sampling
@@ -142,7 +143,7 @@ def test_an_unconditional_run_refuses_labels_and_labels_need_the_sample_mode(tmp
     """The run of tests/data/workdir_0465bee (unconditional, written before model.num_classes existed)."""
     workdir = tmp_path / "old"
     shutil.copytree(REPO / "tests" / "data" / "workdir_0465bee", workdir)
-    env = {**os.environ, "XLA_FLAGS": ""}
+    env = process_env()
     out = subprocess.run([sys.executable, "launch.py", "--mode=sample", "--workdir", str(workdir), "--labels=3"],
                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == (

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from state_compare import state_tree, summing_update, update_difference
+from state_compare import device_zero, state_tree, summing_update, update_difference
 
 from gan_jax import keys, models, parallel
 from gan_jax.config import base_config
@@ -237,7 +237,7 @@ def test_a_conditional_step_under_pmap_equals_one_device():
     for name, builder in (("pmap", _builder(c, parallel.PMAP_AXIS)), ("summed", summing), ("local labels", local)):
         sp, mp = jax.pmap(builder.train_step, axis_name=parallel.PMAP_AXIS)(
             parallel.pmap_replicate(s0), jax.tree.map(lambda a: parallel.pmap_split(a, 1), batch))
-        out[name] = update_difference(state_tree(jax.tree.map(lambda x: x[0], sp)), reference, initial), mp
+        out[name] = update_difference(state_tree(device_zero(sp)), reference, initial), mp
         print(f"8 devices ({name}) vs 1: {out[name][0][0]:.2e} ({out[name][0][1]})")
     (diff, _), mp = out["pmap"]
     assert diff < PMAP_TOLERANCE

@@ -5,12 +5,8 @@ devices, call chunking, resumes or prefetching."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import types
 from pathlib import Path
-
-# Normally set by conftest.py; harmless when jax was already imported with other flags.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import jax
 import jax.numpy as jnp

@@ -2,18 +2,19 @@
 evaluates; bad input ends with one line on stderr, exit status 2, and nothing written."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import load_experiment, require_data
+from conftest import load_experiment, process_env, require_data
 from PIL import Image
 
 from gan_jax.evaluate.evaluators import EVALUATORS
 from gan_jax.objectives import OBJECTIVES
+
+SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FILES = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))
@@ -40,9 +41,7 @@ def smoke(name: str) -> str:
 
 
 def launch(*args, check=True):
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": path}
-    out = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
+    out = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=process_env(),
                          capture_output=True, text=True, timeout=600)
     if check and out.returncode != 0:
         raise AssertionError(f"launch.py {' '.join(args)} exited {out.returncode}:\n{out.stdout[-3000:]}\n"

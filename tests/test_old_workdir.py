@@ -6,13 +6,13 @@ and the resumed run continues from the stored step and state: its steps 5 and 6 
 applied to the stored state."""
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
 import sys
 
 import numpy as np
+from conftest import process_env
 from state_compare import state_tree, update_difference
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ OLD = REPO / "tests" / "data" / "workdir_0465bee"
 
 def run(*args):
     return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "XLA_FLAGS": ""})
+                          timeout=600, env=process_env())
 
 
 def stored_arrays(workdir, step: int) -> dict:
@@ -73,7 +73,7 @@ def test_an_old_workdir_restores_its_stored_arrays_and_resumes_from_them(tmp_pat
     assert records and {r["step"] for r in records} == {6}, records  # logged every 2 steps: it went on from 4
     code = f"import test_old_workdir as t; t.check_restored_and_resumed({str(workdir)!r})"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO / "tests", capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(REPO)})
+                         timeout=600, env=process_env())
     print(out.stdout)
     assert out.returncode == 0, out.stderr[-3000:]
 

@@ -4,7 +4,6 @@ input fails at startup with one line."""
 
 import importlib.util
 import logging
-import os
 import pathlib
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import process_env
 from jax.sharding import PartitionSpec as P
 from state_compare import LAYOUT_TOLERANCE, PROPORTIONAL_ADAM, state_tree, summing_update, update_difference
 
@@ -62,9 +62,7 @@ def free_port() -> int:
 
 
 def launch_process(args, devices: int, log_compiles=False) -> subprocess.Popen:
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONPATH": path,
-           "JAX_LOG_COMPILES": "1" if log_compiles else "0"}
+    env = process_env(devices, JAX_LOG_COMPILES="1" if log_compiles else "0")
     return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -2,7 +2,6 @@
 processes, real signals sent at the moment named, the workdir inspected afterwards."""
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -13,16 +12,16 @@ import threading
 import time
 
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, process_env
+
+SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RING = ["--config", "experiments/gan_mixture.py:ring,smoke"]
 
 
 def start(*args) -> subprocess.Popen:
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env, text=True,
+    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=process_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

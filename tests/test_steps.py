@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from state_compare import state_tree, summing_update, update_difference
+from state_compare import device_zero, state_tree, summing_update, update_difference
 
 from gan_jax import models
 from gan_jax.config import base_config
@@ -227,7 +227,7 @@ def _pmap_against_one_device(c, single, batch):
     for builder in (_pmap_builder(c), _summing_gradients(_pmap_builder(c))):
         sp, mp = jax.pmap(builder.train_step, axis_name=parallel.PMAP_AXIS)(parallel.pmap_replicate(s0),
                                                                            parallel.pmap_split(batch, 1))
-        out.append((update_difference(state_tree(jax.tree.map(lambda x: x[0], sp)), reference, initial), mp))
+        out.append((update_difference(state_tree(device_zero(sp)), reference, initial), mp))
     (diff, where), mp = out[0]
     (control, control_where), _ = out[1]
     print(f"\n8 devices vs 1: {diff:.2e} ({where}); gradients summed: {control:.2e} ({control_where})")
