@@ -13,16 +13,11 @@ import tempfile
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# Every test process, and every process the tests start, compiles with XLA's LLVM optimizations off: the
-# smoke runs take a few steps, so compiling is most of their time, and -O0 compiles faster. The tests check
-# what the code computes (to tolerances, or bitwise between runs that share these flags), not its speed,
-# which benchmarks/ measures with the default flags.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
 def xla_flags(devices: int) -> str:
     """XLA_FLAGS of a test process with `devices` fake CPU devices."""
-    return f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}" if devices > 1 else TEST_XLA_FLAGS
+    return f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
 
 
 def process_env(devices: int = 1, **extra: str) -> dict[str, str]:
@@ -34,7 +29,6 @@ def process_env(devices: int = 1, **extra: str) -> dict[str, str]:
 
 os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
 # One persistent compilation cache for the run's processes (the pytest workers and the launch.py runs
 # they start inherit it): many tests train the same smoke configs, and compiling their steps is most
