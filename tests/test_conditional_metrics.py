@@ -151,6 +151,13 @@ def test_class_counts_of_a_split_without_enough_images_name_the_split():
     conditional.check_class_counts(128, 3, 600, np.repeat(np.arange(3), 129), None, "test")  # the control
 
 
+def test_held_arrays_do_not_replace_a_data_set():
+    with pytest.raises(ConfigError, match=r"^data.name='mnist' is already a data set; accepted: a name not among "):
+        with data.held("mnist", {}):
+            pass
+    assert data.DATASETS["mnist"].sources == ("files", "tfds")
+
+
 def _cas_record(exp, step, state, monkeypatch, class_of) -> dict:
     train_images, train_labels = data.load_arrays("mnist", "train", "files")
     sample = digits_generator(train_images[:20_000], train_labels[:20_000], class_of)

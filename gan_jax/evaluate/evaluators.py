@@ -249,7 +249,7 @@ def _class_classifier(exp) -> classify.FeatureNet:
 
 def _conditional_fits(exp) -> bool:
     """A class-conditional generator whose data have a classifier of their shape and of its classes."""
-    return (exp.cfg.model.num_classes > 0 and classify.fits(exp)
+    return (classify.fits(exp) and exp.cfg.model.num_classes > 0
             and classify.num_classes(_class_classifier(exp)) == exp.cfg.model.num_classes
             and _eval_split(exp)[1] is not None)
 
