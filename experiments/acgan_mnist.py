@@ -3,7 +3,8 @@ experiments/cdcgan_mnist.py) whose G reads the one-hot label appended to z and w
 the label but predicts it: a class head beside its real/fake logit (model.discriminator_conditioning=
 'auxiliary'). D's loss adds the class cross-entropy on the real and on the generated batch, G's on the
 generated one (loss.class_weight_real, _fake, _generator: 1 each, as the paper's L_C), logged as
-d_class_real, d_class_fake and g_class. Sample per class with `launch.py --mode=sample --labels=3`."""
+d_class_real, d_class_fake and g_class. Sample per class with `launch.py --mode=sample --labels=3`. The run
+ends with its classifier-space and conditional evaluations (accuracy per class, intra-class FID)."""
 
 from gan_jax.config import base_config, parse_arg, smoke
 

@@ -3,7 +3,8 @@
 label appended to z and whose D reads it as 10 constant one-hot channels appended to the image. A few
 minutes on a laptop CPU. Sample per class with `launch.py --mode=sample --labels=3` (or 0,1,2, or all);
 the sample grids have a row per digit. The run ends with its classifier-space evaluation against the
-10,000 test digits."""
+10,000 test digits and its conditional one (accuracy per class, intra-class FID); the Classification
+Accuracy Score with --mode=eval --config.eval.metrics=cas."""
 
 from gan_jax.config import base_config, parse_arg, smoke
 

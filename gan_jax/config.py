@@ -26,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "mnist"
-    c.data.source = "auto"  # auto (files where data.dir is given, else TFDS) | files | tfds | synthetic | embedded
+    # auto (files where data.dir is given, else TFDS) | files | tfds | synthetic | embedded | memory (data.held)
+    c.data.source = "auto"
     c.data.dir = ml_collections.FieldReference(None, field_type=str)
     c.data.tfds_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS's data folder; None: its default
     c.data.split = "train"
@@ -120,6 +121,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
     c.eval.inception_weights = ""  # Inception FID: pytorch-fid's weight file, 'download' (cached), '': off
     c.eval.inception_resize = "legacy"  # its 299x299 resize: 'legacy' (pytorch-fid's) or 'clean' (clean-fid's)
+    # CAS (evaluator 'cas'): the budget of the classifier trained on eval.num_samples generated samples
+    c.eval.cas_steps = 500
+    c.eval.cas_batch_size = 64
+    c.eval.cas_learning_rate = 1e-3
     return c
 
 
@@ -169,6 +174,9 @@ RANGES = {
     "eval.iwae_k": (0, None, False, None),
     "eval.num_samples": (0, None, False, None),
     "eval.every": (0, None, True, None),
+    "eval.cas_steps": (0, keys.MAX_STEPS, False, True),
+    "eval.cas_batch_size": (0, None, False, None),
+    "eval.cas_learning_rate": (0, None, False, None),
 }
 
 

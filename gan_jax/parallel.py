@@ -30,14 +30,15 @@ def make_mesh() -> jax.sharding.Mesh:
     return mesh
 
 
-def check_batch(global_batch_size: int) -> None:
-    """Refuses a global batch that the devices (or processes) cannot split evenly, naming both numbers."""
+def check_batch(global_batch_size: int, field: str = "data.batch_size") -> None:
+    """Refuses a global batch that the devices (or processes) cannot split evenly, naming both numbers
+    and the config `field` that sets it."""
     devices, processes = jax.device_count(), jax.process_count()
     if global_batch_size % devices:
-        raise ConfigError(f"data.batch_size={global_batch_size} is not divisible by the number of devices "
+        raise ConfigError(f"{field}={global_batch_size} is not divisible by the number of devices "
                           f"({devices}); use a multiple of {devices}")
     if global_batch_size % processes:
-        raise ConfigError(f"data.batch_size={global_batch_size} is not divisible by the number of processes "
+        raise ConfigError(f"{field}={global_batch_size} is not divisible by the number of processes "
                           f"({processes})")
 
 

@@ -49,8 +49,8 @@ def test_a_new_evaluator_is_one_registered_function(monkeypatch):
 
 
 def test_unknown_name_lists_the_accepted_ones():
-    accepted = ("classifier_accuracy, classifier_space, inception, memorization, modes, parzen, stacked_modes, "
-                "vae_likelihood")
+    accepted = ("cas, classifier_accuracy, classifier_space, conditional, inception, memorization, modes, parzen, "
+                "stacked_modes, vae_likelihood")
     with pytest.raises(ConfigError, match=rf"'nope' is unknown; accepted: {accepted}$"):
         evaluators.selected(run(mixture="ring8", metrics="modes, nope"))
 

@@ -9,10 +9,12 @@ idx file or MNIST-layout folder, CIFAR .bin) and `data.source='tfds'` any TFDS n
 `data.source='auto'` (the default) reads local files where `data.dir` (or $GAN_JAX_DATA) is given and
 TFDS otherwise:
 TFDS downloads and prepares the data set once into its data folder (`data.tfds_dir`, default
-~/tensorflow_datasets), then reads it from there."""
+~/tensorflow_datasets), then reads it from there. `data.source='memory'` reads arrays a process holds
+under a name for a while (`held`)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -20,7 +22,7 @@ import gzip
 import importlib.resources
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ from gan_jax.data import files
 from gan_jax.errors import ConfigError, DataError
 
 Arrays = tuple[np.ndarray, np.ndarray | None]
-SOURCES = ("auto", "files", "tfds", "synthetic", "embedded")
+SOURCES = ("auto", "files", "tfds", "synthetic", "embedded", "memory")
 # Whether TFDS may download and prepare a missing data set: set while a data.source='auto' load runs.
 _TFDS_DOWNLOAD: contextvars.ContextVar[bool] = contextvars.ContextVar("tfds_download", default=False)
 # Records per `__getitems__` call: array_record reads a batch of keys in one go (in parallel for
@@ -87,13 +89,13 @@ def resolve_source(name: str, source: str, data_dir: str | None, tfds_dir: str |
                    ) -> tuple[str, str | None]:
     """data.source 'auto' -> ('files', data_dir) where data_dir is given (or $GAN_JAX_DATA names a local
     data folder), else ('tfds', tfds_dir) for a data set TFDS has, or the one source a data set has
-    (embedded, synthetic); other sources as given."""
+    (embedded, synthetic, memory); other sources as given."""
     if source != "auto":
         return source, data_dir
     dataset = DATASETS.get(name)
     if dataset is None:  # a path or a TFDS name
         return ("files", data_dir) if files.is_data_path(name) else ("tfds", tfds_dir)
-    if len(dataset.sources) == 1 and dataset.sources[0] in ("embedded", "synthetic"):
+    if len(dataset.sources) == 1 and dataset.sources[0] in ("embedded", "synthetic", "memory"):
         return dataset.sources[0], data_dir
     if (data_dir is not None or os.environ.get(files.ENV_VAR)) and "files" in dataset.sources:
         return "files", data_dir  # None: the files reader's $GAN_JAX_DATA
@@ -317,3 +319,25 @@ def stacked_mnist(split: str, source: str, data_dir: str | None) -> Arrays:
     picks = np.random.default_rng(1000).integers(0, len(images), size=(3, len(images)))
     stacked = np.concatenate([images[p] for p in picks], axis=-1)
     return stacked, 100 * labels[picks[0]] + 10 * labels[picks[1]] + labels[picks[2]]
+
+
+@contextlib.contextmanager
+def held(name: str, splits: dict[str, Arrays]) -> Iterator[str]:
+    """Arrays this process holds, served as data set `name` (data.source 'memory') while the block runs:
+    what an evaluation trains on without writing it to disk (the CAS classifier's generated images).
+    `splits`: {split: (images uint8 (N, H, W, C), labels int (N,) or None)}. Yields `name`."""
+    if name in DATASETS:
+        raise ConfigError(f"data.name={name!r} is already a data set; accepted: a name not among "
+                          f"{', '.join(sorted(DATASETS))}")
+
+    def load(split: str, source: str, data_dir: str | None) -> Arrays:
+        if split not in splits:
+            raise DataError(f"data set {name!r} (held in memory): unknown split {split!r}, expected one of "
+                            f"{', '.join(map(repr, splits))}")
+        return splits[split]
+
+    register(name, sources=("memory",))(load)
+    try:
+        yield name
+    finally:
+        DATASETS.pop(name, None)

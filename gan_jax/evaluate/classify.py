@@ -52,6 +52,7 @@ class FeatureNet:
     input_shape: tuple[int, ...] | None  # (H, W, C) of the images it takes; None: any size
     sha256: str  # of `variables` (inception.params_sha256)
     resize: str | None = None  # Inception: the name of its 299x299 resize (ops/resize.py RESIZES); None: none
+    model: dict | None = None  # a classifier file's model fields (classifier_from_config); None: not known
 
     @property
     def identity(self) -> dict:
@@ -61,9 +62,10 @@ class FeatureNet:
 
 
 def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple[int, ...],
-                   sha256: str | None = None) -> FeatureNet:
+                   sha256: str | None = None, model: dict | None = None) -> FeatureNet:
     """A ConvClassifier as a feature network: penultimate features and softmax. One apply function per
-    architecture (modules compare by value), so that every FeatureNet of it shares one compilation."""
+    architecture (modules compare by value), so that every FeatureNet of it shares one compilation.
+    `model`: the model fields it was built from, where known."""
     if net not in _CLASSIFIER_APPLY:
         def apply(variables, x_u8):
             x = x_u8.astype(jnp.float32) / 127.5 - 1.0  # steps.to_model_range for GAN-range models
@@ -72,7 +74,7 @@ def classifier_net(name: str, net: ConvClassifier, variables, input_shape: tuple
 
         _CLASSIFIER_APPLY[net] = apply
     return FeatureNet(name, _CLASSIFIER_APPLY[net], variables, tuple(input_shape),
-                      sha256 or params_sha256(variables))
+                      sha256 or params_sha256(variables), model=model)
 
 
 _CLASSIFIER_APPLY: dict = {}
@@ -160,7 +162,8 @@ def _load_classifier(name_or_path: str, path: Path) -> FeatureNet:
     if path.parent == CLASSIFIER_DIR and SHIPPED_SHA256.get(name, sha) != sha:
         raise UserError(f"{path} has parameters sha256 {sha}, not the shipped {SHIPPED_SHA256[name]}: the file is "
                         "damaged; reinstall gan-jax (or retrain it: README, Evaluation)")
-    return classifier_net(name, classifier_from_config(config["model"], shape), variables, shape, sha)
+    return classifier_net(name, classifier_from_config(config["model"], shape), variables, shape, sha,
+                          config["model"])
 
 
 def embed(fnet: FeatureNet, images_u8: np.ndarray, mesh: jax.sharding.Mesh | None = None,
@@ -306,9 +309,18 @@ def score(fnet: FeatureNet, images: Iterable[np.ndarray], reference_u8: np.ndarr
 
 def feature_dim(fnet: FeatureNet) -> int:
     """The dimension d of `fnet`'s features (FID needs more than d samples in each set)."""
+    return _output_widths(fnet)[0]
+
+
+def num_classes(fnet: FeatureNet) -> int:
+    """The number of classes K of `fnet`'s softmax."""
+    return _output_widths(fnet)[1]
+
+
+def _output_widths(fnet: FeatureNet) -> tuple[int, int]:
     shape = fnet.input_shape or (299, 299, 3)
-    out = jax.eval_shape(fnet.apply, fnet.variables, jax.ShapeDtypeStruct((1, *shape), jnp.uint8))
-    return int(out[0].shape[1])
+    features, probs = jax.eval_shape(fnet.apply, fnet.variables, jax.ShapeDtypeStruct((1, *shape), jnp.uint8))
+    return int(features.shape[1]), int(probs.shape[1])
 
 
 def check_counts(fnet: FeatureNet, num_samples: int, num_reference: int) -> None:

@@ -8,7 +8,9 @@ function and its `fits` test:
     def my_metric(exp, state, step: int) -> dict: ...
 
 One that also draws pictures (`draws=True`) takes `folder=`: the run folder they go to (DIR/pictures/,
-report.PICTURES), None where nothing is to be written (processes other than 0).
+report.PICTURES), None where nothing is to be written (processes other than 0). `default` may be a test of
+the experiment: the evaluator then runs unnamed only where it says so (`conditional`: where the counts
+suffice), and is refused in one line where named and its `prepare` fails.
 """
 
 import math
@@ -18,9 +20,9 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from gan_jax import data, keys
+from gan_jax import data, keys, parallel
 from gan_jax.errors import ConfigError
-from gan_jax.evaluate import classify, memorization, modes, parzen, vae_metrics
+from gan_jax.evaluate import classify, conditional, memorization, modes, parzen, vae_metrics
 from gan_jax.grids import to_uint8
 from gan_jax.sampling import sample_chunks
 
@@ -31,7 +33,8 @@ class Evaluator:
     fits: Callable[..., bool]  # (experiment) -> whether the evaluator applies to the run
     needs: str  # said when it does not fit
     prepare: Callable[..., object] | None = None  # (experiment) -> loads what it needs, raising UserError
-    default: bool = True  # run when eval.metrics is empty (False: only when named)
+    default: bool | Callable[..., bool] = True  # run when eval.metrics is empty (False: only when named;
+    # a function of the experiment: where it returns True)
     draws: bool = False  # fn takes folder= (the run folder; None: draw nothing) and writes pictures there
 
 
@@ -39,7 +42,7 @@ EVALUATORS: dict[str, Evaluator] = {}
 
 
 def register(name: str, fits: Callable[..., bool], needs: str, prepare: Callable[..., object] | None = None,
-             default: bool = True, draws: bool = False):
+             default: bool | Callable[..., bool] = True, draws: bool = False):
     def wrap(fn):
         EVALUATORS[name] = Evaluator(fn, fits, needs, prepare, default, draws)
         return fn
@@ -53,7 +56,8 @@ def selected(exp) -> list[str]:
     the field, for an unknown name or one that does not fit the run's data or objective."""
     names = [n.strip() for n in exp.cfg.eval.metrics.split(",") if n.strip()]
     if not names:
-        names = [n for n, e in EVALUATORS.items() if e.default and e.fits(exp)]
+        names = [n for n, e in EVALUATORS.items()
+                 if e.default and e.fits(exp) and (not callable(e.default) or e.default(exp))]
     else:
         _check_names(exp, names)
     for n in names:
@@ -92,11 +96,16 @@ def eval_samples_key(seed: int, step: int) -> jax.Array:
 
 def _test_images(exp) -> tuple[np.ndarray, np.ndarray | None]:
     """The eval split (eval.num_examples of it): images uint8, labels or None."""
-    cfg = exp.cfg
-    images, labels = data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir,
-                                      tfds_dir=cfg.data.get("tfds_dir"))
-    n = cfg.eval.num_examples
+    images, labels = _eval_split(exp)
+    n = exp.cfg.eval.num_examples
     return (images, labels) if n is None else (images[:n], None if labels is None else labels[:n])
+
+
+def _eval_split(exp) -> tuple[np.ndarray, np.ndarray | None]:
+    """The whole eval split: images uint8, labels or None."""
+    cfg = exp.cfg
+    return data.load_arrays(cfg.data.name, cfg.data.eval_split, cfg.data.source, cfg.data.dir,
+                            tfds_dir=cfg.data.get("tfds_dir"))
 
 
 @register("modes", fits=lambda exp: exp.dataset.mixture is not None, needs="a 2D mixture (ring8, grid25)")
@@ -232,6 +241,75 @@ def inception_space(exp, state, step: int) -> dict:
     eval.inception_resize names): FID, KID, precision/recall and the Inception Score on 2048-d pool3
     features and the 1008-way softmax; the record names the resize."""
     return _score_samples(exp, state, step, _inception(exp))
+
+
+def _class_classifier(exp) -> classify.FeatureNet:
+    return classify.load_classifier(classify.classifier_for(exp.cfg))
+
+
+def _conditional_fits(exp) -> bool:
+    """A class-conditional generator whose data have a classifier of their shape and of its classes."""
+    return (classify.fits(exp) and exp.cfg.model.num_classes > 0
+            and classify.num_classes(_class_classifier(exp)) == exp.cfg.model.num_classes
+            and _eval_split(exp)[1] is not None)
+
+
+def _check_class_counts(exp) -> None:
+    cfg = exp.cfg
+    conditional.check_class_counts(classify.feature_dim(_class_classifier(exp)), cfg.model.num_classes,
+                                   cfg.eval.num_samples, _eval_split(exp)[1], cfg.eval.num_examples,
+                                   cfg.data.eval_split)
+
+
+def _class_counts_suffice(exp) -> bool:
+    try:
+        _check_class_counts(exp)
+    except ConfigError:
+        return False
+    return True
+
+
+CONDITIONAL_NEEDS = ("a class-conditional generator (model.num_classes > 0) on labelled data with a classifier of "
+                     "its image shape and classes (eval.classifier)")
+
+
+@register("conditional", fits=_conditional_fits, needs=CONDITIONAL_NEEDS, prepare=_check_class_counts,
+          default=_class_counts_suffice)
+def conditional_metrics(exp, state, step: int) -> dict:
+    """eval.num_samples samples (a key of (seed, step)), cycled over the classes, classified by the data's
+    classifier: conditional accuracy (over all and per class) and intra-class FID against each class's
+    images of the eval split (gan_jax/evaluate/conditional.py). Runs unnamed where every class has more
+    samples and test images than the classifier has feature dimensions."""
+    cfg, fnet = exp.cfg, _class_classifier(exp)
+    samples = classify.embed_samples(fnet, eval_images(exp, state, step, cfg.eval.num_samples), exp.mesh,
+                                     cfg.eval.batch_size)
+    test, test_labels = _test_images(exp)
+    reference = classify.reference_features(fnet, test, exp.mesh, cfg.eval.batch_size)
+    labels = conditional.sample_labels(cfg.model.num_classes, samples.n)
+    return {"split": cfg.data.eval_split, **fnet.identity, "samples": samples.n, "reference_images": len(test),
+            **conditional.class_scores(samples.features, samples.probs, labels, reference, test_labels)}
+
+
+def _cas_prepare(exp) -> None:
+    _class_classifier(exp)
+    parallel.check_batch(exp.cfg.eval.cas_batch_size, "eval.cas_batch_size")
+
+
+@register("cas", fits=_conditional_fits, needs=CONDITIONAL_NEEDS, prepare=_cas_prepare, default=False)
+def classification_accuracy_score(exp, state, step: int) -> dict:
+    """The Classification Accuracy Score (Ravuri & Vinyals 2019; gan_jax/evaluate/conditional.py): a
+    classifier of the data classifier's architecture trained through the classifier objective on
+    eval.num_samples samples (a key of (seed, step)), labelled with the classes they were drawn for, for
+    eval.cas_steps updates of eval.cas_batch_size at eval.cas_learning_rate; its accuracy on the eval split."""
+    cfg, fnet = exp.cfg, _class_classifier(exp)
+    images = np.concatenate(list(eval_images(exp, state, step, cfg.eval.num_samples)))
+    test, test_labels = _test_images(exp)
+    run = conditional.cas_config(fnet.model, exp.seed, cfg.eval.cas_steps, cfg.eval.cas_batch_size,
+                                 cfg.eval.cas_learning_rate)
+    return {"split": cfg.data.eval_split, "architecture_of": fnet.name,
+            **conditional.classification_accuracy_score(
+                images, conditional.sample_labels(cfg.model.num_classes, len(images)), test, test_labels, run,
+                cfg.eval.batch_size)}
 
 
 def _inception(exp) -> classify.FeatureNet:
