@@ -15,19 +15,22 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def xla_flags(devices: int) -> str:
-    """XLA_FLAGS of a test process with `devices` fake CPU devices."""
-    return f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+# The processes the tests start (launch.py runs of a few steps, scripts) compile with XLA's LLVM optimizations
+# off: compiling is most of their time and -O0 compiles faster. They are checked on what they write, against
+# tolerances or against other processes of the same flags, not on speed (benchmarks/ measures that with the
+# default flags). pytest's own processes keep the default: their tests train hundreds of steps in process.
+PROCESS_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
 def process_env(devices: int = 1, **extra: str) -> dict[str, str]:
     """The environment of a process a test starts (launch.py, a script): the repository importable, unbuffered
-    output, `devices` fake CPU devices, `extra` on top."""
+    output, PROCESS_XLA_FLAGS, `devices` fake CPU devices, `extra` on top."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "XLA_FLAGS": xla_flags(devices), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+    flags = PROCESS_XLA_FLAGS + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")
+    return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
-os.environ.setdefault("XLA_FLAGS", xla_flags(8))
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("GAN_JAX_DATA", str(REPO.parent / "shared" / "data"))
 # One persistent compilation cache for the run's processes (the pytest workers and the launch.py runs

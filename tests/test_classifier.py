@@ -100,10 +100,8 @@ def images(n, shape=(8, 8, 1), seed=1):
 # --- launch.py, started in the background at the module's start --------------------------------
 
 def launch_env(jax_cache):
-    """One device; XLA's backend optimizations off: the runs compile in half the time, and these tests
-    check what the runs write, not how fast they run."""
-    return process_env(XLA_FLAGS="--xla_backend_optimization_level=0", JAX_COMPILATION_CACHE_DIR=str(jax_cache),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    """One device (conftest.process_env), every compiled program kept in the module's cache."""
+    return process_env(JAX_COMPILATION_CACHE_DIR=str(jax_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
 
 def launch(env, *args):

@@ -18,6 +18,8 @@ from gan_jax.experiment_files import load_experiment_file
 from gan_jax.sample import sample
 from gan_jax.training import train
 
+SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
+
 CLASS_METRICS = {"acgan_mnist": {"d_class_real", "d_class_fake", "g_class"}, "cdcgan_mnist": set()}
 
 
@@ -53,8 +55,6 @@ def test_smoke_trains_samples_per_class_and_resumes(name, data_dir, tmp_path, ca
 ACGAN_SWEEP = """
 from gan_jax import sweep
 from gan_jax.config import base_config
-
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
 
 
 def get_config(arg=None):

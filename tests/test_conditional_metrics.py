@@ -7,13 +7,12 @@ requested class give the accuracy of the classifier objective trained on them th
 loop, and digits of random classes give chance."""
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, process_env
 
 from gan_jax import data
 from gan_jax.errors import ConfigError
@@ -38,7 +37,7 @@ def smoke_run(data_dir, tmp_path_factory):
     overrides = [f"--config.{k}={v}" for k, v in EVAL_FIELDS.items()]
     out = subprocess.run([sys.executable, str(REPO / "launch.py"), "--config", "experiments/cdcgan_mnist.py:smoke",
                           "--workdir", str(workdir), "--config.eval.metrics=conditional,cas", "--config.eval.every=4",
-                          *overrides], cwd=REPO, env={**os.environ, "XLA_FLAGS": ""}, capture_output=True, text=True,
+                          *overrides], cwd=REPO, env=process_env(), capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -79,7 +78,11 @@ def frechet_distance_numpy(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_the_smoke_run_reports_both_evaluators(smoke_run):
-    _, records = smoke_run
+    """(and trains as every smoke variant must: test_launch.check_trained; test_launch leaves this one to us)"""
+    from test_launch import check_trained
+
+    workdir, records = smoke_run
+    check_trained(workdir)
     evaluation = [r for r in records if r.get("event") == "eval"][-1]
     assert evaluation["step"] == 4
     for key in ("accuracy", "accuracy_per_class", "intra_fid", "intra_fid_per_class", "classifier_sha256"):

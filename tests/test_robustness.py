@@ -199,7 +199,10 @@ def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(small_disk, tm
     out = run(*QUICK, "--workdir", str(workdir))
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
-    assert re.fullmatch(FULL_DISK.format(what="saving checkpoint 4"), out.stderr.strip()), out.stderr
+    # Checkpoint 4 is written in the background: its first bytes can fill the disk before the step's curves
+    # are written, and then the curves' write is what fails first. Either report is the one line.
+    what = r"(saving checkpoint 4|writing curves\.png/progress\.gif)"
+    assert re.fullmatch(FULL_DISK.format(what=what), out.stderr.strip()), out.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
     [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     filler.unlink()
