@@ -38,6 +38,8 @@ SHOWN = {
     "vae_likelihood": ("test_nll_iwae_nats", "test_neg_elbo_nats", "active_units"),
     "classifier_accuracy": ("accuracy", "cross_entropy_nats"),
     "parzen": ("test_ll_nats",),
+    "conditional": ("accuracy", "worst_class_accuracy", "intra_fid"),
+    "cas": ("accuracy",),
 }
 
 

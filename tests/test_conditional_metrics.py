@@ -110,6 +110,7 @@ def test_conditional_metrics_of_real_digits(run, shift, monkeypatch):
     fids = [frechet_distance_numpy(features[g], features[test_labels == c]) for c, g in enumerate(given)]
     print(f"shift {shift}: accuracy {result['accuracy']:.4f}, intra-FID {result['intra_fid']:.3f}")
     np.testing.assert_allclose(result["accuracy_per_class"], accuracy, atol=1.5 / per_class)
+    np.testing.assert_allclose(result["worst_class_accuracy"], min(accuracy), atol=1.5 / per_class)
     np.testing.assert_allclose(result["accuracy"], np.mean(accuracy), atol=1.5 / NUM_SAMPLES)
     np.testing.assert_allclose(result["intra_fid_per_class"], fids, rtol=1e-3)
     np.testing.assert_allclose(result["intra_fid"], np.mean(fids), rtol=1e-3)

@@ -82,7 +82,7 @@ def class_scores(sample_features: np.ndarray, sample_probs: np.ndarray, sample_l
     fids = [frechet_distance(sample_features[labels == c], reference_features[reference_labels == c])
             for c in range(k)]
     return {"accuracy": float(correct.mean()), "accuracy_per_class": per_class,
-            "intra_fid": float(np.mean(fids)), "intra_fid_per_class": fids,
+            "worst_class_accuracy": min(per_class), "intra_fid": float(np.mean(fids)), "intra_fid_per_class": fids,
             "samples_per_class": np.bincount(labels, minlength=k).tolist(),
             "reference_images_per_class": np.bincount(reference_labels, minlength=k).tolist()}
 
