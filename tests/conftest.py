@@ -59,16 +59,6 @@ def require_data() -> pathlib.Path:
     pytest.skip(reason)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup` (the README's command): a file's tests stay on one worker, so that its module
-    fixtures are built once, unless the file sets SPREAD_OVER_WORKERS = True (its tests share no fixture
-    beyond the session's): then each of its tests goes to whichever worker is free."""
-    for item in items:
-        module = getattr(item, "module", None)
-        if module is not None and not getattr(module, "SPREAD_OVER_WORKERS", False):
-            item.add_marker(pytest.mark.xdist_group(module.__name__))
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
     """The shared data folder, for tests and fixtures of any scope (see `require_data`)."""

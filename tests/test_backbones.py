@@ -15,8 +15,6 @@ from gan_jax.errors import ConfigError
 from gan_jax.models import r3gan, resnet_blocks
 from gan_jax.ops import resample, spectral_norm
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 
 def _nets(name, shape, **fields):
     return models.build(ml_collections.ConfigDict({"name": name, "latent_dim": 128, **fields}), shape)

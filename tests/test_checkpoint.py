@@ -28,8 +28,6 @@ from gan_jax.objectives.base import TrainState
 from gan_jax.objectives.gan import GanSteps
 from gan_jax.training import TrainingDiverged, train
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -18,8 +18,6 @@ from gan_jax.experiment_files import load_experiment_file
 from gan_jax.sample import sample
 from gan_jax.training import train
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 CLASS_METRICS = {"acgan_mnist": {"d_class_real", "d_class_fake", "g_class"}, "cdcgan_mnist": set()}
 
 

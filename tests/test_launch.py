@@ -14,8 +14,6 @@ from PIL import Image
 from gan_jax.evaluate.evaluators import EVALUATORS
 from gan_jax.objectives import OBJECTIVES
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FILES = sorted(p.stem for p in (REPO / "experiments").glob("*.py"))
 

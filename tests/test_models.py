@@ -10,8 +10,6 @@ from gan_jax import models
 from gan_jax.errors import ConfigError
 from gan_jax.models.dcgan import ExampleDropout
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 
 def _cfg(**kwargs):
     return ml_collections.ConfigDict({"latent_dim": 100, **kwargs})

@@ -14,8 +14,6 @@ import time
 import pytest
 from conftest import load_experiment, process_env
 
-SPREAD_OVER_WORKERS = True  # independent tests: each goes to a free worker (conftest.py)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RING = ["--config", "experiments/gan_mixture.py:ring,smoke"]
 
