@@ -18,7 +18,7 @@ from gan_jax import disk
 from gan_jax.writers import read_metrics
 
 # Panels of curves.png: (title, does a metric name belong to it). A metric goes to the first that takes
-# it; evaluator metrics ('name/metric') get one panel per evaluator.
+# it; evaluator metrics ('name/metric') go to their evaluator's panels (_evaluator_panel).
 PANELS = (
     ("losses", lambda k: k.endswith("loss") or k in ("reconstruction", "kl", "neg_elbo", "iwae_bound",
                                                       "feature_reconstruction")),
@@ -66,11 +66,25 @@ def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
     return out
 
 
+def _evaluator_panel(name: str, values: np.ndarray) -> str | None:
+    """The panel of evaluator metric `name` ('classifier_space/fid'): the evaluator's own for metrics in [0, 1]
+    (fractions share a scale), one of its own for any other ('classifier_space: fid'), so that an FID of 60
+    does not flatten a precision of 0.8; None for what has no curve to show: a spread ('kid_std') or a
+    count that never changes ('samples')."""
+    evaluator, metric = name.split("/", 1)
+    counts = np.all(values == np.round(values)) and values.min() > 1
+    if metric.endswith("_std") or (counts and len(values) > 1 and np.all(values == values[0])):
+        return None
+    return evaluator if values.min() >= 0 and values.max() <= 1 else f"{evaluator}: {metric}"
+
+
 def _panels(curves: dict) -> list[tuple[str, list[str]]]:
     panels: dict[str, list[str]] = {}
     for name in sorted(curves):
         if "/" in name:
-            title = name.split("/")[0]
+            title = _evaluator_panel(name, curves[name][1])
+            if title is None:
+                continue
         else:
             title = next((t for t, takes in PANELS if takes(name)), "other")
         panels.setdefault(title, []).append(name)
@@ -113,7 +127,8 @@ def write_curves(workdir: str) -> str | None:
             steps, values = curves[name]
             colour = f"C{i % 10}"
             label = name.split("/", 1)[-1]
-            if len(values) > 2 and "/" not in name:  # evaluations are few: drawn as they are
+            # Evaluations are few, and a schedule has no noise (smoothing would only draw it late): as they are.
+            if len(values) > 2 and "/" not in name and title != "learning rates":
                 ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
                 ax.plot(steps, smooth(values), color=colour, linewidth=1.5, label=label)
             else:

@@ -45,7 +45,20 @@ def test_series_keep_numeric_metrics_and_drop_bookkeeping(tmp_path):
     assert set(curves) == {"d_loss", "g_loss", "d_real", "d_fake", "lr_generator", "classifier_space/fid"}
     np.testing.assert_array_equal(curves["g_loss"][0], [100, 200, 300, 400])
     panels = dict(report._panels(curves))
-    assert panels["losses"] == ["d_loss", "g_loss"] and panels["classifier_space"] == ["classifier_space/fid"]
+    assert panels["losses"] == ["d_loss", "g_loss"] and panels["classifier_space: fid"] == ["classifier_space/fid"]
+
+
+def test_an_evaluators_fractions_share_a_panel_other_scales_get_their_own_and_counts_none():
+    steps = np.array([1000, 2000, 3000])
+    curves = {f"classifier_space/{k}": (steps, np.array(v, np.float64)) for k, v in {
+        "fid": [56.6, 32.7, 34.5], "kid": [1.17, 0.45, 0.50], "kid_std": [0.03, 0.03, 0.02],
+        "precision": [0.91, 0.79, 0.84], "recall": [0.0, 0.075, 0.07], "samples": [2000, 2000, 2000]}.items()}
+    curves["modes/modes_captured"] = (steps, np.array([6.0, 8.0, 8.0]))  # a count that moves is a curve
+    panels = dict(report._panels(curves))
+    assert panels == {"classifier_space": ["classifier_space/precision", "classifier_space/recall"],
+                      "classifier_space: fid": ["classifier_space/fid"],
+                      "classifier_space: kid": ["classifier_space/kid"],
+                      "modes: modes_captured": ["modes/modes_captured"]}
 
 
 def test_curves_gif_and_a_self_contained_report(tmp_path):
