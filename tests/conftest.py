@@ -5,9 +5,12 @@ Tests that read the shared data folder ($GAN_JAX_DATA) take the `data_dir` fixtu
 without the data still gives a clean run; CI sets GAN_JAX_REQUIRE_DATA=1 so that a missing folder
 fails them instead of silently skipping half the suite."""
 
+import functools
 import importlib.util
+import inspect
 import os
 import pathlib
+import sys
 import tempfile
 
 import pytest
@@ -24,10 +27,18 @@ PROCESS_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 def process_env(devices: int = 1, **extra: str) -> dict[str, str]:
     """The environment of a process a test starts (launch.py, a script): the repository importable, unbuffered
-    output, PROCESS_XLA_FLAGS, `devices` fake CPU devices, `extra` on top."""
+    output, PROCESS_XLA_FLAGS, `devices` fake CPU devices, tcmalloc preloaded where installed (as launch.py
+    would, without its restart: gan_jax/cpu_runtime.py), `extra` on top."""
+    from gan_jax import cpu_runtime  # no JAX import
+
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     flags = PROCESS_XLA_FLAGS + (f" --xla_force_host_platform_device_count={devices}" if devices > 1 else "")
-    return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+    env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    tcmalloc = cpu_runtime.tcmalloc_path()
+    wanted = sys.platform.startswith("linux") and env.get("GAN_JAX_TCMALLOC", "1") != "0"
+    if tcmalloc and wanted and tcmalloc not in env.get("LD_PRELOAD", "").split(":"):
+        env["LD_PRELOAD"] = ":".join(filter(None, [tcmalloc, env.get("LD_PRELOAD")]))
+    return {**env, **extra}
 
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -72,3 +83,24 @@ def load_experiment(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(variant or None)
+
+
+_BUILT: dict[str, object] = {}
+
+
+def once_per_process(fixture_function):
+    """For an expensive module- or session-scoped fixture (trained workdirs under the session's temporary
+    folder, valid until the session ends): its value is built once per process and handed out again if
+    pytest sets the fixture up a second time. pytest-xdist's workers have set such fixtures up two and
+    three times in one run, each time training everything again. Put it under @pytest.fixture."""
+    if inspect.isgeneratorfunction(fixture_function):
+        raise TypeError(f"{fixture_function.__qualname__}: once_per_process takes a fixture that returns, not yields")
+    key = f"{fixture_function.__module__}.{fixture_function.__qualname__}"
+
+    @functools.wraps(fixture_function)
+    def built(*args, **kwargs):
+        if key not in _BUILT:
+            _BUILT[key] = fixture_function(*args, **kwargs)
+        return _BUILT[key]
+
+    return built

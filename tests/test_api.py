@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, once_per_process
 
 import gan_jax
 from gan_jax.errors import UserError
@@ -61,6 +61,7 @@ def test_an_image_run_samples_uint8_images(tmp_path):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def ring_run(tmp_path_factory):
     """A gan_mixture:ring smoke run trained in this process (checkpoints 2 and 4), once per module."""
     workdir = tmp_path_factory.mktemp("api") / "ring"

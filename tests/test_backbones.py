@@ -113,17 +113,15 @@ def test_output_shapes(name, size, fields, num_classes):
 
 
 def _forwards(net, x, labels_list):
-    """[net(x, labels) in training mode for labels in labels_list] (one compiled program), the
-    parameters perturbed off their initial values (class gains of 1 and biases of 0 at initialization
-    make every class look alike)."""
-    def run(x):
-        variables = net.init(jax.random.PRNGKey(0), x, labels_list[0], train=False)
-        leaves, tree = jax.tree.flatten(variables["params"])
-        noisy = [p + 0.1 * jax.random.normal(jax.random.PRNGKey(i), p.shape) for i, p in enumerate(leaves)]
-        variables = {**variables, "params": jax.tree.unflatten(tree, noisy)}
-        return [net.apply(variables, x, labels, train=True, mutable=["batch_stats"])[0] for labels in labels_list]
-
-    return jax.jit(run)(x)
+    """[net(x, labels) in training mode for labels in labels_list] (one compiled forward, called once per
+    labels), the parameters perturbed off their initial values (class gains of 1 and biases of 0 at
+    initialization make every class look alike)."""
+    variables = jax.jit(lambda x: net.init(jax.random.PRNGKey(0), x, labels_list[0], train=False))(x)
+    leaves, tree = jax.tree.flatten(variables["params"])
+    noisy = [p + 0.1 * jax.random.normal(jax.random.PRNGKey(i), p.shape) for i, p in enumerate(leaves)]
+    variables = {**variables, "params": jax.tree.unflatten(tree, noisy)}
+    forward = jax.jit(lambda x, labels: net.apply(variables, x, labels, train=True, mutable=["batch_stats"])[0])
+    return [forward(x, labels) for labels in labels_list]
 
 
 # wgan_gp_resnet is sngan's networks with other widths and pooling

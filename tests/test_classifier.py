@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_experiment, process_env
+from conftest import load_experiment, once_per_process, process_env
 
 from gan_jax import data, parallel
 from gan_jax.data.pipeline import InputPipeline
@@ -134,6 +134,7 @@ def embed_on_8_devices(classifier: pathlib.Path, x: np.ndarray, folder: pathlib.
 
 
 @pytest.fixture(scope="module", autouse=True)
+@once_per_process
 def background(request, tmp_path_factory):
     """Subprocesses started when the module starts, so that their compilation overlaps the in-process
     tests (the fixtures `runs` and `tiny` hand them out): the 8-device embedding of the tiny classifier
@@ -178,26 +179,27 @@ def background(request, tmp_path_factory):
                                         "--config.eval.num_samples=10")
         return out
 
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        started = {"classifier_dir": classifier_dir, "dcgan_dir": dcgan_dir}
-        try:
-            if "runs" in fixtures and data_dir.is_dir():
-                started["classifier"], started["dcgan"] = pool.submit(classifier_chain), pool.submit(dcgan_chain)
-                started["files"] = classifier_files(root, data_dir)
-                files.set_result(started["files"])
-            if "tiny" in fixtures:  # the tiny 8x8x1 classifier of the in-process tests, calibrated, in a file
-                config, net, variables = tiny_classifier()
-                variables = calibrated(net, variables, images(120, seed=5))
-                path = root / "tiny.npz"
-                started["tiny"] = (path, net, variables, classify.save_classifier(path, config, (8, 8, 1), variables))
-                if any(item.originalname == "test_embed_on_8_devices_equals_1_device" for item in selected):
-                    (root / "embed8").mkdir()
-                    started["embed8"] = pool.submit(embed_on_8_devices, path, images(37, seed=4), root / "embed8")
-            yield started
-        finally:
-            if not files.done():  # the dcgan chain must not wait for ever
-                files.set_exception(RuntimeError("the classifier files were not written"))
-
+    # Not a `with` block: the threads outlive the fixture's call (the process joins them at exit).
+    pool = concurrent.futures.ThreadPoolExecutor(3)
+    started = {"classifier_dir": classifier_dir, "dcgan_dir": dcgan_dir}
+    try:
+        if "runs" in fixtures and data_dir.is_dir():
+            started["classifier"], started["dcgan"] = pool.submit(classifier_chain), pool.submit(dcgan_chain)
+            started["files"] = classifier_files(root, data_dir)
+            files.set_result(started["files"])
+        if "tiny" in fixtures:  # the tiny 8x8x1 classifier of the in-process tests, calibrated, in a file
+            config, net, variables = tiny_classifier()
+            variables = calibrated(net, variables, images(120, seed=5))
+            path = root / "tiny.npz"
+            started["tiny"] = (path, net, variables, classify.save_classifier(path, config, (8, 8, 1), variables))
+            if any(item.originalname == "test_embed_on_8_devices_equals_1_device" for item in selected):
+                (root / "embed8").mkdir()
+                started["embed8"] = pool.submit(embed_on_8_devices, path, images(37, seed=4), root / "embed8")
+        return started
+    finally:
+        pool.shutdown(wait=False)
+        if not files.done():  # the dcgan chain must not wait for ever
+            files.set_exception(RuntimeError("the classifier files were not written"))
 
 def classifier_files(root: pathlib.Path, data_dir: pathlib.Path) -> dict:
     """{name: (path, SHA-256)}: a tiny 28x28x1 classifier calibrated on MNIST test digits (features active
@@ -213,12 +215,14 @@ def classifier_files(root: pathlib.Path, data_dir: pathlib.Path) -> dict:
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def tiny(background):
     """A tiny 8x8x1 classifier, calibrated, saved to a file: (path, net, variables, SHA-256 from save)."""
     return background["tiny"]
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def runs(data_dir, background):
     """The finished launch.py chains (skipped without the data, like every test that reads it)."""
     return {**background, "classifier": background["classifier"].result(), "dcgan": background["dcgan"].result(),
@@ -289,6 +293,7 @@ def test_pipeline_keeps_labels_with_their_images_across_steps_and_processes():
 # --- the update step ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
+@once_per_process
 def toy_steps():
     """ClassifierSteps of the tiny 8x8x1, 3-class net (no augmentation, constant learning rate), its
     compiled train step and a state of numpy-drawn variables: shared by the step tests, compiled once."""
@@ -437,6 +442,9 @@ def test_classifier_smoke_trains_and_evaluates_its_accuracy(runs):
     assert [r["step"] for r in trained] == [2, 4], records
     assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 for r in trained), trained
     assert (workdir / "checkpoints" / "4").is_dir()
+    from test_launch import check_trained  # it trains as every smoke variant must; test_launch leaves it to us
+
+    check_trained(workdir)
 
     assert out["eval"].returncode == 0, explain(out["eval"])
     result = json.loads((workdir / "eval_step_0000004.json").read_text())

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, process_env
+from conftest import REPO, once_per_process, process_env
 
 from gan_jax import data
 from gan_jax.errors import ConfigError
@@ -30,6 +30,7 @@ EVAL_FIELDS = {"eval.num_samples": NUM_SAMPLES, "eval.num_examples": NUM_EXAMPLE
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def smoke_run(data_dir, tmp_path_factory):
     """experiments/cdcgan_mnist.py:smoke trained through launch.py with both evaluators at its last step:
     (workdir, its metrics.jsonl records)."""
@@ -45,6 +46,7 @@ def smoke_run(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def run(smoke_run):
     """(experiment, step, state) of the smoke run's last checkpoint, and the mnist classifier."""
     exp, step, state = restore(str(smoke_run[0]), None)

@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import process_env
+from conftest import once_per_process, process_env
 from PIL import Image
 
 from gan_jax import data, grids, sampling
@@ -38,6 +38,7 @@ def _config(**fields):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def conditional():
     """An initialized conditional run (no training needed to test where its samples come from): its
     Experiment, state with G's parameters moved off their start (class BatchNorm would otherwise make

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, once_per_process
 
 from gan_jax import data
 from gan_jax.evaluate import classify, evaluators, memorization
@@ -65,6 +65,7 @@ def test_copies_are_flagged_and_held_out_points_are_not():
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def quickstart():
     """A quickstart run's experiment (no state needed: its sampler is replaced) and its images."""
     cfg = load_experiment("quickstart:smoke")

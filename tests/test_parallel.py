@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import process_env
+from conftest import once_per_process, process_env
 from jax.sharding import PartitionSpec as P
 from state_compare import LAYOUT_TOLERANCE, PROPORTIONAL_ADAM, state_tree, summing_update, update_difference
 
@@ -125,6 +125,7 @@ def train_in_process(cfg, workdir) -> int:
 
 # --- the invariance runs: 1 process x 8 devices (jit, pmap), 1 x 1 device, 2 processes x 4 devices ------
 @pytest.fixture(scope="module")
+@once_per_process
 def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("parallel")
     port = free_port()

@@ -9,7 +9,7 @@ import re
 import jax
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, once_per_process
 from PIL import Image
 
 from gan_jax import data, grids, pictures, report
@@ -62,6 +62,7 @@ def png_grid(path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def vae_2d():
     """A 2-D latent VAE on the embedded digits, at its initial state."""
     cfg = load_experiment("vae_mnist:smoke")

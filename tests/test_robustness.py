@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import load_experiment, process_env
+from conftest import load_experiment, once_per_process, process_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RING = ["--config", "experiments/gan_mixture.py:ring,smoke"]
@@ -92,6 +92,7 @@ def copy_run(workdir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def trained_ring(tmp_path_factory) -> pathlib.Path:
     """gan_mixture:ring smoke, trained once per module."""
     return train_to_end(tmp_path_factory, RING, "run")
@@ -448,6 +449,7 @@ TORN = '{"step": 5, "d_loss": 0.69'  # a record cut by a kill: no closing brace,
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def trained_quickstart(tmp_path_factory) -> pathlib.Path:
     """quickstart smoke, trained once per module."""
     return train_to_end(tmp_path_factory, QUICKSTART, "quickstart")

@@ -11,6 +11,7 @@ import types
 import jax
 import numpy as np
 import pytest
+from conftest import once_per_process
 
 from gan_jax import sample as sample_mod
 from gan_jax import sampling
@@ -34,6 +35,7 @@ def smoke_config(name):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def trained(tmp_path_factory):
     """name -> (workdir, config) of a smoke run trained in-process, one per experiment."""
     from gan_jax.training import train

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, once_per_process
 from PIL import Image
 from test_classifier import calibrated, tiny_classifier
 
@@ -30,11 +30,13 @@ SCORE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "covera
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("scoring")
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def tiny(folder):
     """Two tiny 28x28x1 classifier files (16 features), calibrated on the embedded test digits."""
     reference, _ = data.load_arrays("quickstart_digits", "test", "embedded")
@@ -47,6 +49,7 @@ def tiny(folder):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def samples(folder):
     """N digits written as launch.py --mode=sample writes samples.npz, and the same as PNG files."""
     images, _ = data.load_arrays("quickstart_digits", "train", "embedded")

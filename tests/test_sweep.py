@@ -10,6 +10,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from conftest import once_per_process
 from state_compare import bitwise_equal, state_tree, update_difference
 
 from gan_jax import sweep, sweep_runner, training
@@ -169,6 +170,7 @@ def run_sweep(spec, base, root, **kw):
 
 
 @pytest.fixture(scope="module")
+@once_per_process
 def ring_runs(tmp_path_factory):
     """A 3 learning rates x 2 seeds ring sweep (r1 weights zipped with the rates; the third rate
     diverges at once, and rolls back before it stops), vectorized; the first four runs also alone."""
