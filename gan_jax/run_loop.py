@@ -22,6 +22,7 @@ from gan_jax.evaluate import evaluators
 from gan_jax.experiment import Experiment, check_workdir_config, make_workdir, write_workdir_config
 from gan_jax.grids import write_samples
 from gan_jax.lock import LOCK_NAME, WorkdirLock
+from gan_jax.step import train_arrays
 from gan_jax.writers import MetricWriter
 
 # What Run.after_call returns besides None (the run goes on).
@@ -70,11 +71,6 @@ class Workdir(contextlib.ExitStack):
             self.__exit__(None, None, None)
             raise error
         return self
-
-
-def train_arrays(exp: Experiment):
-    """What the input pipeline serves: the images, or (images, labels)."""
-    return exp.images if exp.labels is None else (exp.images, exp.labels)
 
 
 class Run:

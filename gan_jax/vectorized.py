@@ -25,7 +25,8 @@ from gan_jax import disk, experiment, memory, objectives, parallel, signals
 from gan_jax.evaluate import evaluators
 from gan_jax.experiment import Experiment
 from gan_jax.objectives.base import schedule_horizon
-from gan_jax.run_loop import DIVERGED, ROLLBACK, Run, Workdir, train_arrays
+from gan_jax.run_loop import DIVERGED, ROLLBACK, Run, Workdir
+from gan_jax.step import train_arrays
 from gan_jax.writers import check_wandb
 
 # Fields that only steer a run's own loop, data order or keys: runs may differ in them. The fields

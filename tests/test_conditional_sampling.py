@@ -20,7 +20,7 @@ from gan_jax.config import base_config
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.experiment import Experiment
-from gan_jax.run_loop import train_arrays
+from gan_jax.step import train_arrays
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ACCEPTED = r"accepted: a class in \[0, 10\), several \(0,1,2, or a list of them\), or 'all'$"
