@@ -106,15 +106,19 @@ def _batch():
     return np.random.default_rng(3).integers(0, 256, (1, 8, 28, 28, 1), dtype=np.uint8)
 
 
-def _after_one_step(steps):
-    state, _ = jax.jit(steps.train_step)(steps.init_state(0), _batch())
+def _after_one_step(steps, step=None, hp=None):
+    """Each network's parameters after one update of `steps` (through `step`, its jitted train_step, and
+    hyperparameters `hp` when given)."""
+    state, _ = (step or jax.jit(steps.train_step))(steps.init_state(0), _batch(), hp)
     return {name: np.concatenate([np.ravel(v) for v in jax.tree.leaves(p)]) for name, p in state.params.items()}
 
 
 def test_vaegan_routes_each_loss_to_its_networks():
-    base = _after_one_step(_vaegan())
-    other_gamma = _after_one_step(_vaegan(feature_reconstruction_weight=5.0))
-    other_beta = _after_one_step(_vaegan(beta=3.0))
+    steps = _vaegan()
+    step = jax.jit(steps.train_step)  # gamma and beta reach it as arrays: one program serves the three
+    base = _after_one_step(steps, step, steps.hyperparameters())
+    other_gamma = _after_one_step(steps, step, _vaegan(feature_reconstruction_weight=5.0).hyperparameters())
+    other_beta = _after_one_step(steps, step, _vaegan(beta=3.0).hyperparameters())
     other_loss = _after_one_step(_vaegan(name="least_squares"))
     same = lambda a, b: np.array_equal(a, b)  # noqa: E731
     # gamma weighs the decoder's reconstruction term only; beta the encoder's KL only; the adversarial
