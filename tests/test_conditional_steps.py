@@ -17,7 +17,7 @@ from gan_jax import keys, models, parallel
 from gan_jax.config import base_config
 from gan_jax.objectives import build_steps
 from gan_jax.objectives.base import to_model_range
-from gan_jax.objectives.gan import BatchLabels
+from gan_jax.objectives.labels import BatchLabels
 
 K, SHAPE, BATCH, LATENT = 4, (8, 8, 1), 16, 8
 fold = jax.random.fold_in
@@ -75,17 +75,24 @@ def _d_logits(builder, state, x, labels, key):
                                                train=True, rngs={"dropout": key})
 
 
-@pytest.mark.parametrize("conditioning,rule", [("concat", "alternating"), ("projection", "simultaneous")])
-def test_the_step_judges_real_and_generated_images_with_their_labels(conditioning, rule):
+@pytest.mark.parametrize("conditioning,rule,generated_labels", [("concat", "alternating", "uniform"),
+                                                                ("projection", "simultaneous", "uniform"),
+                                                                ("projection", "alternating", "real")])
+def test_the_step_judges_real_and_generated_images_with_their_labels(conditioning, rule, generated_labels):
     """d_loss (at the initial parameters, under either rule) and g_loss (there too under the simultaneous
     rule, its logit fast path) of one step against the non-saturating losses computed from D(x, y) on
-    the real batch with the batch's labels and on G(z, y') with the drawn labels y'; controls: the real
-    images judged with other labels, and a generated batch of other drawn labels."""
-    builder = _builder(_config(**{"model.discriminator_conditioning": conditioning, "train.update_rule": rule}))
+    the real batch with the batch's labels and on G(z, y') with the generated batch's labels y': drawn
+    uniformly (train.generated_labels='uniform'), or the real batch's own ('real', R3GAN's pairing);
+    controls: the real images judged with other labels, and a generated batch of other labels."""
+    builder = _builder(_config(**{"model.discriminator_conditioning": conditioning, "train.update_rule": rule,
+                                  "train.generated_labels": generated_labels}))
     state = builder.init_state(0)
     images, labels = _batch()
     _, metrics = jax.jit(builder.train_step)(state, (images, labels))
     key, real, fake_labels, z = _first_update(builder, state, images)
+    if generated_labels == "real":
+        assert not np.array_equal(fake_labels, labels[0])  # the uniform draw would differ
+        fake_labels = jnp.asarray(labels[0])
 
     def losses(real_labels, drawn):
         G = builder.nets["generator"]

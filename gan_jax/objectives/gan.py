@@ -18,8 +18,6 @@ trains it as AC-GAN does (Odena et al. 2017): D's loss adds class_weight_real * 
 class_weight_fake * CE(generated), G's class_weight_generator * CE(generated), the cross-entropies (nats)
 of its class logits against the labels, logged as d_class_real, d_class_fake and g_class."""
 
-import typing
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -42,6 +40,7 @@ from gan_jax.objectives.base import (
     learning_rate,
     pmean,
 )
+from gan_jax.objectives.labels import NO_LABELS, BatchLabels, class_logits_of, labelled
 from gan_jax.ops import spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
@@ -50,31 +49,11 @@ EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (t
 # train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
 # one forward of each network.
 UPDATE_RULES = {"alternating": "_alternating", "simultaneous": "_simultaneous"}
+# train.generated_labels -> the method giving a conditional update's generated labels: drawn uniformly over
+# the classes (BigGAN-PyTorch, StudioGAN), or the real batch's (R3GAN, whose relativistic pairs share a class)
+GENERATED_LABEL_RULES = {"uniform": "_uniform_labels", "real": "_real_batch_labels"}
 
 fold = jax.random.fold_in
-
-
-class BatchLabels(typing.NamedTuple):
-    """The labels of one update of a class-conditional GAN, this device's rows, int32 (local_batch,)
-    each; NO_LABELS (both None) for an unconditional one."""
-
-    real: jax.Array | None  # the real batch's, from the data
-    fake: jax.Array | None  # the generated batch's, drawn uniformly over the classes
-
-
-NO_LABELS = BatchLabels(None, None)
-
-
-def labelled(labels: BatchLabels, **more) -> dict:
-    """The keyword arguments that reach the objectives of a conditional model ({} for an unconditional
-    one, so that an objective written without them serves unconditional models)."""
-    return {} if labels.real is None else {"labels": labels, **more}
-
-
-def class_logits_of(intermediates: dict) -> jax.Array:
-    """The class logits (N, num_classes) that D's class head sowed (CLASS_LOGITS), wherever in D it sits."""
-    found = [v for path, v in traverse_util.flatten_dict(intermediates).items() if path[-1] == CLASS_LOGITS]
-    return found[0][0]
 
 
 @register("gan", nets=("generator", "discriminator"))
@@ -160,11 +139,20 @@ class GanSteps(Steps):
         return batch if self.num_classes else (batch, None)
 
     def batch_labels(self, key: jax.Array, real_labels: jax.Array | None, i: int, local_batch: int) -> BatchLabels:
-        """Update i's labels: the real batch's, real_labels[i] (local_batch,), and the generated batch's,
-        drawn from fold_in(key, GENERATED_LABELS) over the global batch; NO_LABELS for an unconditional model."""
+        """Update i's labels: the real batch's, real_labels[i] (local_batch,), and the generated batch's
+        (train.generated_labels: GENERATED_LABEL_RULES); NO_LABELS for an unconditional model."""
         if real_labels is None:
             return NO_LABELS
-        return BatchLabels(real_labels[i], self.generated_labels(fold(key, keys.GENERATED_LABELS), local_batch))
+        rule = getattr(self, GENERATED_LABEL_RULES[self.cfg.train.generated_labels])
+        return BatchLabels(real_labels[i], rule(key, real_labels[i], local_batch))
+
+    def _uniform_labels(self, key: jax.Array, real: jax.Array, local_batch: int) -> jax.Array:
+        """Drawn from fold_in(key, GENERATED_LABELS) over the global batch (generated_labels)."""
+        return self.generated_labels(fold(key, keys.GENERATED_LABELS), local_batch)
+
+    def _real_batch_labels(self, key: jax.Array, real: jax.Array, local_batch: int) -> jax.Array:
+        """Generated example j takes real example j's label."""
+        return real
 
     def generated_labels(self, key: jax.Array, local_batch: int) -> jax.Array:
         """This device's rows of the global batch's generated labels, uniform over the classes."""
