@@ -177,15 +177,14 @@ class Run:
         state = state_of() if save_now or sample_now or eval_now else None
         if save_now:
             self._save(state)
-        if sample_now:
-            if exp.objective.generates:
-                self.writer.image(step, "samples", write_samples(exp, state, self.workdir, step, self.is_writer))
-            if self.is_writer:
-                report.refresh(self.workdir)
+        if sample_now and exp.objective.generates:
+            self.writer.image(step, "samples", write_samples(exp, state, self.workdir, step, self.is_writer))
         if eval_now:
             self.stop.phase = f"evaluating step {step}"
             results = evaluators.run_all(exp, state, step, self.eval_names, self.workdir if self.is_writer else None)
             self.writer.write(step, {"event": "eval", **evaluators.flat(results)})
+        if (sample_now or eval_now) and self.is_writer:  # after the evaluation: the curves show its figures
+            report.refresh(self.workdir)
         if stopping or done:
             self.ckpt.wait()
             if self.alone:

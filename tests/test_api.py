@@ -1,5 +1,6 @@
 """The notebook API (gan_jax/api.py): the same runs, samples and evaluations as launch.py."""
 
+import json
 import re
 
 import numpy as np
@@ -22,12 +23,24 @@ def test_load_config_is_launch_s_config():
         gan_jax.load_config("experiments/nothing.py")
 
 
-def test_train_load_sample_evaluate_and_metrics_of_a_ring_run(tmp_path):
+def test_train_load_sample_evaluate_and_metrics_of_a_ring_run(tmp_path, monkeypatch):
+    from gan_jax import report
+
     workdir = tmp_path / "ring"
     cfg = gan_jax.load_config("experiments/gan_mixture.py:ring,smoke")
     cfg.data.batch_size = 96  # the tests' 8 devices
+    refreshed_with = []  # the evaluations metrics.jsonl held at each refresh of the report's figures
+    refresh = report.refresh
+
+    def recording_refresh(folder):
+        lines = (workdir / "metrics.jsonl").read_text().splitlines()
+        refreshed_with.append([r["step"] for r in map(json.loads, lines) if r.get("event") == "eval"])
+        return refresh(folder)
+
+    monkeypatch.setattr(report, "refresh", recording_refresh)
     last = gan_jax.train(cfg, workdir)
     assert np.isfinite(last["d_loss"])
+    assert refreshed_with[-1] == [2, 4]  # the last curves include the last step's evaluation
     run = gan_jax.load_run(workdir)
     assert run.step == 4 and run.config.data.name == "ring8"
     points = run.sample(7)
