@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import data, parallel, signals, step
+from gan_jax import data, parallel, signals
 from gan_jax.config import base_config, set_fields
 from gan_jax.data.pipeline import InputPipeline
 from gan_jax.errors import ConfigError
@@ -105,21 +105,32 @@ def cas_config(model: dict, seed: int, steps: int, batch_size: int, learning_rat
 def train_classifier(cfg: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray):
     """Trains the classifier run `cfg` (cas_config) on uint8 images (n, H, W, C) and int labels (n,) held in
     memory, as launch.py would on files of them (tests/test_conditional_metrics.py compares the two): the
-    same batches (pipeline.InputPipeline) and the same compiled step, without a workdir. Returns (the
+    same batches (pipeline.InputPipeline) and the same update, without a workdir. Returns (the
     Experiment, its final state)."""
     with data.held(cfg.data.name, {cfg.data.split: (images, labels)}):
         exp = Experiment(cfg)
-    shardings = exp.state_shardings()
-    update, batch_shardings = step.compile_step(exp, shardings, length=1), step.batch_shardings(exp)
+    step_fn, batch_shardings = _update(exp)
     state = exp.init_state()
-    if exp.pmap:
-        state = parallel.pmap_replicate(state)
     seed = cfg.seed if cfg.data.seed is None else cfg.data.seed
-    with InputPipeline(step.train_arrays(exp), cfg.data.batch_size, seed, prefetch=cfg.data.prefetch) as pipeline:
-        for i in range(cfg.train.steps):
+    with InputPipeline((exp.images, exp.labels), cfg.data.batch_size, seed, prefetch=cfg.data.prefetch) as pipeline:
+        for step in range(cfg.train.steps):
             signals.check_interrupted()
-            state, _ = update(state, step.global_batch(exp, pipeline.get(i), batch_shardings))
-    return exp, parallel.pmap_unreplicate(state, exp.mesh) if exp.pmap else state
+            batch = tuple(parallel.global_batch_array(a, s, batch_axis=2)
+                          for a, s in zip(pipeline.get(step), batch_shardings, strict=True))
+            state = step_fn(state, batch)
+    return exp, state
+
+
+def _update(exp: Experiment):
+    """(state, (images, labels)) -> state: the objective's update over the mesh, one a call, the state
+    donated; and the shardings of the (1, 1, B, ...) batches, split over their batch axis."""
+    shardings, replicated = exp.state_shardings(), parallel.replicated(exp.mesh)
+    batch = (parallel.batch_sharding(exp.mesh, 3 + len(exp.example_shape), batch_axis=2),
+             parallel.batch_sharding(exp.mesh, 3, batch_axis=2))
+    hp = parallel.host_replicated(exp.builder.hyperparameters(), exp.mesh)
+    update = jax.jit(lambda state, batches, hp: exp.builder.multi_step(state, batches, hp, 1)[0],
+                     in_shardings=(shardings, batch, replicated), out_shardings=shardings, donate_argnums=0)
+    return lambda state, batches: update(state, batches, hp), batch
 
 
 def classification_accuracy_score(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
