@@ -1,7 +1,6 @@
 """The objective's update compiled over the device mesh: `length` updates a call, the state donated, the
-hyperparameters as arrays (one compilation whatever their values), and the global batches it reads. The
-training loop (training.py) and the evaluators that train a network of their own (evaluate/conditional.py's
-CAS) use the same step."""
+hyperparameters as arrays (one compilation whatever their values), and the global batches it reads, for
+the training loop (training.py; run_loop.py and vectorized.py read `train_arrays`)."""
 
 import jax
 from jax.sharding import NamedSharding
