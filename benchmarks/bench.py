@@ -31,10 +31,12 @@ from gan_jax.vectorized import vectorized_step
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # workload -> (experiment, overrides, example shape, synthetic mixture)
+# dcgan_mnist runs the tutorial's settings (D dropout 0.3, no moving average), as the peers do.
+TUTORIAL = {"data.batch_size": 256, "model.dropout_rate": 0.3, "train.ema_decay": 0.0}
 WORKLOADS = {
-    "dcgan_mnist": ("dcgan_mnist", {"data.batch_size": 256}, (28, 28, 1), None),
+    "dcgan_mnist": ("dcgan_mnist", TUTORIAL, (28, 28, 1), None),
     # The TensorFlow peer's step: D and G from one forward each (train.update_rule='simultaneous').
-    "dcgan_mnist_simultaneous": ("dcgan_mnist", {"data.batch_size": 256, "train.update_rule": "simultaneous"},
+    "dcgan_mnist_simultaneous": ("dcgan_mnist", {**TUTORIAL, "train.update_rule": "simultaneous"},
                                  (28, 28, 1), None),
     "dcgan32": ("dcgan_cifar10", {"data.batch_size": 64, "data.random_flip": False}, (32, 32, 3), None),
     "dcgan64": ("dcgan_celeba64", {"data.batch_size": 64, "data.random_flip": False}, (64, 64, 3), None),

@@ -42,6 +42,7 @@ def smoke_config(mode="jit"):
     c = module.get_config("smoke")
     c.train.steps, c.train.sample_every, c.train.checkpoint_every = STEPS, STEPS // 2, STEPS // 2
     c.parallel.mode = mode
+    c.model.dropout_rate = 0.3  # the tutorial's D dropout: its per-example keys are part of what is compared
     for field, value in PROPORTIONAL_ADAM.items():
         section, name = field.split(".")
         c[section][name] = value
