@@ -1,19 +1,16 @@
 """The reference model: the DCGAN of the TensorFlow tutorial on MNIST 28x28, batch 256, non-saturating
 loss, Adam (b1 0.5 as in Radford et al.; the tutorial uses Keras' 0.9), with what the quickstart's
 search found (README, Evaluation): G's moving average, D without dropout, learning rate 1e-3 (the
-tutorial: dropout 0.3, 1e-4, no average; `experiments/dcgan_mnist.py:tutorial`)."""
+tutorial: dropout 0.3, 1e-4, no average, which benchmarks/bench.py runs beside the peers)."""
 
 from gan_jax import sweep
 from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
-VARIANTS = ("smoke", "tutorial")
+VARIANTS = ("smoke",)
 
 SMOKE = {"data.batch_size": 8, "train.steps": 6, "train.sample_every": 3, "train.checkpoint_every": 3,
          "eval.num_samples": 500, "eval.num_examples": 500, "eval.every": 0}
-
-# The tutorial's own settings (the default before the quickstart's search).
-TUTORIAL = {"model.dropout_rate": 0.3, "optimizer.learning_rate": 1e-4, "train.ema_decay": 0.0}
 
 
 def get_config(arg=None):
@@ -32,8 +29,6 @@ def get_config(arg=None):
     c.train.checkpoint_every = 500
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     c.eval.every = 2000
-    if arg == "tutorial":
-        c.update_from_flattened_dict(TUTORIAL)
     return smoke(c, SMOKE) if arg == "smoke" else c
 
 
