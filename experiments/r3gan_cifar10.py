@@ -2,15 +2,16 @@
 (brownvc/R3GAN README: train.py --cond=1 --mirror=1 --preset=CIFAR10 --batch=512): the modernized ResNet
 (4 stages of 768 channels, grouped 3x3 convolutions of cardinality 96, 2 inverted bottlenecks per stage,
 z 64, no normalization), the RpGAN loss with R1 and R2 penalties (gamma 0.05: loss.penalties
-'r1:0.05,r2:0.05' is R3GAN's (gamma / 2)(R1 + R2)), each generated image drawn with its real partner's
+'r1:0.05,r2:0.05' is R3GAN's (gamma / 2)(R1 + R2)) whose gamma follows R3GAN's cosine schedule to 0.005
+at train.steps (loss.penalty_schedule), each generated image drawn with its real partner's
 class (train.generated_labels='real', as R3GAN's AdversarialTraining passes one set of conditions to
 both), Adam 2e-4 (b1 0, b2 0.9), batch 512, one D update per G update, random horizontal flips, samples
 from G's moving average.
 
-Not as the authors': their learning rate, gamma, Adam's b2 and the average's horizon follow cosine
-schedules over 20M images (2e-4 -> 5e-5, 0.05 -> 0.005, 0.9 -> 0.99, 0 -> 5M images), here held at the
-start values (the average at decay 0.9999, about a 5M-image horizon at batch 512); their adaptive
-augmentation (p up to 0.55) is not here. train.steps = 39,063 is where their schedules end (20M images);
+Not as the authors': their learning rate, Adam's b2 and the average's horizon also follow cosine
+schedules over 20M images (2e-4 -> 5e-5, 0.9 -> 0.99, 0 -> 5M images), here held at the start values
+(the average at decay 0.9999, about a 5M-image horizon at batch 512); their adaptive augmentation (p up
+to 0.55) is not here. train.steps = 39,063 is where their schedules end (20M images);
 their command sets no end.
 
 The argument ('smoke', 'seeds=3', comma-separated) sets the sweep's seeds (launch.py --sweep; default 1).
@@ -51,6 +52,8 @@ def get_config(arg=None):
     c.model.expansion = 2
     c.loss.name = "relativistic_pairing"
     c.loss.penalties = "r1:0.05,r2:0.05"
+    c.loss.penalty_schedule = "cosine"  # gamma 0.05 -> 0.005 over train.steps
+    c.loss.penalty_final_scale = 0.1
     c.train.generated_labels = "real"
     c.optimizer.learning_rate = 2e-4
     c.optimizer.b1 = 0.0

@@ -55,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.iwae_k = 1  # VAE: importance samples of the training bound (Burda et al. 2015); 1: the ELBO
     c.loss.elbo_samples = 1  # VAE: latent samples the ELBO averages over (Burda et al.'s "VAE, k = ...")
     c.loss.penalties = ""  # GANs: D penalties name:weight[:every], e.g. "r1:10" or "wgan_gp:10" (penalties.py)
+    c.loss.penalty_schedule = "constant"  # GANs: the penalties' weights over the run (penalties.PENALTY_SCHEDULES)
+    c.loss.penalty_final_scale = 0.1  # ... reaching this times loss.penalties' weights at train.steps (R3GAN: 0.1)
     c.loss.clip = 0.0  # GANs: clip every D parameter into [-clip, clip] after its update (WGAN); 0: off
     # AC-GAN (a D with a class head, model.discriminator_conditioning='auxiliary'): weights of the class
     # cross-entropies in D's loss (on the real and the generated batch) and in G's (Odena et al.: 1 each)
@@ -147,6 +149,7 @@ RANGES = {
     "loss.elbo_samples": (1, None, True, None),
     "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
+    "loss.penalty_final_scale": (0, None, True, None),
     "loss.class_weight_real": (0, None, True, None),
     "loss.class_weight_fake": (0, None, True, None),
     "loss.class_weight_generator": (0, None, True, None),
@@ -232,7 +235,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     """Checks every field before anything is written: choices (each list from its registry), numeric
     ranges (`ranges()`) and that no number is NaN or inf. Loss, penalty and data names and shapes are
     checked where they are used."""
-    from gan_jax import models, objectives  # the registries import the step code: not at config import time
+    from gan_jax import models, objectives, penalties  # the registries import the step code: not at config import time
     from gan_jax.objectives import base, gan
     from gan_jax.ops.resize import RESIZES
 
@@ -244,6 +247,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
     _choice("train.generated_labels", c.train.generated_labels, tuple(gan.GENERATED_LABEL_RULES))
     _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
+    _choice("loss.penalty_schedule", c.loss.penalty_schedule, tuple(penalties.PENALTY_SCHEDULES))
+    if c.loss.penalty_schedule != "constant" and not c.loss.penalties.strip():
+        raise ConfigError(f"loss.penalty_schedule={c.loss.penalty_schedule!r} schedules the weights of "
+                          "loss.penalties, and it names none; accepted: 'constant' without penalties")
     for name, field in models.field_specs().items():
         if field.choices is not None and name in c.model:
             _choice(f"model.{name}", c.model[name], field.choices)

@@ -24,7 +24,8 @@ Gradient norms are L2 over all non-batch axes; values are in squared (logit per 
 For a class-conditional D the critic is conditioned on the labels of the batch the penalty's inputs
 come from, registered with it (`register_penalty(name, batch='fake')` for R2): the real batch's for
 R1 and for the points WGAN-GP and DRAGAN build around real examples (StudioGAN's convention).
-`parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1")."""
+`parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1"); `loss.penalty_schedule` moves
+every weight from its value there to `loss.penalty_final_scale` times it over the run (`schedule_scale`)."""
 
 import math
 from collections.abc import Callable
@@ -251,3 +252,35 @@ def structure(spec: str) -> list[tuple[str, int]]:
     """The part of loss.penalties compiled into the step: each penalty's name and interval (the
     weights reach the step as arrays, vectorized runs may differ in them)."""
     return [(name, every) for name, _, every in parse_penalties(spec)]
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+# loss.penalty_schedule: name -> (progress t in [0, 1], final scale) -> the factor on every penalty's
+# weight, 1 at step 0 and the final scale from train.steps on. 'cosine' is R3GAN's gamma schedule
+# (Huang et al. 2025: cosine_decay_with_warmup from 0.05 to 0.005 without warmup, in images seen).
+PENALTY_SCHEDULES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "constant": lambda t, end: jnp.ones_like(t),
+    "linear": lambda t, end: 1.0 + (end - 1.0) * t,
+    "cosine": lambda t, end: end + (1.0 - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)),
+}
+
+
+def schedule_scale(name: str, step: jax.Array, steps: jax.Array, final_scale: jax.Array) -> jax.Array:
+    """The factor on the penalties' weights at train step `step` (int) of a run of `steps` steps: the
+    schedule `name` at t = min(step / steps, 1). `steps` and `final_scale` may be arrays (hyperparameters
+    of the step), so runs that differ in them share a program."""
+    t = jnp.clip(jnp.asarray(step, jnp.float32) / jnp.asarray(steps, jnp.float32), 0.0, 1.0)
+    return PENALTY_SCHEDULES[name](t, jnp.asarray(final_scale, jnp.float32))
+
+
+def scheduled_weights(schedule: str, specs: list[tuple[str, float, int]], hp: dict,
+                      step: jax.Array) -> tuple[dict, dict]:
+    """The step's hyperparameters `hp` with each penalty's weight (hp['penalty_NAME']) at train step
+    `step` under `schedule`, and the factor as a metric ({'penalty_scale': ...}); 'constant' returns hp
+    as it is and no metric. A scheduled hp holds 'penalty_schedule_steps' and 'penalty_final_scale'."""
+    if schedule == "constant":
+        return hp, {}
+    scale = schedule_scale(schedule, step, hp["penalty_schedule_steps"], hp["penalty_final_scale"])
+    weights = {f"penalty_{name}": hp[f"penalty_{name}"] * scale for name, _, _ in specs}
+    return {**hp, **weights}, {"penalty_scale": scale}

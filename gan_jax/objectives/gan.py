@@ -63,7 +63,9 @@ class GanSteps(Steps):
     # Penalty weights are arrays, the penalties' names and intervals compiled in; ema_decay exists
     # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it),
     # the class weights only for a D with a class head.
+    # A penalty schedule reads the run's length and final scale as arrays too (train.steps differs per run).
     HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay",
+                       "penalty_final_scale": "loss.penalty_final_scale", "penalty_schedule_steps": "train.steps",
                        "class_weight_real": "loss.class_weight_real", "class_weight_fake": "loss.class_weight_fake",
                        "class_weight_generator": "loss.class_weight_generator"}
 
@@ -121,6 +123,9 @@ class GanSteps(Steps):
     def hyperparameters(self) -> Hyperparameters:
         hp = super().hyperparameters()
         hp.update({f"penalty_{name}": np.float32(weight) for name, weight, _ in self.penalties})
+        if self.cfg.loss.penalty_schedule != "constant":
+            hp.update(penalty_final_scale=np.float32(self.cfg.loss.penalty_final_scale),
+                      penalty_schedule_steps=np.float32(self.cfg.train.steps))
         if self.ema:
             hp["ema_decay"] = np.float32(self.cfg.train.ema_decay)
         if self.class_head:
@@ -262,6 +267,7 @@ class GanSteps(Steps):
         (n_critic, local_batch, H, W, C) uint8, or None for synthetic data; for a conditional model
         (those images, their labels (n_critic, local_batch) int32)."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
+        hp, scale_metrics = penalties.scheduled_weights(self.cfg.loss.penalty_schedule, self.penalties, hp, state.step)
         rule = getattr(self, UPDATE_RULES[self.cfg.train.update_rule])
         sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch, step_key, state.step, hp,
                                    state.key)
@@ -269,7 +275,7 @@ class GanSteps(Steps):
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
-        return metrics
+        return {**metrics, **scale_metrics}
 
     def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
                        labels: BatchLabels) -> dict:
