@@ -41,14 +41,18 @@ Critic = Callable[[jax.Array], jax.Array]
 Penalty = Callable[..., jax.Array]
 PENALTIES: dict[str, Penalty] = {}
 ON_FAKE: set[str] = set()  # the penalties whose critic is conditioned on the generated batch's labels
+ON_BOTH: set[str] = set()  # ... that judge both batches: they also take fake_critic=
+IMAGES_ONLY: set[str] = set()  # the penalties that transform images (N, H, W, C)
 
 
-def register_penalty(name: str, batch: str = "real") -> Callable[[Penalty], Penalty]:
-    """`batch`: 'real' or 'fake', the batch whose labels condition a class-conditional critic."""
+def register_penalty(name: str, batch: str = "real", images_only: bool = False) -> Callable[[Penalty], Penalty]:
+    """`batch`: 'real', 'fake' or 'both', the batch whose labels condition a class-conditional critic
+    ('both': the penalty takes the generated batch's critic as the keyword fake_critic)."""
     def wrap(fn: Penalty) -> Penalty:
         PENALTIES[name] = fn
-        if batch == "fake":
-            ON_FAKE.add(name)
+        {"real": set(), "fake": ON_FAKE, "both": ON_BOTH}[batch].add(name)
+        if images_only:
+            IMAGES_ONLY.add(name)
         return fn
 
     return wrap
@@ -175,6 +179,48 @@ def dragan(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, exa
     return jnp.mean(jnp.square(_norms(_input_grads(critic, x_hat)) - 1))
 
 
+def flip_and_shift(x: jax.Array, key: jax.Array, example_ids: jax.Array) -> jax.Array:
+    """Consistency regularization's T (Zhang et al. 2020, CIFAR-10: "randomly shifting the image by a
+    few pixels and flipping horizontally"): x (N, H, W, C) -> each image flipped left-right with
+    probability 1/2, then shifted by integers in [-s, s] on each axis, s = max(H // 8, 1) (4 pixels at
+    32x32), with reflection padding. Example i draws (flip, dy, dx) from fold_in(key, example_ids[i])."""
+    s = max(x.shape[1] // 8, 1)
+
+    def one(image: jax.Array, k: jax.Array) -> jax.Array:
+        k_flip, k_shift = jax.random.split(k)
+        image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
+        dy, dx = jax.random.randint(k_shift, (2,), 0, 2 * s + 1)
+        padded = jnp.pad(image, ((s, s), (s, s), (0, 0)), mode="reflect")
+        return lax.dynamic_slice(padded, (dy, dx, 0), image.shape)
+
+    return jax.vmap(one)(x, _example_keys(key, example_ids))
+
+
+@register_penalty("cr", images_only=True)
+def cr(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+       axis_name: str | None = None) -> jax.Array:
+    """CR: Zhang et al., "Consistency Regularization for Generative Adversarial Networks", ICLR 2020:
+    lambda * E_real ||D(x) - D(T(x))||^2 on D's logits, T = flip_and_shift; penalty = mean_i
+    (critic(real_i) - critic(T(real_i)))^2, both forwards differentiated (the paper's lambda = 10 is
+    "cr:10")."""
+    real = lax.stop_gradient(real)
+    return jnp.mean(jnp.square(critic(real) - critic(flip_and_shift(real, key, example_ids))))
+
+
+@register_penalty("bcr", batch="both", images_only=True)
+def bcr(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+        axis_name: str | None = None, fake_critic: Critic | None = None) -> jax.Array:
+    """bCR: Zhao et al., "Improved Consistency Regularization for GANs", AAAI 2021: CR on the real batch
+    plus the same on the generated batch (lambda_real = lambda_fake = the weight; the paper's 10 is
+    "bcr:10"), the generated images' critic conditioned on their labels. The generated batch draws its
+    T from fold_in(key, 1) (the real one's from key)."""
+    fake = lax.stop_gradient(fake)
+    fake_critic = fake_critic or critic
+    fake_term = jnp.mean(jnp.square(fake_critic(fake) - fake_critic(flip_and_shift(
+        fake, jax.random.fold_in(key, 1), example_ids))))
+    return cr(critic, real, fake, key, example_ids) + fake_term
+
+
 # --- config ----------------------------------------------------------------------------------
 
 def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
@@ -237,9 +283,10 @@ def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.
         fn = get_penalty(name)
         k = jax.random.fold_in(key, j)
         judge = fake_critic if name in ON_FAKE and fake_critic is not None else critic
+        both = {"fake_critic": fake_critic or critic} if name in ON_BOTH else {}
 
-        def value(fn=fn, k=k, judge=judge):
-            return fn(judge, real, fake, k, example_ids, axis_name=axis_name).astype(jnp.float32)
+        def value(fn=fn, k=k, judge=judge, both=both):
+            return fn(judge, real, fake, k, example_ids, axis_name=axis_name, **both).astype(jnp.float32)
 
         v = value() if every == 1 else lax.cond(update_index % every == 0, value, lambda: jnp.zeros((), jnp.float32))
         weight = weight if weights is None else weights[name]

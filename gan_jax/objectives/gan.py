@@ -106,6 +106,11 @@ class GanSteps(Steps):
         if not self.penalties:
             return
         field = f"loss.penalties={cfg.loss.penalties!r}"
+        on_images = [name for name, _, _ in self.penalties if name in penalties.IMAGES_ONLY]
+        if on_images and len(self.example_shape) != 3:
+            others = sorted(set(penalties.PENALTIES) - penalties.IMAGES_ONLY)
+            raise ConfigError(f"{field}: {', '.join(on_images)} transform images, and this data has examples of "
+                              f"shape {self.example_shape}; accepted: {', '.join(others)}")
         if pack > 1:
             raise ConfigError(f"{field} with model.pack={pack}: a penalty's gradient norm is per sample, D's input "
                               "a group of samples; accepted: model.pack=1 with penalties")
