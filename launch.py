@@ -3,6 +3,7 @@
   python launch.py --config experiments/quickstart.py --workdir runs/quickstart [--config.train.steps=100]
   python launch.py --mode=sample --workdir runs/quickstart --num_samples 1000 [--step 500]
   python launch.py --mode=sample --workdir runs/cdcgan_mnist --labels=3   # class-conditional: 3, 0,1,2 or all
+  python launch.py --mode=sample --workdir runs/biggan --truncation=0.7   # latents truncated at |z_i| <= 0.7
   python launch.py --mode=eval --workdir runs/vae_mnist [--config.eval.iwae_k=500]  # overrides the run's config.json
   python launch.py --mode=report --workdir runs/quickstart   # report.html: config, curves, grids, pictures, evaluations
   python launch.py --config experiments/pacgan.py:ring --workdir runs/pacgan_ring --sweep [--sweep_index=I]
@@ -31,6 +32,8 @@ flags.DEFINE_integer("num_samples", 64, "--mode=sample: how many samples to writ
 flags.DEFINE_integer("step", None, "--mode=sample/eval: checkpoint step (default: the newest).")
 flags.DEFINE_string("labels", None, "--mode=sample, class-conditional runs: the classes to draw, a class (3), classes "
                     "(0,1,2) taken in turn, or 'all' (the default: every class in turn).")
+flags.DEFINE_float("truncation", None, "--mode=sample/eval: latents truncated at this |z_i| (the truncation trick; "
+                   "the same as --config.eval.truncation; its method: --config.eval.truncation_method=resample|clip).")
 flags.DEFINE_bool("sweep", False, "Train every variant of the experiment's get_sweep() in WORKDIR/<run name>/.")
 flags.DEFINE_integer("sweep_index", None, "Train variant I of the sweep alone (a job-array task); implies --sweep.")
 flags.DEFINE_bool("multihost", None, "Call jax.distributed.initialize() (default: on SLURM or a TPU pod).")
@@ -239,6 +242,11 @@ def main(argv):
         fail(f"--num_samples={FLAGS.num_samples} is not accepted; accepted: a positive count")
     if FLAGS.labels is not None and FLAGS.mode != "sample":
         fail(f"--labels={FLAGS.labels} is not accepted with --mode={FLAGS.mode}; accepted: --labels with --mode=sample")
+    if FLAGS.truncation is not None:
+        if FLAGS.mode not in ("sample", "eval"):
+            fail(f"--truncation={FLAGS.truncation} is not accepted with --mode={FLAGS.mode}; accepted: --truncation "
+                 "with --mode=sample or --mode=eval")
+        RUN_OVERRIDES.append(("eval.truncation", repr(FLAGS.truncation)))
     workdir = os.path.abspath(FLAGS.workdir)
     try:
         distributed.maybe_initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,

@@ -61,33 +61,42 @@ class Run:
     def config(self) -> ml_collections.ConfigDict:
         return self.experiment.cfg
 
-    def sample(self, n: int, seed: int | None = None, labels: "Labels" = None) -> np.ndarray:
+    def sample(self, n: int, seed: int | None = None, labels: "Labels" = None, truncation: float | None = None,
+               truncation_method: str | None = None) -> np.ndarray:
         """n samples: uint8 images (n, H, W, C), or float32 points (n, 2) for 2D data. With seed = the
         run's config.seed (the default) they are the first n of `launch.py --mode=sample` at this step.
         A class-conditional run's are of the classes `labels` (gan_jax.sampling.class_cycle): a class
         (3), classes taken in turn ([0, 1, 2], '0,1,2'), 'all' (the default: every class in turn), or n
         labels, one per sample; whatever the classes, sample j has the latent of sample j of the seed.
+        `truncation` > 0 draws the latents truncated at that |z_i| by `truncation_method` ('resample', the
+        default, or 'clip'; gan_jax.latents); None: the run's eval.truncation (0, none, unless set).
         A count whose array does not fit in the host's available memory is refused before anything is
         drawn (sample_chunks streams any count)."""
-        from gan_jax.sampling import check_memory, output_format
+        from gan_jax.sampling import check_memory, output_format, truncation_of
 
         self._check_count(n, "sample")
         self._check_labels(labels, "sample")
+        cut = truncation_of(self.config, truncation, truncation_method, f"{self.call}.sample")
         check_memory(f"{self.call}.sample", n, self.experiment)
         out = np.empty((n, *self.experiment.example_shape), output_format(self.experiment)[1])
         start = 0
-        for chunk in self._chunks(n, seed, labels):  # filled in place: the array is the only copy held
+        for chunk in self._chunks(n, seed, labels, cut):  # filled in place: the array is the only copy held
             out[start:start + len(chunk)] = chunk
             start += len(chunk)
         return out
 
-    def sample_chunks(self, n: int, seed: int | None = None, labels: "Labels" = None) -> Iterator[np.ndarray]:
-        """The samples of `sample(n, seed, labels)`, in order, as arrays of at most gan_jax.sampling.CHUNK
-        (10,000) samples each: uint8 (k, H, W, C) or float32 (k, 2); their concatenation is sample(n,
-        seed, labels) bit for bit. Only a chunk at a time is held, so n may be larger than memory (10**9)."""
+    def sample_chunks(self, n: int, seed: int | None = None, labels: "Labels" = None, truncation: float | None = None,
+                      truncation_method: str | None = None) -> Iterator[np.ndarray]:
+        """The samples of `sample(n, seed, labels, truncation, truncation_method)`, in order, as arrays of at
+        most gan_jax.sampling.CHUNK (10,000) samples each: uint8 (k, H, W, C) or float32 (k, 2); their
+        concatenation is sample(...) bit for bit. Only a chunk at a time is held, so n may be larger than
+        memory (10**9)."""
+        from gan_jax.sampling import truncation_of
+
         self._check_count(n, "sample_chunks")
         self._check_labels(labels, "sample_chunks")
-        return self._chunks(n, seed, labels)
+        return self._chunks(n, seed, labels,
+                            truncation_of(self.config, truncation, truncation_method, f"{self.call}.sample_chunks"))
 
     def _check_count(self, n: int, method: str) -> None:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
@@ -98,17 +107,19 @@ class Run:
 
         class_cycle(self.config.model.num_classes, labels, f"{self.call}.{method}(labels={{!r}})")
 
-    def _chunks(self, n: int, seed: int | None, labels: "Labels") -> Iterator[np.ndarray]:
+    def _chunks(self, n: int, seed: int | None, labels: "Labels",
+                truncation: tuple[float, str]) -> Iterator[np.ndarray]:
         from gan_jax.sampling import sample_chunks, samples_key, to_output
 
         key = samples_key(self.config.seed if seed is None else seed, self.step)
-        for generated in sample_chunks(self.experiment, self.state, key, int(n), labels):
+        for generated in sample_chunks(self.experiment, self.state, key, int(n), labels, truncation):
             yield to_output(self.experiment, generated)
 
     def evaluate(self, **eval_fields) -> dict:
         """The run's evaluators on this checkpoint, as `launch.py --mode=eval` (which also writes
         eval_step_XXXXXXX.json); keyword arguments override config.eval fields, e.g. metrics='modes',
         num_samples=2500."""
+        from gan_jax import latents
         from gan_jax.evaluate import evaluators
         from gan_jax.experiment import Experiment
 
@@ -118,7 +129,8 @@ class Run:
                 raise UserError(f"evaluate({field}=...): no field eval.{field}; accepted: {', '.join(cfg.eval)}")
             cfg.eval[field] = value
         exp = Experiment(cfg, load_train_data=False) if eval_fields else self.experiment
-        return {"step": self.step, **evaluators.run_all(exp, self.state, self.step, evaluators.selected(exp))}
+        return {"step": self.step, **evaluators.run_all(exp, self.state, self.step, evaluators.selected(exp)),
+                **latents.record(cfg)}
 
     @property
     def metrics(self):

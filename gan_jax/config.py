@@ -123,6 +123,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = ml_collections.FieldReference(None, field_type=int)  # VAE test examples; None: all
     c.eval.iwae_k = 5000  # importance samples of the VAE's -log p(x) estimate (Burda et al.)
     c.eval.num_samples = 2500  # generated samples of the sample metrics (mixture modes, classifier space)
+    c.eval.truncation = 0.0  # samples and evaluators: latents truncated at this |z_i| (0: none; latents.py)
+    c.eval.truncation_method = "resample"  # ... by latents.TRUNCATIONS: 'resample' or 'clip'
     c.eval.classifier = ""  # classifier space: a shipped classifier ('mnist', ...) or a .npz; '': the data's
     c.eval.inception_weights = ""  # Inception FID: pytorch-fid's weight file, 'download' (cached), '': off
     c.eval.inception_resize = "legacy"  # its 299x299 resize: 'legacy' (pytorch-fid's) or 'clean' (clean-fid's)
@@ -150,6 +152,7 @@ RANGES = {
     "loss.feature_reconstruction_weight": (0, None, True, None),
     "loss.clip": (0, None, True, None),
     "loss.penalty_final_scale": (0, None, True, None),
+    "eval.truncation": (0, None, True, None),
     "loss.class_weight_real": (0, None, True, None),
     "loss.class_weight_fake": (0, None, True, None),
     "loss.class_weight_generator": (0, None, True, None),
@@ -235,7 +238,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     """Checks every field before anything is written: choices (each list from its registry), numeric
     ranges (`ranges()`) and that no number is NaN or inf. Loss, penalty and data names and shapes are
     checked where they are used."""
-    from gan_jax import models, objectives, penalties  # the registries import the step code: not at config import time
+    # The registries import the step code: not at config import time.
+    from gan_jax import latents, models, objectives, penalties
     from gan_jax.objectives import base, gan
     from gan_jax.ops.resize import RESIZES
 
@@ -248,6 +252,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("train.generated_labels", c.train.generated_labels, tuple(gan.GENERATED_LABEL_RULES))
     _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     _choice("loss.penalty_schedule", c.loss.penalty_schedule, tuple(penalties.PENALTY_SCHEDULES))
+    _choice("eval.truncation_method", c.eval.truncation_method, tuple(latents.TRUNCATIONS))
     if c.loss.penalty_schedule != "constant" and not c.loss.penalties.strip():
         raise ConfigError(f"loss.penalty_schedule={c.loss.penalty_schedule!r} schedules the weights of "
                           "loss.penalties, and it names none; accepted: 'constant' without penalties")

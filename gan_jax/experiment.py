@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import checkpoint, data, disk, keys, models, objectives, parallel
+from gan_jax import checkpoint, data, disk, keys, latents, models, objectives, parallel
 from gan_jax.config import base_config, validate
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.objectives.base import TrainState
@@ -107,17 +107,21 @@ class Experiment:
         return jax.random.normal(key, (num, self.cfg.model.latent_dim))
 
     def sample(self, state: TrainState, num: int, key: jax.Array | None = None, labels: np.ndarray | None = None,
-               z: np.ndarray | None = None) -> np.ndarray:
+               z: np.ndarray | None = None, truncation: tuple[float, str] | None = None) -> np.ndarray:
         """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents, from
-        `key`, or from latents `z` (num, latent_dim); the same on every process. A class-conditional
-        run (model.num_classes > 0) takes their `labels` (num,) int, an unconditional one none. `state`
-        is laid out as `init_state` places it."""
+        `key` (truncated as `truncation` (threshold, method) says, by default eval.truncation and
+        eval.truncation_method: latents.draw), or from latents `z` (num, latent_dim); the same on every
+        process. A class-conditional run
+        (model.num_classes > 0) takes their `labels` (num,) int, an unconditional one none. `state` is
+        laid out as `init_state` places it."""
         self._check_generates()
         if (labels is None) != (not self.cfg.model.num_classes):
             raise ValueError(f"Experiment.sample: labels={'None' if labels is None else 'given'} for a run with "
                              f"model.num_classes={self.cfg.model.num_classes}; a conditional run takes labels (num,)")
         if z is None:
-            z = self.fixed_latents(num) if key is None else jax.random.normal(key, (num, self.cfg.model.latent_dim))
+            threshold, method = truncation or (self.cfg.eval.truncation, self.cfg.eval.truncation_method)
+            z = self.fixed_latents(num) if key is None else latents.draw(
+                key, (num, self.cfg.model.latent_dim), threshold, method)
         return self.generate(state, z, labels)
 
     def generate(self, state: TrainState, z, labels: np.ndarray | None = None) -> np.ndarray:

@@ -46,7 +46,8 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
     streamed to disk, so the count is bounded by the free disk space (checked first), not by memory.
     A class-conditional run's samples are of the classes `labels` (--labels: '3', '0,1,2' or 'all', the
     default; sampling.class_cycle), recorded as 'labels' int32 (N,) in samples.npz, and its picture has
-    a row per class; an unconditional run refuses --labels."""
+    a row per class; an unconditional run refuses --labels. Latents truncated by eval.truncation > 0
+    (--truncation) are recorded as 'truncation' float32 (1,) and 'truncation_method' (1,) str."""
     if num_samples <= 0:
         raise UserError(f"--num_samples={num_samples} must be positive")
     exp, step, state = sampling.restore(workdir, step, cfg)
@@ -77,6 +78,11 @@ def sample(workdir: str, num_samples: int, step: int | None = None,
             writer.next_array("labels", (num_samples,), np.int32)
             for start in range(0, num_samples, sampling.CHUNK):
                 writer.write(sampling.labels_at(cycle, start, min(sampling.CHUNK, num_samples - start)))
+        if exp.cfg.eval.truncation > 0 and is_writer:  # truncated latents: how, beside the samples
+            method = np.array([exp.cfg.eval.truncation_method])
+            for name, value in (("truncation", np.float32([exp.cfg.eval.truncation])), ("truncation_method", method)):
+                writer.next_array(name, (1,), value.dtype)
+                writer.write(value)
         signals.finishing(os.path.basename(path))  # the writer commits next: a signal no longer stops it
     if not is_writer:
         return ""

@@ -117,11 +117,11 @@ def labels_at(cycle: np.ndarray, start: int, n: int) -> np.ndarray:
 
 
 def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int,
-                  labels: Labels = None) -> Iterator[np.ndarray]:
+                  labels: Labels = None, truncation: tuple[float, str] | None = None) -> Iterator[np.ndarray]:
     """`num_samples` samples in model range, as arrays (k <= CHUNK, *example_shape) in order; chunk i
     is drawn from fold_in(base_key, i), so sample j depends only on base_key and j (and CHUNK), and for
     a class-conditional run on its class, labels_at(class_cycle(K, labels), j, 1) (default: every class
-    in turn)."""
+    in turn). `truncation`: (threshold, method) of the latents (Experiment.sample; default the config's)."""
     cycle = class_cycle(exp.cfg.model.num_classes, labels, "sample_chunks(labels={!r})")
     for index, start in enumerate(range(0, num_samples, CHUNK)):
         n = min(CHUNK, num_samples - start)
@@ -135,7 +135,8 @@ def sample_chunks(exp: Experiment, state, base_key: jax.Array, num_samples: int,
             drawn = CHUNK
         signals.check_interrupted()  # a signal dropped inside a callback stops the work here
         chunk_labels = None if cycle is None else labels_at(cycle, start, drawn)
-        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index), labels=chunk_labels)[:n]
+        yield exp.sample(state, drawn, key=jax.random.fold_in(base_key, index), labels=chunk_labels,
+                         truncation=truncation)[:n]
 
 
 def check_memory(call: str, num_samples: int, exp: Experiment) -> None:
@@ -154,3 +155,19 @@ def check_memory(call: str, num_samples: int, exp: Experiment) -> None:
         raise UserError(f"{call}(n={num_samples}) needs {need / 1e9:,.2f} GB of memory ({per_sample} bytes per "
                         f"sample and {margin / 1e9:.2f} GB for sampling) but {available / 1e9:,.2f} GB are available; "
                         f"accepted: n <= {most}; sample_chunks(n) streams any n, a chunk at a time")
+
+
+def truncation_of(cfg: ml_collections.ConfigDict, truncation: float | None = None, method: str | None = None,
+                  named: str = "truncation") -> tuple[float, str]:
+    """(threshold, method) of samples: the arguments where given, else cfg.eval's; a bad one is a UserError
+    naming it as `named` says ('{call}.sample(truncation=...)'), with what is accepted."""
+    from gan_jax.latents import TRUNCATIONS
+
+    threshold = cfg.eval.truncation if truncation is None else truncation
+    method = cfg.eval.truncation_method if method is None else method
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold) \
+            or threshold < 0:
+        raise UserError(f"{named}: truncation={threshold!r} is not accepted; accepted: a finite number >= 0 (0: none)")
+    if method not in TRUNCATIONS:
+        raise UserError(f"{named}: truncation_method={method!r} is not accepted; accepted: {', '.join(TRUNCATIONS)}")
+    return float(threshold), method

@@ -2,15 +2,18 @@
 
 import json
 import re
+import shutil
 
+import jax
 import numpy as np
 import pytest
 from conftest import load_experiment, once_per_process
 
 import gan_jax
 from gan_jax.errors import UserError
+from gan_jax.experiment import SAMPLE_BATCH, load_workdir_config
 from gan_jax.sample import sample as sample_to_file
-from gan_jax.sampling import CHUNK
+from gan_jax.sampling import CHUNK, samples_key
 
 
 def test_load_config_is_launch_s_config():
@@ -141,3 +144,46 @@ def test_errors_through_the_api_name_the_call_and_through_launch_the_flags(ring_
         gan_jax.load_run(nothing)
     with pytest.raises(UserError, match=rf"^--workdir={q(nothing)} holds no run \(no config.json\)"):
         restore(str(nothing), None)
+
+
+# --- truncated latents (gan_jax/latents.py) ------------------------------------------------------
+def test_a_run_samples_truncated_latents_and_records_them(ring_run, tmp_path):
+    workdir = shutil.copytree(ring_run, tmp_path / "ring")
+    run = gan_jax.load_run(workdir)
+    n, t = SAMPLE_BATCH, 0.5
+    np.testing.assert_array_equal(run.sample(n, seed=5, truncation=0.0), run.sample(n, seed=5))
+    # The first chunk's latents (fold_in(samples key, 0)), clipped, through the generator.
+    drawn = n if jax.config.jax_threefry_partitionable else 10_000
+    z = np.asarray(jax.random.normal(jax.random.fold_in(samples_key(5, run.step), 0),
+                                     (drawn, run.config.model.latent_dim)))
+    expected = run.experiment.generate(run.state, np.clip(z, -t, t))[:n]
+    np.testing.assert_array_equal(run.sample(n, seed=5, truncation=t, truncation_method="clip"), expected)
+    resampled = run.sample(n, seed=5, truncation=t)
+    assert not np.array_equal(resampled, run.sample(n, seed=5)) and not np.array_equal(resampled, expected)
+    # --mode=sample with eval.truncation (--truncation): the same samples, and how they were drawn.
+    cfg = load_workdir_config(str(workdir))
+    cfg.eval.truncation = t
+    sample_to_file(str(workdir), n, None, cfg)
+    with np.load(workdir / "samples.npz") as f:
+        assert list(f.keys()) == ["points", "truncation", "truncation_method"]
+        np.testing.assert_array_equal(f["points"], run.sample(n, truncation=t))
+        assert f["truncation"].tolist() == [t] and f["truncation_method"].tolist() == ["resample"]
+    assert run.evaluate(metrics="modes", truncation=t)["truncation"] == {"threshold": t, "method": "resample"}
+    assert "truncation" not in run.evaluate(metrics="modes")
+    from gan_jax.evaluate.run import evaluate
+
+    evaluate(str(workdir), None, cfg)
+    record = json.loads((workdir / f"eval_step_{run.step:07d}.json").read_text())
+    assert record["truncation"] == {"threshold": t, "method": "resample"}
+
+
+@pytest.mark.parametrize("kwargs,accepted", [
+    ({"truncation": -1.0}, r"truncation=-1\.0 is not accepted; accepted: a finite number >= 0 \(0: none\)$"),
+    ({"truncation": float("nan")}, r"truncation=nan is not accepted; accepted: a finite number >= 0"),
+    ({"truncation": 0.5, "truncation_method": "cut"},
+     r"truncation_method='cut' is not accepted; accepted: resample, clip$"),
+])
+def test_bad_truncations_are_refused_naming_the_call(ring_run, kwargs, accepted):
+    run = gan_jax.load_run(ring_run)
+    with pytest.raises(UserError, match=rf"^load_run\(.*\)\.sample: {accepted}"):
+        run.sample(3, **kwargs)

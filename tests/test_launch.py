@@ -107,6 +107,7 @@ def test_resume_and_sample(name, tmp_path):
     with np.load(workdir / "samples.npz") as f:
         if name == "gan_mixture:ring":
             assert f["points"].shape == (10, 2) and f["points"].dtype == np.float32
+            untruncated = f["points"]
         else:
             assert f["images"].shape == (10, 28, 28, 1) and f["images"].dtype == np.uint8
     assert Image.open(workdir / "samples_step_0000004.png").size[0] > 0
@@ -127,6 +128,11 @@ def test_resume_and_sample(name, tmp_path):
         during = [r for r in metrics(workdir) if r.get("event") == "eval"]
         assert [r["step"] for r in during] == [2, 4, 6, 8]
         assert during[-1]["modes/modes_captured"] == result["modes_captured"]  # same key (seed, step)
+        # --truncation is eval.truncation: other samples of the same keys, recorded as truncated.
+        launch("--mode=sample", "--workdir", str(workdir), "--num_samples", "10", "--step", "4", "--truncation=0.5")
+        with np.load(workdir / "samples.npz") as f:
+            assert f["truncation"].tolist() == [0.5] and f["truncation_method"].tolist() == ["resample"]
+            assert f["points"].shape == (10, 2) and not np.array_equal(f["points"], untruncated)
 
 
 # Bad values that config.validate refuses, checked in this process; launch.py's handling of such an error
@@ -143,6 +149,9 @@ VALIDATED = [
     ({"loss.beta": float("-inf")}, "loss.beta=-inf is not accepted"),
     ({"train.update_rule": "simultaneous", "train.n_critic": 2},
      "train.n_critic=2 is not accepted with train.update_rule='simultaneous'"),
+    ({"eval.truncation": -1.0}, "eval.truncation=-1.0 is not accepted; accepted: >= 0"),
+    ({"eval.truncation_method": "cut"}, "eval.truncation_method='cut' is not accepted; accepted: resample, clip"),
+    ({"loss.penalty_final_scale": -0.5}, "loss.penalty_final_scale=-0.5 is not accepted; accepted: >= 0"),
 ]
 
 
@@ -177,6 +186,8 @@ def test_bad_values_are_refused_in_one_line_by_validate(fields, expected):
     (["--config.data.source=files", "--config.data.name=mnist", "--config.data.dir=/nonexistent"], "/nonexistent"),
     (["--config.train.stepz=5"], "--config.train.stepz: the config has no field 'stepz' (Did you mean \"steps\""),
     (["--config.modell.name=x"], "--config.modell.name: the config has no field 'modell'"),
+    (["--truncation=0.5"], "--truncation=0.5 is not accepted with --mode=train; accepted: --truncation with "
+                           "--mode=sample or --mode=eval"),
 ])
 def test_bad_input_is_one_line_exit_2(args, expected, tmp_path):
     workdir = tmp_path / "run"

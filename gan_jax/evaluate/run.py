@@ -8,7 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import disk, signals
+from gan_jax import disk, latents, signals
 from gan_jax.evaluate import evaluators
 from gan_jax.sampling import restore
 
@@ -23,6 +23,7 @@ def evaluate(workdir: str, step: int | None = None, cfg: ml_collections.ConfigDi
     result = {"step": int(step), **evaluators.run_all(exp, state, step, names, folder)}
     result["num_parameters"] = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
                                 for k, v in state.params.items()}
+    result.update(latents.record(exp.cfg))  # truncated latents: how
     if jax.process_index() == 0:
         path = os.path.join(workdir, f"eval_step_{step:07d}.json")
         signals.finishing(os.path.basename(path))  # the work is done: a signal no longer stops the write
