@@ -97,6 +97,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.max_rollbacks = 3
     c.train.ema_decay = 0.0  # GANs: samples and evaluations from G's moving average with this decay; 0: off
     c.train.ema_start = 0  # G updates before the average starts (until then it is a copy of G)
+    c.train.top_k = False  # GANs: G's loss on the generated samples D scores highest only (losses.py)
+    c.train.top_k_decay = 0.99  # ... a fraction max(decay^(step // top_k_every), top_k_min) of them
+    c.train.top_k_min = 0.5
+    c.train.top_k_every = 1000  # steps per decay (the authors': an epoch)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.max_to_keep = 3
@@ -153,6 +157,9 @@ RANGES = {
     "loss.clip": (0, None, True, None),
     "loss.penalty_final_scale": (0, None, True, None),
     "eval.truncation": (0, None, True, None),
+    "train.top_k_decay": (0, 1, False, True),
+    "train.top_k_min": (0, 1, False, True),
+    "train.top_k_every": (0, None, False, None),
     "loss.class_weight_real": (0, None, True, None),
     "loss.class_weight_fake": (0, None, True, None),
     "loss.class_weight_generator": (0, None, True, None),

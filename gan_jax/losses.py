@@ -12,12 +12,16 @@ cross-entropy losses use softplus forms, so every loss stays finite at logits of
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 from jax.nn import relu, softplus
 
 from gan_jax.errors import ConfigError
+
+if TYPE_CHECKING:
+    import ml_collections
 
 GanLoss = Callable[[jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 GAN_LOSSES: dict[str, GanLoss] = {}
@@ -145,6 +149,50 @@ def relativistic_pairing(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> 
                          f"{real_logits.shape} and {fake_logits.shape}")
     difference = fake_logits - real_logits
     return jnp.mean(softplus(difference)), jnp.mean(softplus(-difference))
+
+
+# --- top-k generator updates -------------------------------------------------------------------
+
+def top_k_fraction(step: jax.Array, decay: float, minimum: float, every: int) -> jax.Array:
+    """The fraction of generated samples whose loss G trains on at train step `step`: max(decay^(step //
+    every), minimum), as the authors' code anneals it (decay 0.99 per epoch down to 0.5)."""
+    return jnp.maximum(jnp.power(jnp.float32(decay), (step // every).astype(jnp.float32)), jnp.float32(minimum))
+
+
+def with_top_k_fraction(train: "ml_collections.ConfigDict", hp: dict, metrics: dict, step: jax.Array
+                        ) -> tuple[dict, dict]:
+    """(hp, metrics) with 'top_k_fraction' at `step` added to both where train.top_k is on; else unchanged."""
+    if not train.top_k:
+        return hp, metrics
+    fraction = top_k_fraction(step, train.top_k_decay, train.top_k_min, train.top_k_every)
+    return {**hp, "top_k_fraction": fraction}, {**metrics, "top_k_fraction": fraction}
+
+
+def top_k_generator_loss(loss_fn: GanLoss, real_logits: jnp.ndarray, fake_logits: jnp.ndarray,
+                         fraction: jax.Array) -> jnp.ndarray:
+    """Top-k training (Sinha et al., "Top-k Training of GANs: Improving GAN Performance by Throwing Away
+    Bad Samples", NeurIPS 2020): G's loss over the k = max(floor(fraction * M), 1) generated samples
+    that D scores highest, the others dropped from its gradient. For a loss whose G term is a mean of
+    per-example terms (any loss outside BATCH_COUPLED and PAIRED): the mean of those terms over the k.
+    real_logits (N,), fake_logits (M,), fraction a scalar in (0, 1] (traced) -> scalar."""
+    per_example = jax.vmap(lambda f: loss_fn(real_logits, f[None])[1])(fake_logits)
+    k = jnp.maximum(jnp.floor(fraction * fake_logits.shape[0]), 1.0)
+    ranks = jnp.argsort(jnp.argsort(-fake_logits))  # 0 for the sample D scores highest
+    return jnp.sum(jnp.where(ranks < k, per_example, 0.0)) / k
+
+
+def check_top_k(train: "ml_collections.ConfigDict", loss_name: str, axis_name: str | None) -> None:
+    """Refuses train.top_k where it is undefined: a loss whose G term couples the batch, or under pmap
+    (k would be of one device's share, and change with the device count)."""
+    if not train.top_k:
+        return
+    if loss_name in BATCH_COUPLED | PAIRED:
+        raise ConfigError(f"train.top_k=True needs G's loss as a mean over generated samples, and loss.name="
+                          f"{loss_name!r} couples them; accepted: one of "
+                          + ", ".join(sorted(set(GAN_LOSSES) - BATCH_COUPLED - PAIRED)))
+    if axis_name is not None:
+        raise ConfigError("train.top_k=True ranks the whole generated batch, and under parallel.mode='pmap' a "
+                          "device sees its share; accepted: parallel.mode='jit'")
 
 
 # --- VAE -------------------------------------------------------------------------------------

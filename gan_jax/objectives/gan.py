@@ -89,7 +89,8 @@ class GanSteps(Steps):
         # (a subclass's objective, a penalty or a class loss would be skipped by it); tests turn it off.
         overridden = (type(self).generator_objective is not GanSteps.generator_objective
                       or type(self).discriminator_objective is not GanSteps.discriminator_objective)
-        self.logit_fast_path = not self.penalties and not overridden and not self.class_head
+        self.logit_fast_path = not self.penalties and not overridden and not self.class_head and not cfg.train.top_k
+        losses.check_top_k(cfg.train, cfg.loss.name, axis_name)
         self._check_packing_and_penalties(cfg)
         if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
             raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
@@ -261,10 +262,16 @@ class GanSteps(Steps):
                                            labels=labels.real)
         fake_logits, _, class_fake = self.class_loss(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE),
                                                      labels.fake)
-        g_loss = self.loss_fn(real_logits, fake_logits)[1]
+        g_loss = (losses.top_k_generator_loss(self.loss_fn, real_logits, fake_logits, hp["top_k_fraction"])
+                  if self.cfg.train.top_k else self.loss_fn(real_logits, fake_logits)[1])
         if not self.class_head:
             return g_loss, {"g_loss": g_loss}
         return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
+
+    def generator_kwargs(self, labels: BatchLabels, hp: Hyperparameters) -> dict:
+        """generator_objective's keyword arguments: labels and hp for a conditional model, hp where top-k
+        reads its fraction there, else none (so that an objective written without them serves)."""
+        return {"hp": hp} if labels.real is None and self.cfg.train.top_k else labelled(labels, hp=hp)
 
     # --- one update --------------------------------------------------------------------------
     def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
@@ -272,7 +279,9 @@ class GanSteps(Steps):
         (n_critic, local_batch, H, W, C) uint8, or None for synthetic data; for a conditional model
         (those images, their labels (n_critic, local_batch) int32)."""
         sn_vectors = stats.pop(SPECTRAL_NORM, None)
-        hp, scale_metrics = penalties.scheduled_weights(self.cfg.loss.penalty_schedule, self.penalties, hp, state.step)
+        # The step's own values of the scheduled hyperparameters (penalty weights, top-k's fraction), logged.
+        hp, scheduled = penalties.scheduled_weights(self.cfg.loss.penalty_schedule, self.penalties, hp, state.step)
+        hp, scheduled = losses.with_top_k_fraction(self.cfg.train, hp, scheduled, state.step)
         rule = getattr(self, UPDATE_RULES[self.cfg.train.update_rule])
         sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch, step_key, state.step, hp,
                                    state.key)
@@ -280,7 +289,7 @@ class GanSteps(Steps):
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ema:
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
-        return {**metrics, **scale_metrics}
+        return {**metrics, **scheduled}
 
     def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
                        labels: BatchLabels) -> dict:
@@ -315,7 +324,7 @@ class GanSteps(Steps):
                                             step * n_critic + i, hp, labels)  # the last D update's are logged
         (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
             fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
-            fold(step_key, keys.GENERATOR_UPDATE), **labelled(labels, hp=hp))
+            fold(step_key, keys.GENERATOR_UPDATE), **self.generator_kwargs(labels, hp))
         (g_grads,) = g_vjp(fake_grad)
         stats["generator"] = pmean(stats["generator"], self.axis_name)
         self.update("generator", params, opt_state, g_grads, hp)
@@ -341,7 +350,7 @@ class GanSteps(Steps):
             (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
                 p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp, **labelled(labels))
             (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
-                fake, p_d, d_stats, sn_vectors, real, key, **labelled(labels, hp=hp))
+                fake, p_d, d_stats, sn_vectors, real, key, **self.generator_kwargs(labels, hp))
         (g_grads,) = g_vjp(fake_grad)
         self.update("discriminator", params, opt_state, d_grads, hp)
         params["discriminator"] = self.constrain_critic(params["discriminator"])
