@@ -111,9 +111,8 @@ class Experiment:
         """`num` samples (num, *example_shape) in model range as numpy, from the fixed latents, from
         `key` (truncated as `truncation` (threshold, method) says, by default eval.truncation and
         eval.truncation_method: latents.draw), or from latents `z` (num, latent_dim); the same on every
-        process. A class-conditional run
-        (model.num_classes > 0) takes their `labels` (num,) int, an unconditional one none. `state` is
-        laid out as `init_state` places it."""
+        process. A class-conditional run (model.num_classes > 0) takes their `labels` (num,) int, an
+        unconditional one none. `state` is laid out as `init_state` places it."""
         self._check_generates()
         if (labels is None) != (not self.cfg.model.num_classes):
             raise ValueError(f"Experiment.sample: labels={'None' if labels is None else 'given'} for a run with "
