@@ -86,7 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.steps = 10_000  # generator (or VAE) updates
     c.train.n_critic = 1  # discriminator updates per generator update
     c.train.update_rule = "alternating"  # GANs (objectives/gan.py UPDATE_RULES): D, then G against the new D
-    # Conditional GANs (objectives/gan.py GENERATED_LABEL_RULES): the generated batch's labels, drawn uniformly
+    # Conditional GANs (objectives/labels.py GENERATED_LABEL_RULES): the generated batch's labels, drawn uniformly
     # over the classes, or the real batch's (R3GAN: each real/generated pair shares its class)
     c.train.generated_labels = "uniform"
     c.train.steps_per_call = 1  # steps per dispatch, run with lax.scan
@@ -247,7 +247,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     checked where they are used."""
     # The registries import the step code: not at config import time.
     from gan_jax import latents, models, objectives, penalties
-    from gan_jax.objectives import base, gan
+    from gan_jax.objectives import base, gan, labels
     from gan_jax.ops.resize import RESIZES
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
@@ -256,7 +256,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
-    _choice("train.generated_labels", c.train.generated_labels, tuple(gan.GENERATED_LABEL_RULES))
+    _choice("train.generated_labels", c.train.generated_labels, tuple(labels.GENERATED_LABEL_RULES))
     _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     _choice("loss.penalty_schedule", c.loss.penalty_schedule, tuple(penalties.PENALTY_SCHEDULES))
     _choice("eval.truncation_method", c.eval.truncation_method, tuple(latents.TRUNCATIONS))

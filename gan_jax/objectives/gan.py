@@ -35,12 +35,11 @@ from gan_jax.objectives.base import (
     Steps,
     TrainState,
     example_ids,
-    global_labels,
     global_normal,
     learning_rate,
     pmean,
 )
-from gan_jax.objectives.labels import NO_LABELS, BatchLabels, class_logits_of, labelled
+from gan_jax.objectives.labels import NO_LABELS, BatchLabels, LabelledUpdates, class_logits_of, labelled
 from gan_jax.ops import spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
@@ -49,15 +48,12 @@ EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (t
 # train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
 # one forward of each network.
 UPDATE_RULES = {"alternating": "_alternating", "simultaneous": "_simultaneous"}
-# train.generated_labels -> the method giving a conditional update's generated labels: drawn uniformly over
-# the classes (BigGAN-PyTorch, StudioGAN), or the real batch's (R3GAN, whose relativistic pairs share a class)
-GENERATED_LABEL_RULES = {"uniform": "_uniform_labels", "real": "_real_batch_labels"}
 
 fold = jax.random.fold_in
 
 
 @register("gan", nets=("generator", "discriminator"))
-class GanSteps(Steps):
+class GanSteps(LabelledUpdates, Steps):
     """Steps of a GAN: batch (n_critic, local_batch, H, W, C) uint8 per update, or None for 2D mixtures."""
 
     # Penalty weights are arrays, the penalties' names and intervals compiled in; ema_decay exists
@@ -138,36 +134,6 @@ class GanSteps(Steps):
             hp.update({name: np.float32(self.cfg.loss[name]) for name in
                        ("class_weight_real", "class_weight_fake", "class_weight_generator")})
         return hp
-
-    # --- labels ------------------------------------------------------------------------------
-    def init_labels(self, n: int) -> jax.Array | None:
-        """Labels of n examples for the networks' initialization (None: an unconditional model)."""
-        return jnp.zeros((n,), jnp.int32) if self.num_classes else None
-
-    def split_batch(self, batch) -> tuple:
-        """An update's batch -> (images uint8 (n_critic, local_batch, ...) or None, labels int32
-        (n_critic, local_batch) or None): a conditional model's batch is (images, labels)."""
-        return batch if self.num_classes else (batch, None)
-
-    def batch_labels(self, key: jax.Array, real_labels: jax.Array | None, i: int, local_batch: int) -> BatchLabels:
-        """Update i's labels: the real batch's, real_labels[i] (local_batch,), and the generated batch's
-        (train.generated_labels: GENERATED_LABEL_RULES); NO_LABELS for an unconditional model."""
-        if real_labels is None:
-            return NO_LABELS
-        rule = getattr(self, GENERATED_LABEL_RULES[self.cfg.train.generated_labels])
-        return BatchLabels(real_labels[i], rule(key, real_labels[i], local_batch))
-
-    def _uniform_labels(self, key: jax.Array, real: jax.Array, local_batch: int) -> jax.Array:
-        """Drawn from fold_in(key, GENERATED_LABELS) over the global batch (generated_labels)."""
-        return self.generated_labels(fold(key, keys.GENERATED_LABELS), local_batch)
-
-    def _real_batch_labels(self, key: jax.Array, real: jax.Array, local_batch: int) -> jax.Array:
-        """Generated example j takes real example j's label."""
-        return real
-
-    def generated_labels(self, key: jax.Array, local_batch: int) -> jax.Array:
-        """This device's rows of the global batch's generated labels, uniform over the classes."""
-        return global_labels(key, self.global_batch, self.num_classes, local_batch, self.axis_name)
 
     # --- initialization ----------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:
@@ -267,11 +233,6 @@ class GanSteps(Steps):
         if not self.class_head:
             return g_loss, {"g_loss": g_loss}
         return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
-
-    def generator_kwargs(self, labels: BatchLabels, hp: Hyperparameters) -> dict:
-        """generator_objective's keyword arguments: labels and hp for a conditional model, hp where top-k
-        reads its fraction there, else none (so that an objective written without them serves)."""
-        return {"hp": hp} if labels.real is None and self.cfg.train.top_k else labelled(labels, hp=hp)
 
     # --- one update --------------------------------------------------------------------------
     def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
