@@ -29,6 +29,9 @@ from gan_jax.writers import MetricWriter
 FINISHED = "finished"
 DIVERGED = "diverged"  # Run.divergence says why, in one line
 ROLLBACK = "rollback"  # the caller continues from Run.roll_back()'s state
+# The report's figures (curves, the grids' animation) are redrawn with a sample grid or an evaluation at
+# most this often, and always at the run's end or stop: drawing them costs about half a second.
+REPORT_EVERY_SECONDS = 30.0
 
 
 class Workdir(contextlib.ExitStack):
@@ -90,6 +93,7 @@ class Run:
         self.pending: list = []  # each call's metrics since the last summary
         self.last_log = (time.time(), 0)  # (time, step) of the last log line
         self.last_metrics: dict = {}  # the last logged summary
+        self.last_report = time.time()  # when the report's figures were last redrawn
         self.saving = None  # the step whose save may still be running in the background
         self.nonfinite: tuple[int, list[str]] | None = None  # (step, quantities) of ROLLBACK
         self.divergence = ""  # the one-line reason of DIVERGED
@@ -183,8 +187,10 @@ class Run:
             self.stop.phase = f"evaluating step {step}"
             results = evaluators.run_all(exp, state, step, self.eval_names, self.workdir if self.is_writer else None)
             self.writer.write(step, {"event": "eval", **evaluators.flat(results)})
-        if (sample_now or eval_now) and self.is_writer:  # after the evaluation: the curves show its figures
+        due = done or bool(stopping) or time.time() - self.last_report >= REPORT_EVERY_SECONDS
+        if (sample_now or eval_now) and due and self.is_writer:  # after the evaluation: the curves show it
             report.refresh(self.workdir)
+            self.last_report = time.time()
         if stopping or done:
             self.ckpt.wait()
             if self.alone:

@@ -64,7 +64,7 @@ def test_train_load_sample_evaluate_and_metrics_of_a_ring_run(tmp_path, monkeypa
 
 def test_an_image_run_samples_uint8_images(tmp_path):
     gan_jax.train("quickstart:smoke", tmp_path / "q")
-    # The training loop refreshes the report's figures with every grid.
+    # The training loop refreshes the report's figures (with a grid, at most every 30 s, and at the end).
     assert (tmp_path / "q" / "curves.png").is_file() and (tmp_path / "q" / "samples" / "progress.gif").is_file()
     run = gan_jax.load_run(tmp_path / "q")
     images = run.sample(5, seed=3)

@@ -238,7 +238,8 @@ def test_a_full_disk_while_writing_samples_or_metrics_is_one_line(small_disk):
     filler = fill(small_disk, 14 << 20)
     first = run(*QUICK, "--workdir", str(workdir), "--config.train.steps=2")
     assert first.returncode == 0, first.stderr[-3000:]
-    # Every step now writes a sample grid, progress.gif, curves.png, metrics and events until the disk is full.
+    # Every step now writes a sample grid, metrics and events (and the report's figures every 30 s) until the
+    # disk is full.
     args = [*QUICK, "--workdir", str(workdir), "--config.train.steps=30", "--config.train.sample_every=1",
             "--config.train.log_every=1", "--config.train.checkpoint_every=1000"]
     out = run(*args)
