@@ -60,7 +60,7 @@ def digits_generator(images: np.ndarray, labels: np.ndarray, class_of=lambda c, 
     taken = np.zeros(K, np.int64)
     rng = np.random.default_rng(0)
 
-    def sample(state, num, key=None, labels=None, z=None):
+    def sample(state, num, key=None, labels=None, z=None, truncation=None):
         out = []
         for c in labels:
             source = by_class[class_of(int(c), rng)]

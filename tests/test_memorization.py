@@ -78,7 +78,8 @@ def quickstart():
 
 def generating(exp, images_u8: np.ndarray):
     """`exp` with a sampler that returns `images_u8` in model range, in order."""
-    exp.sample = lambda state, num, key=None, labels=None: images_u8[:num].astype(np.float32) / 127.5 - 1.0
+    exp.sample = lambda state, num, key=None, labels=None, truncation=None: (
+        images_u8[:num].astype(np.float32) / 127.5 - 1.0)
     return exp
 
 

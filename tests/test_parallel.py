@@ -34,8 +34,9 @@ STEPS = 10
 # tolerance 10x.
 TOLERANCE = LAYOUT_TOLERANCE
 # D keeps the tutorial's dropout (dcgan_mnist's default has none): its per-example keys are part of what
-# the layouts must agree on.
-SETTINGS = {**PROPORTIONAL_ADAM, "model.dropout_rate": 0.3}
+# the layouts must agree on. No moving average of G: its leaves move by 1e-3 of G's, so the layouts'
+# rounding, measured against those tiny changes, would exceed any tolerance that still catches a bug.
+SETTINGS = {**PROPORTIONAL_ADAM, "model.dropout_rate": 0.3, "train.ema_decay": 0.0}
 
 
 def smoke_config(mode="jit"):

@@ -6,17 +6,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_consistency import _numpy_t
 
 from gan_jax import penalties
 from gan_jax.errors import ConfigError
 
 SHAPE = (2, 3)  # two non-batch axes: the norm must run over both
+IMAGE_SHAPE = (2, 3, 1)  # the same 6 values as an image (H, W, C), for the penalties that transform images
 IDS = np.array([7, 3, 100, 42, 0, 9], np.int32)  # global ids, not positions
 
 
-def _batches(seed):
+def shape_of(name):
+    return IMAGE_SHAPE if name in penalties.IMAGES_ONLY else SHAPE
+
+
+def _batches(seed, shape=SHAPE):
     rng, n = np.random.RandomState(seed), len(IDS)
-    return rng.uniform(-1, 1, (n,) + SHAPE).astype(np.float32), rng.uniform(-1, 1, (n,) + SHAPE).astype(np.float32)
+    return rng.uniform(-1, 1, (n,) + shape).astype(np.float32), rng.uniform(-1, 1, (n,) + shape).astype(np.float32)
 
 
 # The draws, redone one example at a time (no vmap), as the definitions say: eps / alpha one U[0, 1)
@@ -64,20 +70,34 @@ def _ref_dragan(w, real, fake, key, ids):
     return np.mean(out)
 
 
-_REFERENCES = {"wgan_gp": _ref_wgan_gp, "r1": _ref_r1, "r2": _ref_r2, "dragan": _ref_dragan}
+def _np_critic(w, x, b=0.3):
+    return (w * x**2).reshape(len(x), -1).sum(1) + b
+
+
+def _ref_cr(w, real, fake, key, ids):  # T redone in numpy from the same draws (tests/test_consistency.py)
+    return np.mean((_np_critic(w, real) - _np_critic(w, _numpy_t(real, key, ids))) ** 2)
+
+
+def _ref_bcr(w, real, fake, key, ids):
+    fake_t = _numpy_t(fake, jax.random.fold_in(key, 1), ids)
+    return _ref_cr(w, real, fake, key, ids) + np.mean((_np_critic(w, fake) - _np_critic(w, fake_t)) ** 2)
+
+
+_REFERENCES = {"wgan_gp": _ref_wgan_gp, "r1": _ref_r1, "r2": _ref_r2, "dragan": _ref_dragan, "cr": _ref_cr,
+               "bcr": _ref_bcr}
 PER_EXAMPLE = ["wgan_gp", "r1", "r2"]  # DRAGAN's std couples the batch: tested with axis_name below
 
 
 def _quadratic_critic(w, b=0.3):
-    return lambda x: jnp.sum(w * x**2, axis=(1, 2)) + b
+    return lambda x: jnp.sum(w * x**2, axis=tuple(range(1, x.ndim))) + b
 
 
 @pytest.mark.parametrize("name", sorted(penalties.PENALTIES))
 @pytest.mark.parametrize("seed", [0, 1])
 def test_penalties_match_closed_forms(name, seed):
     assert name in _REFERENCES, f"penalty {name!r} has no float64 reference in _REFERENCES"
-    real, fake = _batches(seed)
-    w = np.random.RandomState(seed + 10).uniform(0.2, 1.5, SHAPE).astype(np.float32)
+    real, fake = _batches(seed, shape_of(name))
+    w = np.random.RandomState(seed + 10).uniform(0.2, 1.5, shape_of(name)).astype(np.float32)
     key = jax.random.PRNGKey(seed + 5)
     value = penalties.PENALTIES[name](_quadratic_critic(jnp.asarray(w)), jnp.asarray(real), jnp.asarray(fake),
                                       key, jnp.asarray(IDS))
@@ -128,7 +148,7 @@ def test_parameter_gradients_match_finite_differences(name):
     with jax.enable_x64(True):
         rng = np.random.RandomState(4)
         theta = jnp.asarray(rng.randn(25) * 0.8)
-        real, fake = (jnp.asarray(b, jnp.float64) for b in _batches(4))
+        real, fake = (jnp.asarray(b, jnp.float64) for b in _batches(4, shape_of(name)))
         key, ids = jax.random.PRNGKey(2), jnp.asarray(IDS)
         f = jax.jit(lambda t: penalties.PENALTIES[name](_mlp_critic(t), real, fake, key, ids))
         assert f(theta).dtype == jnp.float64
@@ -142,7 +162,7 @@ def test_parameter_gradients_match_finite_differences(name):
 
 @pytest.mark.parametrize("name", sorted(penalties.PENALTIES))
 def test_no_gradient_reaches_the_batches(name):
-    real, fake = map(jnp.asarray, _batches(5))
+    real, fake = map(jnp.asarray, _batches(5, shape_of(name)))
     critic = _mlp_critic(jnp.asarray(np.random.RandomState(5).randn(25), jnp.float32))
     fn = penalties.PENALTIES[name]
     g_real, g_fake = jax.grad(lambda r, f: fn(critic, r, f, jax.random.PRNGKey(0), jnp.asarray(IDS)),
@@ -211,7 +231,7 @@ def test_get_penalty_unknown_name_one_line():
         penalties.get_penalty("gp")
     msg = str(info.value)
     assert "\n" not in msg and "loss.penalties" in msg and "'gp' is unknown" in msg
-    assert "accepted: dragan, r1, r2, wgan_gp" in msg
+    assert "accepted: " + ", ".join(sorted(penalties.PENALTIES)) in msg  # the registry's names
 
 
 @pytest.mark.parametrize("update_index", range(8))
