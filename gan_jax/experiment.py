@@ -98,7 +98,8 @@ class Experiment:
 
     def _compile_sampler(self):
         if self._sample_jit is None:  # one compilation per run, not one per sample grid
-            self._sample_jit = jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh))
+            self._sample_jit = parallel.one_execution_at_a_time(
+                jax.jit(self.builder.sample_fn(), out_shardings=parallel.replicated(self.mesh)))
         return self._sample_jit
 
     def fixed_latents(self, num: int) -> jnp.ndarray:

@@ -5,6 +5,9 @@ In 'jit' mode batches are sharded along 'data' and the train state is replicated
 XLA inserts the collectives, so the step's code is the one-device code. In 'pmap' mode the same
 step runs per device on its slice with `axis_name='batch'` (gradients averaged with lax.pmean)."""
 
+import functools
+from collections.abc import Callable
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -28,6 +31,25 @@ def make_mesh() -> jax.sharding.Mesh:
         devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
         mesh = jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=auto, devices=devices)
     return mesh
+
+
+def one_execution_at_a_time(fn: Callable) -> Callable:
+    """`fn` (a compiled multi-device step), made to wait for its outputs on each call where the backend
+    is the CPU with several local devices; elsewhere `fn` itself, its dispatch asynchronous.
+
+    Why: XLA:CPU (jaxlib 0.10) runs the devices of a program as tasks on one pool with as many threads
+    as devices; when the next call's execution starts before the last one ends, some devices' tasks wait
+    in a collective's rendezvous while the rest cannot get a thread, and 40 s later XLA aborts the
+    process ("Termination timeout ... only 5 of them arrived"). tests/test_parallel_cpu.py reproduces
+    it without this wait. On the CPU the wait costs little: the devices' tasks share its cores anyway."""
+    if jax.default_backend() != "cpu" or jax.local_device_count() == 1:
+        return fn
+
+    @functools.wraps(fn)
+    def waited(*args, **kwargs):
+        return jax.block_until_ready(fn(*args, **kwargs))
+
+    return waited
 
 
 def check_batch(global_batch_size: int, field: str = "data.batch_size") -> None:

@@ -48,9 +48,9 @@ def compile_step(exp: Experiment, state_shardings, length: int | None = None):
             state, metrics = pmapped(state, batches, hp)
             return state, parallel.pmap_local(metrics)
 
-        return step
+        return parallel.one_execution_at_a_time(step)
     jitted, hp = jit_step(exp, state_shardings, multi_step)
-    return lambda state, batches: jitted(state, batches, hp)
+    return parallel.one_execution_at_a_time(lambda state, batches: jitted(state, batches, hp))
 
 
 def jit_step(exp: Experiment, state_shardings, multi_step):
@@ -89,4 +89,4 @@ def compile_and_check_memory(exp: Experiment, state_shardings):
     jitted, hp = jit_step(exp, state_shardings, _multi_step(exp, None))
     compiled = jitted.lower(abstract, batch, hp).compile()
     memory.check_fits(compiled, abstract)
-    return lambda state, batches: compiled(state, batches, hp)
+    return parallel.one_execution_at_a_time(lambda state, batches: compiled(state, batches, hp))

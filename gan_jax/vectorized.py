@@ -211,7 +211,7 @@ class _Runs:
         active = jax.ShapeDtypeStruct((len(self.exps),), jnp.bool_, sharding=parallel.replicated(self.mesh))
         compiled = self._jit(length).lower(abstract, batch, self.hps, active).compile()
         memory.check_fits(compiled, abstract)
-        self.fns[length] = compiled
+        self.fns[length] = parallel.one_execution_at_a_time(compiled)
 
     # --- state -------------------------------------------------------------------------------
     def restore(self, had_run: list[bool]) -> None:

@@ -198,7 +198,8 @@ _EMBED_FNS: dict = {}
 def _embed_fn(apply: Callable, in_sharding, out_sharding):
     key = (apply, in_sharding, out_sharding)
     if key not in _EMBED_FNS:
-        _EMBED_FNS[key] = jax.jit(apply, in_shardings=(out_sharding, in_sharding), out_shardings=out_sharding)
+        _EMBED_FNS[key] = parallel.one_execution_at_a_time(
+            jax.jit(apply, in_shardings=(out_sharding, in_sharding), out_shardings=out_sharding))
     return _EMBED_FNS[key]
 
 

@@ -130,7 +130,7 @@ def _update(exp: Experiment):
     hp = parallel.host_replicated(exp.builder.hyperparameters(), exp.mesh)
     update = jax.jit(lambda state, batches, hp: exp.builder.multi_step(state, batches, hp, 1)[0],
                      in_shardings=(shardings, batch, replicated), out_shardings=shardings, donate_argnums=0)
-    return lambda state, batches: update(state, batches, hp), batch
+    return parallel.one_execution_at_a_time(lambda state, batches: update(state, batches, hp)), batch
 
 
 def classification_accuracy_score(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
