@@ -25,7 +25,13 @@ For a class-conditional D the critic is conditioned on the labels of the batch t
 come from, registered with it (`register_penalty(name, batch='fake')` for R2): the real batch's for
 R1 and for the points WGAN-GP and DRAGAN build around real examples (StudioGAN's convention).
 `parse_penalties` reads the config string loss.penalties ("r1:10:16,r2:1"); `loss.penalty_schedule` moves
-every weight from its value there to `loss.penalty_final_scale` times it over the run (`schedule_scale`)."""
+every weight from its value there to `loss.penalty_final_scale` times it over the run (`schedule_scale`).
+
+A penalty with state across updates (LeCam's moving anchors) is registered with `state=`, a function
+returning its initial state (a dict of float32 scalars, kept in the train state and checkpointed). It
+is called with two more keywords, `state` (before this D update) and `logits` (the (N,) real and (N,)
+generated logits of D's adversarial loss in this update, so that no extra forward is run), and returns
+(value, new state)."""
 
 import math
 from collections.abc import Callable
@@ -43,16 +49,21 @@ PENALTIES: dict[str, Penalty] = {}
 ON_FAKE: set[str] = set()  # the penalties whose critic is conditioned on the generated batch's labels
 ON_BOTH: set[str] = set()  # ... that judge both batches: they also take fake_critic=
 IMAGES_ONLY: set[str] = set()  # the penalties that transform images (N, H, W, C)
+STATEFUL: dict[str, Callable[[], dict]] = {}  # the penalties with state: name -> its initial state
 
 
-def register_penalty(name: str, batch: str = "real", images_only: bool = False) -> Callable[[Penalty], Penalty]:
+def register_penalty(name: str, batch: str = "real", images_only: bool = False,
+                     state: Callable[[], dict] | None = None) -> Callable[[Penalty], Penalty]:
     """`batch`: 'real', 'fake' or 'both', the batch whose labels condition a class-conditional critic
-    ('both': the penalty takes the generated batch's critic as the keyword fake_critic)."""
+    ('both': the penalty takes the generated batch's critic as the keyword fake_critic). `state`: the
+    initial state of a stateful penalty (module docstring)."""
     def wrap(fn: Penalty) -> Penalty:
         PENALTIES[name] = fn
         {"real": set(), "fake": ON_FAKE, "both": ON_BOTH}[batch].add(name)
         if images_only:
             IMAGES_ONLY.add(name)
+        if state is not None:
+            STATEFUL[name] = state
         return fn
 
     return wrap
@@ -221,6 +232,37 @@ def bcr(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, exampl
     return cr(critic, real, fake, key, example_ids) + fake_term
 
 
+# LeCam's anchors: moving averages of D's mean outputs, with TF's zero-debiasing (the official code's
+# assign_moving_average(..., decay=0.99, zero_debias=True)).
+LECAM_DECAY = 0.99
+
+
+@register_penalty("lecam", state=lambda: {side: jnp.zeros((), jnp.float32) for side in ("real", "fake", "updates")})
+def lecam(critic: Critic, real: jax.Array, fake: jax.Array, key: jax.Array, example_ids: jax.Array, *,
+          axis_name: str | None = None, state: dict, logits: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict]:
+    """LeCam: Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data", CVPR 2021,
+    eq. (3), as in their code (google/lecam-gan, stylegan2/lecam_loss.py; lambda = 0.3 for BigGAN on
+    CIFAR-10, "lecam:0.3"):
+        a_R, a_F = zero-debiased moving averages (decay 0.99) of mean_i D(real_i) and mean_i D(fake_i),
+                   updated with this update's batch first (state: the biased sums and the update count),
+        penalty  = mean_i relu(D(real_i) - a_F)^2 + mean_i relu(a_R - D(fake_i))^2,
+    on `logits`, the adversarial loss's own logits (gradients reach D through them, not the anchors).
+    The batch means are over the global batch (lax.pmean over axis_name under pmap). critic, real,
+    fake, key and example_ids are unused."""
+    real_logits, fake_logits = (x.astype(jnp.float32) for x in logits)
+    mean_real, mean_fake = lax.stop_gradient((jnp.mean(real_logits), jnp.mean(fake_logits)))
+    if axis_name is not None:
+        mean_real, mean_fake = lax.pmean((mean_real, mean_fake), axis_name)
+    updates = state["updates"] + 1
+    biased = {"real": LECAM_DECAY * state["real"] + (1 - LECAM_DECAY) * mean_real,
+              "fake": LECAM_DECAY * state["fake"] + (1 - LECAM_DECAY) * mean_fake}
+    debias = 1 - LECAM_DECAY ** updates
+    anchor_real, anchor_fake = biased["real"] / debias, biased["fake"] / debias
+    value = (jnp.mean(jnp.square(jax.nn.relu(real_logits - anchor_fake)))
+             + jnp.mean(jnp.square(jax.nn.relu(anchor_real - fake_logits))))
+    return value, {**biased, "updates": updates}
+
+
 # --- config ----------------------------------------------------------------------------------
 
 def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
@@ -271,28 +313,45 @@ def parse_penalties(spec: str) -> list[tuple[str, float, int]]:
 def weighted_sum(specs: list[tuple[str, float, int]], critic: Critic, real: jax.Array, fake: jax.Array,
                  key: jax.Array, example_ids: jax.Array, update_index: jax.Array, *,
                  weights: dict[str, jax.Array] | None = None, axis_name: str | None = None,
-                 fake_critic: Critic | None = None) -> tuple[jax.Array, dict]:
+                 fake_critic: Critic | None = None, states: dict | None = None,
+                 logits: tuple[jax.Array, jax.Array] | None = None) -> tuple[jax.Array, dict, dict]:
     """The penalty term of one D update: sum of weight * penalty over `specs` (parse_penalties), a lazy
     one (every = k > 1) only on updates whose index is a multiple of k, with weight * k. `weights`
     (name -> scalar array) replaces the specs' weights (the step passes them as hyperparameter arrays).
     `fake_critic`: the critic of the penalties in ON_FAKE (a class-conditional D conditioned on the
-    generated batch's labels); default `critic`. Returns (term, {'penalty_NAME': value}), a skipped lazy
-    penalty's value 0. Penalty j draws from fold_in(key, j)."""
-    total, metrics = jnp.zeros((), jnp.float32), {}
+    generated batch's labels); default `critic`. `states` (name -> state, initial_states) and `logits`
+    (D's real and generated logits of this update) are what stateful penalties take. Returns (term,
+    {'penalty_NAME': value}, the stateful penalties' new states); a skipped lazy penalty's value is 0
+    and its state unchanged. Penalty j draws from fold_in(key, j)."""
+    total, metrics, new_states = jnp.zeros((), jnp.float32), {}, {}
     for j, (name, weight, every) in enumerate(specs):
         fn = get_penalty(name)
         k = jax.random.fold_in(key, j)
         judge = fake_critic if name in ON_FAKE and fake_critic is not None else critic
-        both = {"fake_critic": fake_critic or critic} if name in ON_BOTH else {}
+        extra = {"fake_critic": fake_critic or critic} if name in ON_BOTH else {}
+        if name in STATEFUL:
+            extra.update(state=states[name], logits=logits)
 
-        def value(fn=fn, k=k, judge=judge, both=both):
-            return fn(judge, real, fake, k, example_ids, axis_name=axis_name, **both).astype(jnp.float32)
+        def value(fn=fn, k=k, judge=judge, extra=extra, stateful=name in STATEFUL):
+            out = fn(judge, real, fake, k, example_ids, axis_name=axis_name, **extra)
+            v, state = out if stateful else (out, {})
+            return v.astype(jnp.float32), state
 
-        v = value() if every == 1 else lax.cond(update_index % every == 0, value, lambda: jnp.zeros((), jnp.float32))
+        def skipped(extra=extra):
+            return jnp.zeros((), jnp.float32), extra.get("state", {})
+
+        v, state = value() if every == 1 else lax.cond(update_index % every == 0, value, skipped)
         weight = weight if weights is None else weights[name]
         total = total + weight * every * v
         metrics[f"penalty_{name}"] = v
-    return total, metrics
+        if name in STATEFUL:
+            new_states[name] = state
+    return total, metrics, new_states
+
+
+def initial_states(specs: list[tuple[str, float, int]]) -> dict:
+    """The initial states of the stateful penalties among `specs` (name -> state); {} if none."""
+    return {name: STATEFUL[name]() for name, _, _ in specs if name in STATEFUL}
 
 
 def structure(spec: str) -> list[tuple[str, int]]:

@@ -60,7 +60,7 @@ def test_cr_and_bcr_are_their_definitions_for_a_linear_critic():
     np.testing.assert_allclose(float(cr), cr_expected, rtol=1e-4)
     np.testing.assert_allclose(float(bcr), cr_expected + fake_expected, rtol=1e-4)
     # Through weighted_sum (as the step calls it): bcr gets the generated batch's critic.
-    term, metrics = penalties.weighted_sum([("bcr", 10.0, 1)], critic, jnp.asarray(real), jnp.asarray(fake), key,
+    term, metrics, _ = penalties.weighted_sum([("bcr", 10.0, 1)], critic, jnp.asarray(real), jnp.asarray(fake), key,
                                            jnp.asarray(ids), jnp.int32(0), fake_critic=fake_critic)
     np.testing.assert_allclose(float(metrics["penalty_bcr"]), float(penalties.get_penalty("bcr")(
         critic, jnp.asarray(real), jnp.asarray(fake), jax.random.fold_in(key, 0), jnp.asarray(ids),
@@ -96,6 +96,8 @@ def test_image_penalties_are_refused_on_points(name):
     c = base_config()
     c.objective, c.model.name, c.loss.penalties = "gan", "mlp_gan", f"{name}:10"
     c.model.latent_dim, c.model.generator_width, c.model.discriminator_width = 2, 8, 8
+    others = ", ".join(sorted(set(penalties.PENALTIES) - penalties.IMAGES_ONLY))  # the registry's, as the message
+    assert {"dragan", "r1", "r2", "wgan_gp"} <= set(others.split(", "))
     with pytest.raises(ConfigError, match=rf"^loss.penalties='{name}:10': {name} transform images, and this data "
-                                          r"has examples of shape \(2,\); accepted: dragan, r1, r2, wgan_gp$"):
+                                          rf"has examples of shape \(2,\); accepted: {others}$"):
         build_steps(c, models.build(c.model, (2,)), (2,), "ring8", False)

@@ -40,9 +40,10 @@ def _check_case(kind: str, x_shape, cfg: dict, seed: int, impls=('lax', 'cpu_fas
     g = jnp.asarray(rng.randn(*jax.eval_shape(ref_mod.apply, params, x).shape), jnp.float32)
     mods = [ref_mod] + [OURS[kind](**cfg, impl=impl) for impl in impls]
 
-    def fwd_bwd(params, x):
+    def fwd_bwd(params, x, g):
         # Output and gradients w.r.t. params and input of sum(module(x) * g), for every module;
-        # one jit per case because compiling dominates the runtime of these small shapes.
+        # one jit per case because compiling dominates the runtime of these small shapes. g is an
+        # argument: as a constant, XLA folds its products with the DFT's matrices at compile time (~10 s).
         out = []
         for mod in mods:
             loss = lambda p, x, mod=mod: (jnp.sum(mod.apply(p, x) * g), mod.apply(p, x))
@@ -50,7 +51,7 @@ def _check_case(kind: str, x_shape, cfg: dict, seed: int, impls=('lax', 'cpu_fas
             out.append((y, grads))
         return out
 
-    (y_ref, (gp_ref, gx_ref)), *ours = jax.jit(fwd_bwd)(params, x)
+    (y_ref, (gp_ref, gx_ref)), *ours = jax.jit(fwd_bwd)(params, x, g)
     for impl, (y, (gp, gx)) in zip(impls, ours, strict=True):
         tag = f'{kind} {impl} x{tuple(x_shape)} {cfg}'
         _close(y, y_ref, f'output {tag}')

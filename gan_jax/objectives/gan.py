@@ -44,6 +44,7 @@ from gan_jax.ops import spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
+PENALTY_STATES = "discriminator_penalty_states"  # batch_stats entry: stateful penalties' states (LeCam's anchors)
 EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (train.ema_decay > 0); not trained
 # train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
 # one forward of each network.
@@ -152,6 +153,8 @@ class GanSteps(LabelledUpdates, Steps):
             params[EMA], stats[EMA] = params["generator"], stats["generator"]
         if self.spectral_norm:
             stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], fold(init_key, 3))
+        if states := penalties.initial_states(self.penalties):
+            stats[PENALTY_STATES] = states
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
 
     # --- the two networks' forwards ----------------------------------------------------------
@@ -196,11 +199,11 @@ class GanSteps(LabelledUpdates, Steps):
 
     # --- the two objectives ------------------------------------------------------------------
     def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp,
-                                labels: BatchLabels = NO_LABELS):
+                                labels: BatchLabels = NO_LABELS, penalty_states: dict | None = None):
         """Adversarial D loss + weighted penalties (+ AC-GAN's class losses), as a function of D's
-        parameters. Returns (total, (metrics, D's new stats)): metrics d_loss (the adversarial part),
-        penalty_NAME (unweighted), d_class_real and d_class_fake (with a class head) and D's mean
-        outputs (output_metrics)."""
+        parameters. Returns (total, (metrics, D's new stats, the stateful penalties' new states)):
+        metrics d_loss (the adversarial part), penalty_NAME (unweighted), d_class_real and d_class_fake
+        (with a class head) and D's mean outputs (output_metrics)."""
         real_logits, s, class_real = self.class_loss(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
                                                      labels.real)
         fake_logits, s, class_fake = self.class_loss(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE), labels.fake)
@@ -210,14 +213,15 @@ class GanSteps(LabelledUpdates, Steps):
         critic, fake_critic = (lambda x, y=y: self.discriminate(p_d, d_stats, sn_vectors, x, fold(key, keys.D_PENALTY),
                                                                 labels=y)[0] for y in labels)
         weights = {name: hp[f"penalty_{name}"] for name, _, _ in self.penalties}
-        term, penalty_metrics = penalties.weighted_sum(
+        term, penalty_metrics, penalty_states = penalties.weighted_sum(
             self.penalties, critic, real, fake, fold(key, keys.PENALTIES), example_ids(real.shape[0], self.axis_name),
-            update_index, weights=weights, axis_name=self.axis_name, fake_critic=fake_critic)
+            update_index, weights=weights, axis_name=self.axis_name, fake_critic=fake_critic, states=penalty_states,
+            logits=(real_logits, fake_logits))
         metrics = {"d_loss": loss, **self.output_metrics(real_logits, fake_logits), **penalty_metrics}
         if self.class_head:
             metrics.update(d_class_real=class_real, d_class_fake=class_fake)
             term = term + hp["class_weight_real"] * class_real + hp["class_weight_fake"] * class_fake
-        return loss + term, (metrics, s)
+        return loss + term, (metrics, s, penalty_states)
 
     def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key, labels: BatchLabels = NO_LABELS,
                             hp: Hyperparameters | None = None):
@@ -233,6 +237,12 @@ class GanSteps(LabelledUpdates, Steps):
         if not self.class_head:
             return g_loss, {"g_loss": g_loss}
         return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
+
+    @staticmethod
+    def penalty_kwargs(stats: dict) -> dict:
+        """The stateful penalties' states as discriminator_objective's keyword ({} without any, so that
+        an objective written without it serves runs without them)."""
+        return {"penalty_states": stats[PENALTY_STATES]} if PENALTY_STATES in stats else {}
 
     # --- one update --------------------------------------------------------------------------
     def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
@@ -255,10 +265,12 @@ class GanSteps(LabelledUpdates, Steps):
     def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
                        labels: BatchLabels) -> dict:
         """One D update in place; returns its objective's metrics."""
-        (_, (metrics, s)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
+        (_, (metrics, s, penalty_states)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
             params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
-            update_index, hp, **labelled(labels))
+            update_index, hp, **labelled(labels), **self.penalty_kwargs(stats))
         stats["discriminator"] = pmean(s, self.axis_name)
+        if penalty_states:
+            stats[PENALTY_STATES] = penalty_states
         self.update("discriminator", params, opt_state, grads, hp)
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         return metrics
@@ -308,8 +320,12 @@ class GanSteps(LabelledUpdates, Steps):
             d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = self._logit_space_grads(
                 p_d, d_stats, sn_vectors, real, fake, key, labels)
         else:
-            (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
-                p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp, **labelled(labels))
+            (_, (d_metrics, new_d_stats, penalty_states)), d_grads = jax.value_and_grad(
+                self.discriminator_objective, has_aux=True)(p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake),
+                                                            key, step, hp, **labelled(labels),
+                                                            **self.penalty_kwargs(stats))
+            if penalty_states:
+                stats[PENALTY_STATES] = penalty_states
             (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
                 fake, p_d, d_stats, sn_vectors, real, key, **self.generator_kwargs(labels, hp))
         (g_grads,) = g_vjp(fake_grad)
