@@ -61,6 +61,7 @@ def main():
     p.add_argument("--runs", type=int, default=1, help="independent seeds trained at once (vmap)")
     p.add_argument("--steps_per_call", type=int, default=None)
     p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast", "dft"])
+    p.add_argument("--compute_dtype", default="float32", help="train.compute_dtype (mixed_precision.py)")
     a = p.parse_args()
     if a.workload == "matmul":
         return matmul_rate()
@@ -83,6 +84,7 @@ def main():
     if a.steps_per_call:
         cfg.train.steps_per_call = a.steps_per_call
     cfg.model.conv_impl = a.conv_impl
+    cfg.train.compute_dtype = a.compute_dtype
     k, batch = cfg.train.steps_per_call, cfg.data.batch_size
     builder = build_steps(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
 

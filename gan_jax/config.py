@@ -97,6 +97,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.max_rollbacks = 3
     c.train.ema_decay = 0.0  # GANs: samples and evaluations from G's moving average with this decay; 0: off
     c.train.ema_start = 0  # G updates before the average starts (until then it is a copy of G)
+    # The networks' forwards in this dtype, parameters, optimizer states and losses in float32
+    # (mixed_precision.py COMPUTE_DTYPES): 'bfloat16' for accelerators' memory and matrix units.
+    c.train.compute_dtype = "float32"
     c.train.top_k = False  # GANs: G's loss on the generated samples D scores highest only (losses.py)
     c.train.top_k_decay = 0.99  # ... a fraction max(decay^(step // top_k_every), top_k_min) of them
     c.train.top_k_min = 0.5
@@ -246,7 +249,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     ranges (`ranges()`) and that no number is NaN or inf. Loss, penalty and data names and shapes are
     checked where they are used."""
     # The registries import the step code: not at config import time.
-    from gan_jax import latents, models, objectives, penalties
+    from gan_jax import latents, mixed_precision, models, objectives, penalties
     from gan_jax.objectives import base, gan, labels
     from gan_jax.ops.resize import RESIZES
 
@@ -257,6 +260,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
     _choice("train.generated_labels", c.train.generated_labels, tuple(labels.GENERATED_LABEL_RULES))
+    _choice("train.compute_dtype", c.train.compute_dtype, tuple(mixed_precision.COMPUTE_DTYPES))
     _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     _choice("loss.penalty_schedule", c.loss.penalty_schedule, tuple(penalties.PENALTY_SCHEDULES))
     _choice("eval.truncation_method", c.eval.truncation_method, tuple(latents.TRUNCATIONS))

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_jax import keys
+from gan_jax import keys, mixed_precision
 from gan_jax.data.synthetic import MIXTURES, sample_mixture, training_set_points
 from gan_jax.errors import ConfigError
 from gan_jax.ops import random
@@ -233,7 +233,8 @@ class Steps:
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
-        self.cfg, self.nets, self.example_shape = cfg, nets, example_shape
+        self.cfg, self.example_shape = cfg, example_shape
+        self.nets = mixed_precision.with_compute_dtype(nets, cfg.train.compute_dtype)
         self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
         if cfg.data.num_examples and mixture is None:
             raise ConfigError(f"data.num_examples={cfg.data.num_examples!r} is a fixed training set of 2D mixture "
