@@ -35,10 +35,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.batch_size = 64  # the global batch, over all devices and hosts
     c.data.random_flip = False
     c.data.diff_augment = ""  # GANs: DiffAugment before every D forward, e.g. 'translation,cutout,color'
+    # GANs, images: adaptive augmentation (ops/ada.py) of every D input, its probability p moved every ada_interval
+    # steps toward E[sign(D(real))] = ada_target (Karras et al. 2020: 0.6, 4, 500); 0: off
+    c.data.ada_target = 0.0
+    c.data.ada_pipeline = "bc"  # ops/ada.py ADA_PIPELINES
+    c.data.ada_interval = 4
+    c.data.ada_kimg = 500.0  # thousands of images over which p can move from 0 to 1
     c.data.random_shift = 0  # classifier: translate each example by up to this many pixels
     c.data.seed = ml_collections.FieldReference(None, field_type=int)  # None: the run's seed
     c.data.prefetch = 2
-    c.data.num_examples = 0  # 2D mixtures: a fixed training set of this many points; 0: fresh points every step
+    # 2D mixtures: a fixed training set of this many points (0: fresh points every step); images: the split's
+    # first this many (0: all), for limited-data studies
+    c.data.num_examples = 0
 
     c.model = ml_collections.ConfigDict()  # the model's own fields: gan_jax/models (register), its defaults
     c.model.name = models.DEFAULT_MODEL
@@ -186,6 +194,9 @@ RANGES = {
     "train.checkpoint_every": (0, None, False, None),
     "train.max_rollbacks": (0, keys.MAX_ROLLBACKS, True, True),
     "train.ema_decay": (0, 1, True, False),
+    "data.ada_target": (0, 1, True, False),
+    "data.ada_interval": (1, None, True, None),
+    "data.ada_kimg": (0, None, False, None),
     "train.ema_start": (0, None, True, None),
     "checkpoint.max_to_keep": (0, None, False, None),
     "eval.batch_size": (0, None, False, None),
@@ -251,6 +262,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     # The registries import the step code: not at config import time.
     from gan_jax import latents, mixed_precision, models, objectives, penalties
     from gan_jax.objectives import base, gan, labels
+    from gan_jax.ops import ada
     from gan_jax.ops.resize import RESIZES
 
     _choice("objective", c.objective, tuple(sorted(objectives.OBJECTIVES)))
@@ -260,6 +272,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
     _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
     _choice("train.generated_labels", c.train.generated_labels, tuple(labels.GENERATED_LABEL_RULES))
+    _choice("data.ada_pipeline", c.data.ada_pipeline, tuple(ada.ADA_PIPELINES))
     _choice("train.compute_dtype", c.train.compute_dtype, tuple(mixed_precision.COMPUTE_DTYPES))
     _choice("eval.inception_resize", c.eval.inception_resize, tuple(RESIZES))
     _choice("loss.penalty_schedule", c.loss.penalty_schedule, tuple(penalties.PENALTY_SCHEDULES))

@@ -41,6 +41,13 @@ class Experiment:
         else:
             images, labels = data.load_arrays(cfg.data.name, cfg.data.split, cfg.data.source, cfg.data.dir,
                                               tfds_dir=cfg.data.get("tfds_dir"))
+            if cfg.data.num_examples:  # limited-data studies: the split's first N images
+                if cfg.data.num_examples > len(images):
+                    raise ConfigError(f"data.num_examples={cfg.data.num_examples} is more than the {len(images)} "
+                                      f"images of data.name={cfg.data.name!r} split {cfg.data.split!r}; accepted: "
+                                      f"0 .. {len(images)}")
+                images = images[:cfg.data.num_examples]
+                labels = None if labels is None else labels[:cfg.data.num_examples]
             self.images = images if load_train_data else None
             self.example_shape = tuple(images.shape[1:])
         self.objective = objectives.get(cfg.objective)

@@ -33,3 +33,4 @@ GENERATED_LABELS = 9  # class-conditional models: the generated batch's classes 
 # Folds of the real batch's key and of a D forward's key.
 FLIP = 1  # random horizontal flips
 AUGMENT = 1  # DiffAugment's draws in a D forward
+ADA = 2  # adaptive augmentation's draws in a D forward (gan_jax/ops/ada.py)

@@ -164,8 +164,22 @@ def test_pmap_step_equals_one_device():
     np.testing.assert_allclose(np.asarray(mp["d_loss"])[0], m1["d_loss"], rtol=1e-5)
 
 
-def test_num_examples_needs_mixture_data():
+def test_num_examples_needs_mixture_or_image_data():
     c = _config(100)
     c.data.name = "mnist"
     with pytest.raises(ConfigError, match=r"data.num_examples=100 .*data.name='mnist'.*accepted: 0 "):
-        build_steps(c, {}, (28, 28, 1), None, False)
+        build_steps(c, {}, (5,), None, False)  # neither mixture points nor images
+
+
+def test_num_examples_on_images_keeps_the_splits_first_images():
+    from gan_jax import data
+    from gan_jax.experiment import Experiment
+
+    c = _config(1000)
+    c.data.name, c.data.source, c.model.name = "quickstart_digits", "embedded", "dcgan_tutorial"
+    images, _ = data.load_arrays(c.data.name, c.data.split, c.data.source)
+    exp = Experiment(c)
+    np.testing.assert_array_equal(exp.images, images[:1000])
+    c.data.num_examples = len(images) + 1
+    with pytest.raises(ConfigError, match=rf"^data.num_examples={len(images) + 1} is more than the {len(images)} "):
+        Experiment(c)

@@ -236,10 +236,10 @@ class Steps:
         self.cfg, self.example_shape = cfg, example_shape
         self.nets = mixed_precision.with_compute_dtype(nets, cfg.train.compute_dtype)
         self.mixture, self.binarize, self.axis_name = mixture, binarize, axis_name
-        if cfg.data.num_examples and mixture is None:
+        if cfg.data.num_examples and mixture is None and len(example_shape) != 3:
             raise ConfigError(f"data.num_examples={cfg.data.num_examples!r} is a fixed training set of 2D mixture "
-                              f"points, and data.name={cfg.data.name!r} is not a mixture; accepted: 0 (or a 2D "
-                              f"mixture: {', '.join(MIXTURES)})")
+                              f"points or the first images of a split, and data.name={cfg.data.name!r} is neither; "
+                              f"accepted: 0 (or a 2D mixture: {', '.join(MIXTURES)}, or images)")
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
 

@@ -40,7 +40,7 @@ from gan_jax.objectives.base import (
     pmean,
 )
 from gan_jax.objectives.labels import NO_LABELS, BatchLabels, LabelledUpdates, class_logits_of, labelled
-from gan_jax.ops import spectral_norm
+from gan_jax.ops import ada, spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
@@ -75,6 +75,11 @@ class GanSteps(LabelledUpdates, Steps):
         if self.augment_policy and len(example_shape) != 3:
             raise ConfigError(f"data.diff_augment={cfg.data.diff_augment!r} transforms images, and this data has "
                               f"examples of shape {example_shape}; accepted: '' for non-image data")
+        self.ada = cfg.data.ada_target > 0
+        if self.ada and (len(example_shape) != 3 or self.augment_policy):
+            raise ConfigError(f"data.ada_target={cfg.data.ada_target!r} augments images, and this run has examples of "
+                              f"shape {example_shape} and data.diff_augment={cfg.data.diff_augment!r}; accepted: "
+                              "image data without DiffAugment (one augmentation of D's inputs)")
         # Refuse unknown names now, before a workdir is touched, not at the first trace.
         self.loss_fn = losses.get_gan_loss(cfg.loss.name)
         self.penalties = penalties.parse_penalties(cfg.loss.penalties)
@@ -153,6 +158,8 @@ class GanSteps(LabelledUpdates, Steps):
             params[EMA], stats[EMA] = params["generator"], stats["generator"]
         if self.spectral_norm:
             stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], fold(init_key, 3))
+        if self.ada:
+            stats["discriminator"] = ada.joined(stats["discriminator"], ada.initial_state())
         if states := penalties.initial_states(self.penalties):
             stats[PENALTY_STATES] = states
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
@@ -180,10 +187,14 @@ class GanSteps(LabelledUpdates, Steps):
             p_d = spectral_norm.normalize(p_d, sn_vectors)
         if self.augment_policy:  # every D forward, real and generated alike
             x = diff_augment(x, fold(key, keys.AUGMENT), example_ids(x.shape[0], self.axis_name), self.augment_policy)
+        d_stats, ada_state = ada.split(d_stats)
+        if ada_state is not None:  # likewise, with the probability in the train state
+            x = ada.augment(x, fold(key, keys.ADA), example_ids(x.shape[0], self.axis_name), ada_state["p"],
+                            self.cfg.data.ada_pipeline)
         mutable = ["batch_stats", "intermediates"] if features or class_logits else ["batch_stats"]
         logits, new = self.nets["discriminator"].apply({"params": p_d, "batch_stats": d_stats}, x, labels=labels,
                                                        train=True, rngs={"dropout": key}, mutable=mutable)
-        out = (logits, new.get("batch_stats", d_stats))
+        out = (logits, ada.joined(new.get("batch_stats", d_stats), ada_state))
         if features:
             out = (*out, new["intermediates"][FEATURES][0])
         return (*out, class_logits_of(new["intermediates"])) if class_logits else out
@@ -258,6 +269,11 @@ class GanSteps(LabelledUpdates, Steps):
                                    state.key)
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
+        if self.ada:
+            d_stats, state_ada = ada.split(stats["discriminator"])
+            c = self.cfg.data
+            state_ada = ada.adjusted(state_ada, state.step, c.ada_interval, self.global_batch, c.ada_target, c.ada_kimg)
+            stats["discriminator"], scheduled = ada.joined(d_stats, state_ada), {**scheduled, "ada_p": state_ada["p"]}
         if self.ema:
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
         return {**metrics, **scheduled}
@@ -268,7 +284,7 @@ class GanSteps(LabelledUpdates, Steps):
         (_, (metrics, s, penalty_states)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
             params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
             update_index, hp, **labelled(labels), **self.penalty_kwargs(stats))
-        stats["discriminator"] = pmean(s, self.axis_name)
+        stats["discriminator"] = self.ada_accumulated(pmean(s, self.axis_name), metrics)
         if penalty_states:
             stats[PENALTY_STATES] = penalty_states
         self.update("discriminator", params, opt_state, grads, hp)
@@ -333,7 +349,7 @@ class GanSteps(LabelledUpdates, Steps):
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         self.update("generator", params, opt_state, g_grads, hp)
         stats.update(generator=pmean(stats["generator"], self.axis_name),
-                     discriminator=pmean(new_d_stats, self.axis_name))
+                     discriminator=self.ada_accumulated(pmean(new_d_stats, self.axis_name), d_metrics))
         return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
     def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
@@ -359,9 +375,18 @@ class GanSteps(LabelledUpdates, Steps):
     def output_metrics(self, real_logits, fake_logits) -> dict:
         """Mean D(x) and D(G(z)): probabilities for losses in losses.PROBABILISTIC, else the raw outputs
         as d_real_output/d_fake_output."""
+        sign = {"d_real_sign": jnp.mean(jnp.sign(real_logits))} if self.ada else {}  # ADA's overfitting measure
         if self.cfg.loss.name in losses.PROBABILISTIC:
-            return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
-        return {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits)}
+            return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+                    **sign}
+        return {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits), **sign}
+
+    def ada_accumulated(self, d_stats: dict, d_metrics: dict) -> dict:
+        """D's statistics after a D update, ADA's interval sums advanced by its global mean sign(D(real))."""
+        d_stats, state = ada.split(d_stats)
+        if state is not None:
+            state = ada.accumulated(state, pmean(d_metrics["d_real_sign"], self.axis_name))
+        return ada.joined(d_stats, state)
 
     def learning_rates(self, opt_state) -> dict:
         """lr_NAME: the learning rate each network's last update used."""
