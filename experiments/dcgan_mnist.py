@@ -7,7 +7,7 @@ from gan_jax import sweep
 from gan_jax.config import base_config, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
-VARIANTS = ("smoke",)
+VARIANTS = ("smoke", "limited")
 
 SMOKE = {"data.batch_size": 8, "train.steps": 6, "train.sample_every": 3, "train.checkpoint_every": 3,
          "eval.num_samples": 500, "eval.num_examples": 500, "eval.every": 0}
@@ -29,8 +29,19 @@ def get_config(arg=None):
     c.train.checkpoint_every = 500
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     c.eval.every = 2000
+    if arg == "limited":  # Karras et al. 2020's limited-data setting at MNIST's scale: the first 1,000 digits
+        c.data.num_examples = 1000
+        c.train.steps = 4000
+        # ADA's p may cross [0, 1] in 2% of the run's images, as their 500 kimg of 25,000 (when it is on)
+        c.data.ada_kimg = 20.0
     return smoke(c, SMOKE) if arg == "smoke" else c
 
 
+# The limited variant's augmentation settings: none, DiffAugment (Zhao et al. 2020's CIFAR-10 policy), ADA.
+AUGMENTATIONS = sweep.zip(sweep.axis("data.diff_augment", ["", "translation,cutout,color", ""],
+                                     names=["none", "DiffAugment", "ADA"]),
+                          sweep.axis("data.ada_target", [0.0, 0.0, 0.6]))
+
+
 def get_sweep(arg=None):
-    return sweep.seeds(3)
+    return sweep.product(AUGMENTATIONS, sweep.seeds(3)) if arg == "limited" else sweep.seeds(3)
