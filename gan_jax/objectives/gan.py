@@ -249,6 +249,12 @@ class GanSteps(LabelledUpdates, Steps):
             return g_loss, {"g_loss": g_loss}
         return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
 
+    def counted(self, d_stats: dict, d_metrics: dict) -> dict:
+        """D's statistics after a D update (ADA's sums advanced by the global mean sign(D(real)))."""
+        if not self.ada:
+            return d_stats
+        return ada.with_update_counted(d_stats, pmean(d_metrics["d_real_sign"], self.axis_name))
+
     @staticmethod
     def penalty_kwargs(stats: dict) -> dict:
         """The stateful penalties' states as discriminator_objective's keyword ({} without any, so that
@@ -270,10 +276,9 @@ class GanSteps(LabelledUpdates, Steps):
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ada:
-            d_stats, state_ada = ada.split(stats["discriminator"])
-            c = self.cfg.data
-            state_ada = ada.adjusted(state_ada, state.step, c.ada_interval, self.global_batch, c.ada_target, c.ada_kimg)
-            stats["discriminator"], scheduled = ada.joined(d_stats, state_ada), {**scheduled, "ada_p": state_ada["p"]}
+            stats["discriminator"], ada_metrics = ada.with_step_ended(stats["discriminator"], state.step, self.cfg.data,
+                                                                      self.global_batch)
+            scheduled = {**scheduled, **ada_metrics}
         if self.ema:
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
         return {**metrics, **scheduled}
@@ -284,7 +289,7 @@ class GanSteps(LabelledUpdates, Steps):
         (_, (metrics, s, penalty_states)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
             params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
             update_index, hp, **labelled(labels), **self.penalty_kwargs(stats))
-        stats["discriminator"] = self.ada_accumulated(pmean(s, self.axis_name), metrics)
+        stats["discriminator"] = self.counted(pmean(s, self.axis_name), metrics)
         if penalty_states:
             stats[PENALTY_STATES] = penalty_states
         self.update("discriminator", params, opt_state, grads, hp)
@@ -349,7 +354,7 @@ class GanSteps(LabelledUpdates, Steps):
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         self.update("generator", params, opt_state, g_grads, hp)
         stats.update(generator=pmean(stats["generator"], self.axis_name),
-                     discriminator=self.ada_accumulated(pmean(new_d_stats, self.axis_name), d_metrics))
+                     discriminator=self.counted(pmean(new_d_stats, self.axis_name), d_metrics))
         return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
     def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
@@ -381,12 +386,6 @@ class GanSteps(LabelledUpdates, Steps):
                     **sign}
         return {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits), **sign}
 
-    def ada_accumulated(self, d_stats: dict, d_metrics: dict) -> dict:
-        """D's statistics after a D update, ADA's interval sums advanced by its global mean sign(D(real))."""
-        d_stats, state = ada.split(d_stats)
-        if state is not None:
-            state = ada.accumulated(state, pmean(d_metrics["d_real_sign"], self.axis_name))
-        return ada.joined(d_stats, state)
 
     def learning_rates(self, opt_state) -> dict:
         """lr_NAME: the learning rate each network's last update used."""

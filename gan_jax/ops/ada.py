@@ -172,3 +172,17 @@ def adjusted(state: dict, step: jax.Array, interval: int, batch_size: int, targe
     zero = jnp.zeros((), jnp.float32)
     return {"p": jnp.where(due, p, state["p"]), "sign_sum": jnp.where(due, zero, state["sign_sum"]),
             "updates": jnp.where(due, zero, state["updates"])}
+
+
+def with_update_counted(d_stats: dict, real_sign_mean: jax.Array) -> dict:
+    """D's statistics after a D update (ADA's entry advanced by the update's global mean sign(D(real)));
+    as they are without ADA."""
+    d_stats, state = split(d_stats)
+    return joined(d_stats, None if state is None else accumulated(state, real_sign_mean))
+
+
+def with_step_ended(d_stats: dict, step: jax.Array, data_cfg, batch_size: int) -> tuple[dict, dict]:
+    """D's statistics at the end of step `step` (p adjusted when due) and the metric {'ada_p': p}."""
+    d_stats, state = split(d_stats)
+    state = adjusted(state, step, data_cfg.ada_interval, batch_size, data_cfg.ada_target, data_cfg.ada_kimg)
+    return joined(d_stats, state), {"ada_p": state["p"]}
