@@ -4,7 +4,7 @@ search found (README, Evaluation): G's moving average, D without dropout, learni
 tutorial: dropout 0.3, 1e-4, no average, which benchmarks/bench.py runs beside the peers)."""
 
 from gan_jax import sweep
-from gan_jax.config import base_config, smoke
+from gan_jax.config import base_config, parse_arg, smoke
 
 # The variants `experiments/NAME.py:VARIANT` accepts (launch.py refuses any other).
 VARIANTS = ("smoke", "limited")
@@ -14,6 +14,7 @@ SMOKE = {"data.batch_size": 8, "train.steps": 6, "train.sample_every": 3, "train
 
 
 def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False, limited=False)
     c = base_config()
     c.objective = "gan"
     c.data.name = "mnist"
@@ -29,12 +30,12 @@ def get_config(arg=None):
     c.train.checkpoint_every = 500
     c.eval.num_samples = 10_000  # classifier-space FID/KID/PR/IS against the 10,000 test images
     c.eval.every = 2000
-    if arg == "limited":  # Karras et al. 2020's limited-data setting at MNIST's scale: the first 1,000 digits
+    if arg.limited:  # Karras et al. 2020's limited-data setting at MNIST's scale: the first 1,000 digits
         c.data.num_examples = 1000
         c.train.steps = 4000
         # ADA's p may cross [0, 1] in 2% of the run's images, as their 500 kimg of 25,000 (when it is on)
         c.data.ada_kimg = 20.0
-    return smoke(c, SMOKE) if arg == "smoke" else c
+    return smoke(c, SMOKE) if arg.smoke else c
 
 
 # The limited variant's augmentation settings: none, DiffAugment (Zhao et al. 2020's CIFAR-10 policy), ADA.
@@ -44,4 +45,5 @@ AUGMENTATIONS = sweep.zip(sweep.axis("data.diff_augment", ["", "translation,cuto
 
 
 def get_sweep(arg=None):
-    return sweep.product(AUGMENTATIONS, sweep.seeds(3)) if arg == "limited" else sweep.seeds(3)
+    arg = parse_arg(arg, smoke=False, limited=False)
+    return sweep.product(AUGMENTATIONS, sweep.seeds(3)) if arg.limited else sweep.seeds(3)
