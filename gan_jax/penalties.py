@@ -50,6 +50,7 @@ ON_FAKE: set[str] = set()  # the penalties whose critic is conditioned on the ge
 ON_BOTH: set[str] = set()  # ... that judge both batches: they also take fake_critic=
 IMAGES_ONLY: set[str] = set()  # the penalties that transform images (N, H, W, C)
 STATEFUL: dict[str, Callable[[], dict]] = {}  # the penalties with state: name -> its initial state
+STATE = "penalties"  # their states' entry (name -> state) in D's batch statistics (objectives/gan.py)
 
 
 def register_penalty(name: str, batch: str = "real", images_only: bool = False,

@@ -138,7 +138,7 @@ def test_acgan_class_losses_are_the_cross_entropies_weighted_by_the_step_hyperpa
     r, ce_real = judged(real, labels[0], fold(key, keys.D_REAL))
     f, ce_fake = judged(fake, fake_labels, fold(key, keys.D_FAKE))
     d_adv, g_adv = np.mean(_softplus(-r)) + np.mean(_softplus(f)), np.mean(_softplus(-f))
-    total, (metrics, _, _) = builder.discriminator_objective(p_d, d_stats, None, real, fake, key, 0, hp,
+    total, (metrics, _) = builder.discriminator_objective(p_d, d_stats, None, real, fake, key, 0, hp,
                                                           labels=batch_labels)
     np.testing.assert_allclose([metrics["d_class_real"], metrics["d_class_fake"], metrics["d_loss"]],
                                [ce_real, ce_fake, d_adv], rtol=1e-5)
@@ -168,7 +168,7 @@ def test_penalties_judge_d_conditioned_on_the_labels_of_their_batch(penalty, sid
     key, real, fake_labels, _ = _first_update(builder, state, images)
     fake = jnp.asarray(np.random.RandomState(4).uniform(-1, 1, (BATCH, *SHAPE)), jnp.float32)
     p_d = state.params["discriminator"]
-    _, (metrics, _, _) = builder.discriminator_objective(p_d, {}, None, real, fake, key, 0, builder.hyperparameters(),
+    _, (metrics, _) = builder.discriminator_objective(p_d, {}, None, real, fake, key, 0, builder.hyperparameters(),
                                                       labels=BatchLabels(jnp.asarray(labels[0]), fake_labels))
     x, y, other = (real, jnp.asarray(labels[0]), fake_labels) if side == "real" else (fake, fake_labels, labels[0])
 

@@ -11,7 +11,6 @@ import pytest
 from test_step_penalties import _ring_builder, _train
 
 from gan_jax import penalties
-from gan_jax.objectives.gan import PENALTY_STATES
 
 DECAY = 0.99
 LECAM = penalties.PENALTIES["lecam"]
@@ -94,7 +93,7 @@ def test_the_train_state_holds_the_moving_average_of_the_logged_logits(rule):
     builder = _ring_builder("hinge", "lecam:0.3", steps_per_call=30, rule=rule)
     state, metrics = _train(builder, 1)
     assert metrics["finite"].all() and metrics["penalty_lecam"].max() > 0
-    kept = jax.device_get(state.batch_stats[PENALTY_STATES]["lecam"])
+    kept = jax.device_get(state.batch_stats["discriminator"][penalties.STATE]["lecam"])
     assert float(kept["updates"]) == 30
     biased = np.zeros(2)
     for means in zip(metrics["d_real_output"].astype(np.float64), metrics["d_fake_output"].astype(np.float64),
@@ -105,5 +104,5 @@ def test_the_train_state_holds_the_moving_average_of_the_logged_logits(rule):
 
 def test_runs_without_a_stateful_penalty_keep_their_train_state_tree():
     """Old workdirs resume: no penalty state appears unless a stateful penalty is configured."""
-    assert PENALTY_STATES not in _ring_builder("hinge", "r1:1").init_state(0).batch_stats
-    assert PENALTY_STATES in _ring_builder("hinge", "lecam:0.3").init_state(0).batch_stats
+    assert penalties.STATE not in _ring_builder("hinge", "r1:1").init_state(0).batch_stats["discriminator"]
+    assert penalties.STATE in _ring_builder("hinge", "lecam:0.3").init_state(0).batch_stats["discriminator"]

@@ -44,7 +44,11 @@ from gan_jax.ops import ada, spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
 SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-iteration vectors (model.spectral_norm)
-PENALTY_STATES = "discriminator_penalty_states"  # batch_stats entry: stateful penalties' states (LeCam's anchors)
+# Entries of D's batch_stats that are training state beside its BatchNorm statistics: ADA's probability
+# (ops/ada.py) and the stateful penalties' states (LeCam's anchors). They travel with D's statistics
+# through every forward and objective (so an objective's signature need not know them); `discriminate`
+# takes them out before Flax sees the statistics and puts them back. Flax names submodules in CamelCase.
+D_STATE_ENTRIES = (ada.STATE, penalties.STATE)
 EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (train.ema_decay > 0); not trained
 # train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
 # one forward of each network.
@@ -158,10 +162,10 @@ class GanSteps(LabelledUpdates, Steps):
             params[EMA], stats[EMA] = params["generator"], stats["generator"]
         if self.spectral_norm:
             stats[SPECTRAL_NORM] = spectral_norm.init_vectors(params["discriminator"], fold(init_key, 3))
-        if self.ada:
-            stats["discriminator"] = ada.joined(stats["discriminator"], ada.initial_state())
+        entries = {ada.STATE: ada.initial_state()} if self.ada else {}
         if states := penalties.initial_states(self.penalties):
-            stats[PENALTY_STATES] = states
+            entries[penalties.STATE] = states
+        stats["discriminator"] = {**stats["discriminator"], **entries}
         return TrainState(jnp.zeros((), jnp.int32), key, params, stats, opt_state)
 
     # --- the two networks' forwards ----------------------------------------------------------
@@ -187,14 +191,14 @@ class GanSteps(LabelledUpdates, Steps):
             p_d = spectral_norm.normalize(p_d, sn_vectors)
         if self.augment_policy:  # every D forward, real and generated alike
             x = diff_augment(x, fold(key, keys.AUGMENT), example_ids(x.shape[0], self.axis_name), self.augment_policy)
-        d_stats, ada_state = ada.split(d_stats)
-        if ada_state is not None:  # likewise, with the probability in the train state
-            x = ada.augment(x, fold(key, keys.ADA), example_ids(x.shape[0], self.axis_name), ada_state["p"],
+        d_stats, entries = split_d_state(d_stats)
+        if ada.STATE in entries:  # likewise, with the probability in the train state
+            x = ada.augment(x, fold(key, keys.ADA), example_ids(x.shape[0], self.axis_name), entries[ada.STATE]["p"],
                             self.cfg.data.ada_pipeline)
         mutable = ["batch_stats", "intermediates"] if features or class_logits else ["batch_stats"]
         logits, new = self.nets["discriminator"].apply({"params": p_d, "batch_stats": d_stats}, x, labels=labels,
                                                        train=True, rngs={"dropout": key}, mutable=mutable)
-        out = (logits, ada.joined(new.get("batch_stats", d_stats), ada_state))
+        out = (logits, {**new.get("batch_stats", d_stats), **entries})
         if features:
             out = (*out, new["intermediates"][FEATURES][0])
         return (*out, class_logits_of(new["intermediates"])) if class_logits else out
@@ -210,9 +214,9 @@ class GanSteps(LabelledUpdates, Steps):
 
     # --- the two objectives ------------------------------------------------------------------
     def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp,
-                                labels: BatchLabels = NO_LABELS, penalty_states: dict | None = None):
+                                labels: BatchLabels = NO_LABELS):
         """Adversarial D loss + weighted penalties (+ AC-GAN's class losses), as a function of D's
-        parameters. Returns (total, (metrics, D's new stats, the stateful penalties' new states)):
+        parameters. Returns (total, (metrics, D's new stats: the stateful penalties' states moved too)):
         metrics d_loss (the adversarial part), penalty_NAME (unweighted), d_class_real and d_class_fake
         (with a class head) and D's mean outputs (output_metrics)."""
         real_logits, s, class_real = self.class_loss(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
@@ -226,13 +230,15 @@ class GanSteps(LabelledUpdates, Steps):
         weights = {name: hp[f"penalty_{name}"] for name, _, _ in self.penalties}
         term, penalty_metrics, penalty_states = penalties.weighted_sum(
             self.penalties, critic, real, fake, fold(key, keys.PENALTIES), example_ids(real.shape[0], self.axis_name),
-            update_index, weights=weights, axis_name=self.axis_name, fake_critic=fake_critic, states=penalty_states,
-            logits=(real_logits, fake_logits))
+            update_index, weights=weights, axis_name=self.axis_name, fake_critic=fake_critic,
+            states=s.get(penalties.STATE), logits=(real_logits, fake_logits))
+        if penalty_states:
+            s = {**s, penalties.STATE: penalty_states}
         metrics = {"d_loss": loss, **self.output_metrics(real_logits, fake_logits), **penalty_metrics}
         if self.class_head:
             metrics.update(d_class_real=class_real, d_class_fake=class_fake)
             term = term + hp["class_weight_real"] * class_real + hp["class_weight_fake"] * class_fake
-        return loss + term, (metrics, s, penalty_states)
+        return loss + term, (metrics, s)
 
     def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key, labels: BatchLabels = NO_LABELS,
                             hp: Hyperparameters | None = None):
@@ -249,17 +255,13 @@ class GanSteps(LabelledUpdates, Steps):
             return g_loss, {"g_loss": g_loss}
         return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
 
-    def counted(self, d_stats: dict, d_metrics: dict) -> dict:
-        """D's statistics after a D update (ADA's sums advanced by the global mean sign(D(real)))."""
-        if not self.ada:
-            return d_stats
-        return ada.with_update_counted(d_stats, pmean(d_metrics["d_real_sign"], self.axis_name))
-
-    @staticmethod
-    def penalty_kwargs(stats: dict) -> dict:
-        """The stateful penalties' states as discriminator_objective's keyword ({} without any, so that
-        an objective written without it serves runs without them)."""
-        return {"penalty_states": stats[PENALTY_STATES]} if PENALTY_STATES in stats else {}
+    def after_update(self, d_stats: dict, d_metrics: dict) -> dict:
+        """D's statistics after a D update: BatchNorm's averaged over devices, ADA's sums advanced by the
+        global mean sign(D(real)) (the other entries are the global batch's already)."""
+        d_stats, entries = split_d_state(d_stats)
+        if self.ada:
+            entries[ada.STATE] = ada.accumulated(entries[ada.STATE], pmean(d_metrics["d_real_sign"], self.axis_name))
+        return {**pmean(d_stats, self.axis_name), **entries}
 
     # --- one update --------------------------------------------------------------------------
     def update_step(self, params, stats, opt_state, batch, step_key, state, hp) -> dict:
@@ -276,9 +278,11 @@ class GanSteps(LabelledUpdates, Steps):
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
         if self.ada:
-            stats["discriminator"], ada_metrics = ada.with_step_ended(stats["discriminator"], state.step, self.cfg.data,
-                                                                      self.global_batch)
-            scheduled = {**scheduled, **ada_metrics}
+            data, d = self.cfg.data, stats["discriminator"]
+            adjusted = ada.adjusted(d[ada.STATE], state.step, data.ada_interval, self.global_batch, data.ada_target,
+                                    data.ada_kimg)
+            stats["discriminator"] = {**d, ada.STATE: adjusted}
+            scheduled = {**scheduled, "ada_p": adjusted["p"]}
         if self.ema:
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
         return {**metrics, **scheduled}
@@ -286,12 +290,10 @@ class GanSteps(LabelledUpdates, Steps):
     def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
                        labels: BatchLabels) -> dict:
         """One D update in place; returns its objective's metrics."""
-        (_, (metrics, s, penalty_states)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
+        (_, (metrics, s)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
             params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
-            update_index, hp, **labelled(labels), **self.penalty_kwargs(stats))
-        stats["discriminator"] = self.counted(pmean(s, self.axis_name), metrics)
-        if penalty_states:
-            stats[PENALTY_STATES] = penalty_states
+            update_index, hp, **labelled(labels))
+        stats["discriminator"] = self.after_update(s, metrics)
         self.update("discriminator", params, opt_state, grads, hp)
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         return metrics
@@ -341,12 +343,9 @@ class GanSteps(LabelledUpdates, Steps):
             d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = self._logit_space_grads(
                 p_d, d_stats, sn_vectors, real, fake, key, labels)
         else:
-            (_, (d_metrics, new_d_stats, penalty_states)), d_grads = jax.value_and_grad(
+            (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(
                 self.discriminator_objective, has_aux=True)(p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake),
-                                                            key, step, hp, **labelled(labels),
-                                                            **self.penalty_kwargs(stats))
-            if penalty_states:
-                stats[PENALTY_STATES] = penalty_states
+                                                            key, step, hp, **labelled(labels))
             (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
                 fake, p_d, d_stats, sn_vectors, real, key, **self.generator_kwargs(labels, hp))
         (g_grads,) = g_vjp(fake_grad)
@@ -354,7 +353,7 @@ class GanSteps(LabelledUpdates, Steps):
         params["discriminator"] = self.constrain_critic(params["discriminator"])
         self.update("generator", params, opt_state, g_grads, hp)
         stats.update(generator=pmean(stats["generator"], self.axis_name),
-                     discriminator=self.counted(pmean(new_d_stats, self.axis_name), d_metrics))
+                     discriminator=self.after_update(new_d_stats, d_metrics))
         return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
 
     def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
@@ -385,7 +384,6 @@ class GanSteps(LabelledUpdates, Steps):
             return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
                     **sign}
         return {"d_real_output": jnp.mean(real_logits), "d_fake_output": jnp.mean(fake_logits), **sign}
-
 
     def learning_rates(self, opt_state) -> dict:
         """lr_NAME: the learning rate each network's last update used."""
@@ -421,3 +419,9 @@ class GanSteps(LabelledUpdates, Steps):
         name = EMA if self.ema else "generator"
         return lambda state, z, labels=None: G.apply(
             {"params": state.params[name], "batch_stats": state.batch_stats[name]}, z, labels=labels, train=False)
+
+
+def split_d_state(d_stats: dict) -> tuple[dict, dict]:
+    """D's batch statistics as Flax keeps them, and the entries of D_STATE_ENTRIES among them."""
+    return ({k: v for k, v in d_stats.items() if k not in D_STATE_ENTRIES},
+            {k: d_stats[k] for k in D_STATE_ENTRIES if k in d_stats})

@@ -135,21 +135,9 @@ def augment(x: jax.Array, key: jax.Array, example_ids: jax.Array, p: jax.Array, 
 
 # --- the train state's part and its update ------------------------------------------------------
 
-# The entry of D's batch statistics that holds ADA's state: it travels with them through every D forward
-# (`split` takes it out before Flax sees them, `joined` puts it back), so that the probability reaches
-# every forward without another argument. Flax names submodules in CamelCase: no clash.
+# ADA's entry in D's batch statistics (objectives/gan.py D_STATE_ENTRIES: it travels with them to every D
+# forward, so that the probability reaches each without another argument).
 STATE = "ada"
-
-
-def split(d_stats: dict) -> tuple[dict, dict | None]:
-    """D's batch statistics without ADA's entry, and the entry (None without ADA)."""
-    if STATE not in d_stats:
-        return d_stats, None
-    return {k: v for k, v in d_stats.items() if k != STATE}, d_stats[STATE]
-
-
-def joined(d_stats: dict, state: dict | None) -> dict:
-    return d_stats if state is None else {**d_stats, STATE: state}
 
 
 def initial_state() -> dict:
@@ -172,17 +160,3 @@ def adjusted(state: dict, step: jax.Array, interval: int, batch_size: int, targe
     zero = jnp.zeros((), jnp.float32)
     return {"p": jnp.where(due, p, state["p"]), "sign_sum": jnp.where(due, zero, state["sign_sum"]),
             "updates": jnp.where(due, zero, state["updates"])}
-
-
-def with_update_counted(d_stats: dict, real_sign_mean: jax.Array) -> dict:
-    """D's statistics after a D update (ADA's entry advanced by the update's global mean sign(D(real)));
-    as they are without ADA."""
-    d_stats, state = split(d_stats)
-    return joined(d_stats, None if state is None else accumulated(state, real_sign_mean))
-
-
-def with_step_ended(d_stats: dict, step: jax.Array, data_cfg, batch_size: int) -> tuple[dict, dict]:
-    """D's statistics at the end of step `step` (p adjusted when due) and the metric {'ada_p': p}."""
-    d_stats, state = split(d_stats)
-    state = adjusted(state, step, data_cfg.ada_interval, batch_size, data_cfg.ada_target, data_cfg.ada_kimg)
-    return joined(d_stats, state), {"ada_p": state["p"]}
