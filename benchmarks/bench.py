@@ -62,6 +62,7 @@ def main():
     p.add_argument("--steps_per_call", type=int, default=None)
     p.add_argument("--conv_impl", default="auto", choices=["auto", "lax", "cpu_fast", "dft"])
     p.add_argument("--compute_dtype", default="float32", help="train.compute_dtype (mixed_precision.py)")
+    p.add_argument("--grad_accumulation", type=int, default=1, help="train.grad_accumulation (micro-batches)")
     a = p.parse_args()
     if a.workload == "matmul":
         return matmul_rate()
@@ -85,6 +86,7 @@ def main():
         cfg.train.steps_per_call = a.steps_per_call
     cfg.model.conv_impl = a.conv_impl
     cfg.train.compute_dtype = a.compute_dtype
+    cfg.train.grad_accumulation = a.grad_accumulation
     k, batch = cfg.train.steps_per_call, cfg.data.batch_size
     builder = build_steps(cfg, models.build(cfg.model, shape), shape, mixture, a.workload == "vae_mnist")
 
@@ -111,8 +113,11 @@ def main():
           f"conv_impl={a.conv_impl} backend={jax.default_backend()} devices={jax.device_count()} "
           f"tcmalloc={cpu_runtime.tcmalloc_loaded()} xla_flags='{os.environ.get('XLA_FLAGS', '')}' "
           f"gflop_per_step={flops / 1e9:.3f} achieved_gflop_per_s={flops / 1e9 / seconds:.1f}")
+    memory = compiled.memory_analysis()  # XLA's buffer assignment: the step's temporaries (activations, ...)
+    temp_mb = memory.temp_size_in_bytes / 2**20 if memory is not None else float("nan")
     print(f"ms_per_step={seconds * 1e3:.2f} images_per_s={a.runs * batch / seconds:.1f} "
-          f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f}")
+          f"run_steps_per_s={a.runs / seconds:.1f} compile_s={compile_s:.2f} temp_mb={temp_mb:.1f} "
+          f"grad_accumulation={a.grad_accumulation} compute_dtype={a.compute_dtype}")
 
 
 def program(builder, runs: int, k: int, batch: int, shape: tuple[int, ...], n_critic: int, images: bool):

@@ -93,7 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # generator (or VAE) updates
     c.train.n_critic = 1  # discriminator updates per generator update
-    c.train.update_rule = "alternating"  # GANs (objectives/gan.py UPDATE_RULES): D, then G against the new D
+    c.train.update_rule = "alternating"  # GANs (objectives/gan_updates.py UPDATE_RULES): D, then G against the new D
     # Conditional GANs (objectives/labels.py GENERATED_LABEL_RULES): the generated batch's labels, drawn uniformly
     # over the classes, or the real batch's (R3GAN: each real/generated pair shares its class)
     c.train.generated_labels = "uniform"
@@ -108,6 +108,9 @@ def base_config() -> ml_collections.ConfigDict:
     # The networks' forwards in this dtype, parameters, optimizer states and losses in float32
     # (mixed_precision.py COMPUTE_DTYPES): 'bfloat16' for accelerators' memory and matrix units.
     c.train.compute_dtype = "float32"
+    # Gradients summed over this many micro-batches of each update's batch before the update (memory:
+    # the activations of one micro-batch at a time; objectives/base.py Steps.accumulate)
+    c.train.grad_accumulation = 1
     c.train.top_k = False  # GANs: G's loss on the generated samples D scores highest only (losses.py)
     c.train.top_k_decay = 0.99  # ... a fraction max(decay^(step // top_k_every), top_k_min) of them
     c.train.top_k_min = 0.5
@@ -189,6 +192,7 @@ RANGES = {
     "train.steps": (0, keys.MAX_STEPS, False, True),
     "train.n_critic": (0, None, False, None),
     "train.steps_per_call": (0, None, False, None),
+    "train.grad_accumulation": (1, None, True, None),
     "train.log_every": (0, None, False, None),
     "train.sample_every": (0, None, False, None),
     "train.checkpoint_every": (0, None, False, None),
@@ -261,7 +265,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     checked where they are used."""
     # The registries import the step code: not at config import time.
     from gan_jax import latents, mixed_precision, models, objectives, penalties
-    from gan_jax.objectives import base, gan, labels
+    from gan_jax.objectives import base, gan_updates, labels
     from gan_jax.ops import ada
     from gan_jax.ops.resize import RESIZES
 
@@ -270,7 +274,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("optimizer.name", c.optimizer.name, tuple(base.OPTIMIZERS))
     _choice("parallel.mode", c.parallel.mode, PARALLEL_MODES)
     _choice("train.on_nonfinite", c.train.on_nonfinite, NONFINITE_POLICIES)
-    _choice("train.update_rule", c.train.update_rule, tuple(gan.UPDATE_RULES))
+    _choice("train.update_rule", c.train.update_rule, tuple(gan_updates.UPDATE_RULES))
     _choice("train.generated_labels", c.train.generated_labels, tuple(labels.GENERATED_LABEL_RULES))
     _choice("data.ada_pipeline", c.data.ada_pipeline, tuple(ada.ADA_PIPELINES))
     _choice("train.compute_dtype", c.train.compute_dtype, tuple(mixed_precision.COMPUTE_DTYPES))

@@ -87,7 +87,7 @@ def test_model_fields_ranges_and_defaults_come_from_the_model_registry(monkeypat
 
 
 @pytest.mark.parametrize("field,registry", [("optimizer.schedule", "gan_jax.objectives.base:SCHEDULES"),
-                                            ("train.update_rule", "gan_jax.objectives.gan:UPDATE_RULES"),
+                                            ("train.update_rule", "gan_jax.objectives.gan_updates:UPDATE_RULES"),
                                             ("model.conv_impl", "gan_jax.models:SHARED_FIELDS")])
 def test_choice_lists_are_the_registries(field, registry):
     """The accepted names validate lists are its registry's keys, in its order (a second code path:

@@ -209,6 +209,12 @@ def random_flip(key: jax.Array, x: jnp.ndarray, axis_name: str | None) -> jnp.nd
     return jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
 
 
+def micro_batches(tree, k: int):
+    """Every leaf (n, ...) -> (k, n / k, ...), micro-batch j holding rows j, j + k, j + 2k, ...: a batch
+    sharded over devices in contiguous blocks (jit) leaves every micro-batch spread over all of them."""
+    return jax.tree.map(lambda a: a.reshape(a.shape[0] // k, k, *a.shape[1:]).swapaxes(0, 1), tree)
+
+
 def pmean(tree, axis_name):
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
@@ -224,6 +230,8 @@ class Steps:
     (`HYPERPARAMETERS` and `hyperparameters()`, extended)."""
 
     unit_range = False  # model range [0, 1] instead of [-1, 1]
+    # Whether update_step sums its gradients over train.grad_accumulation micro-batches (`accumulate`).
+    accumulates_gradients = False
     # The step's hyperparameter arrays, declared beside the code that reads them: array name -> the config
     # field its value comes from, or (field, compiled) where compiled(value) is the part of the field
     # still compiled into the step. Runs that differ only in these fields share one compiled program
@@ -242,6 +250,46 @@ class Steps:
                               f"accepted: 0 (or a 2D mixture: {', '.join(MIXTURES)}, or images)")
         self.optimizers = make_optimizers(cfg, tuple(nets))
         self.global_batch = cfg.data.batch_size
+        self._check_grad_accumulation(cfg.train.grad_accumulation)
+
+    def _check_grad_accumulation(self, k: int) -> None:
+        field = f"train.grad_accumulation={k!r}"
+        if k > 1 and not self.accumulates_gradients:
+            raise ConfigError(f"{field}: objective {self.cfg.objective!r} takes its gradients on the whole batch; "
+                              "accepted: 1 for it")
+        # Under pmap each device splits its share; under jit the global batch is split (every micro-batch
+        # spread over the devices: micro_batches).
+        batch = self.global_batch // jax.device_count() if self.axis_name else self.global_batch
+        if batch % k:
+            where = f" / {jax.device_count()} devices under pmap" if self.axis_name else ""
+            raise ConfigError(f"{field} does not divide the batch each program splits ({batch} = data.batch_size "
+                              f"{self.global_batch}{where}); accepted: a divisor of it")
+
+    def accumulate(self, grads_fn: Callable, part, key: jax.Array):
+        """grads_fn(part, key) -> (gradients, aux) on the local batch `part` (arrays with the examples on
+        their first axis; aux: metrics and new statistics), or with train.grad_accumulation = k > 1 their
+        means over k micro-batches (micro_batches), one after another in a lax.scan so that the activations
+        of one micro-batch at a time are live; micro-batch j is keyed fold_in(key, j). Averaging is what
+        the whole batch gives for the batch means a loss is made of, and for a running average (BatchNorm's,
+        LeCam's) moved by each micro-batch from the same start: it moves once, by the mean of their
+        statistics. A BatchNorm layer normalizes by its micro-batch's statistics (as BigGAN-PyTorch's
+        accumulation), and per-example draws are keyed within a micro-batch: equal to the whole batch's
+        step where the networks have neither (tests/test_grad_accumulation.py)."""
+        k = self.cfg.train.grad_accumulation
+        if k == 1:
+            return grads_fn(part, key)
+
+        def one(total, xs):
+            j, micro = xs
+            grads, aux = grads_fn(micro, jax.random.fold_in(key, j))
+            return jax.tree.map(jnp.add, total, grads), aux
+
+        micro = micro_batches(part, k)
+        first = jax.tree.map(lambda a: a[0], micro)
+        grad_shapes = jax.eval_shape(lambda m: grads_fn(m, key)[0], first)
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), grad_shapes)
+        total, aux = jax.lax.scan(one, zeros, (jnp.arange(k), micro))
+        return jax.tree.map(lambda g: g / k, total), jax.tree.map(lambda a: jnp.mean(a, axis=0), aux)
 
     @classmethod
     def hyperparameter_fields(cls) -> dict[str, Callable | None]:

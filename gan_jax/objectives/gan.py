@@ -1,8 +1,9 @@
 """The GAN objective, whatever the models (mlp_gan, dcgan_tutorial, dcgan, ...): a generator G and a
 discriminator D trained on an adversarial loss (losses.py) plus weighted penalties on D (penalties.py).
 
-One discriminator objective and one generator objective serve both update rules: `alternating`
-(n_critic D updates, then G against the updated D) and `simultaneous` (both from the same parameters).
+One discriminator objective and one generator objective serve both update rules (gan_updates.py):
+`alternating` (n_critic D updates, then G against the updated D) and `simultaneous` (both from the same
+parameters).
 Each objective returns (loss, metrics): the metrics name the parts of the loss (d_loss and penalty_NAME,
 g_loss, and whatever a subclass adds), each the value that was differentiated. Without penalties, and
 with neither objective overridden, the simultaneous rule takes a fast path in logit space that is the
@@ -29,7 +30,7 @@ from gan_jax import keys, losses, penalties
 from gan_jax.errors import ConfigError
 from gan_jax.models.conditioning import CLASS_LOGITS
 from gan_jax.models.dcgan import FEATURES
-from gan_jax.objectives import register
+from gan_jax.objectives import gan_updates, register
 from gan_jax.objectives.base import (
     Hyperparameters,
     Steps,
@@ -39,7 +40,7 @@ from gan_jax.objectives.base import (
     learning_rate,
     pmean,
 )
-from gan_jax.objectives.labels import NO_LABELS, BatchLabels, LabelledUpdates, class_logits_of, labelled
+from gan_jax.objectives.labels import NO_LABELS, BatchLabels, LabelledUpdates, class_logits_of
 from gan_jax.ops import ada, spectral_norm
 from gan_jax.ops.diff_augment import diff_augment, parse_policy
 
@@ -50,9 +51,6 @@ SPECTRAL_NORM = "discriminator_spectral_norm"  # batch_stats entry: D's power-it
 # takes them out before Flax sees the statistics and puts them back. Flax names submodules in CamelCase.
 D_STATE_ENTRIES = (ada.STATE, penalties.STATE)
 EMA = "generator_ema"  # params (and batch_stats) entry of G's moving average (train.ema_decay > 0); not trained
-# train.update_rule -> the GanSteps method of one update: D, then G against the new D; or both from
-# one forward of each network.
-UPDATE_RULES = {"alternating": "_alternating", "simultaneous": "_simultaneous"}
 
 fold = jax.random.fold_in
 
@@ -65,6 +63,7 @@ class GanSteps(LabelledUpdates, Steps):
     # only with train.ema_decay > 0 (0 keeps no average: another train state, never stacked with it),
     # the class weights only for a D with a class head.
     # A penalty schedule reads the run's length and final scale as arrays too (train.steps differs per run).
+    accumulates_gradients = True
     HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay",
                        "penalty_final_scale": "loss.penalty_final_scale", "penalty_schedule_steps": "train.steps",
                        "class_weight_real": "loss.class_weight_real", "class_weight_fake": "loss.class_weight_fake",
@@ -104,12 +103,16 @@ class GanSteps(LabelledUpdates, Steps):
                               "parallel.mode='jit'")
 
     def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
-        pack = cfg.model.pack
-        local_batch = self.global_batch // jax.device_count()
+        pack, k = cfg.model.pack, cfg.train.grad_accumulation
+        local_batch = self.global_batch // jax.device_count() // k
         if pack > 1 and local_batch % pack:
             raise ConfigError(f"model.pack={pack} does not divide the per-device batch ({local_batch} = "
-                              f"data.batch_size {self.global_batch} / {jax.device_count()} devices); accepted: "
-                              "a divisor of it")
+                              f"data.batch_size {self.global_batch} / {jax.device_count()} devices / "
+                              f"train.grad_accumulation {k}); accepted: a divisor of it")
+        coupled = "train.top_k" if cfg.train.top_k else f"loss.name={cfg.loss.name!r}"
+        if k > 1 and (cfg.train.top_k or cfg.loss.name in losses.BATCH_COUPLED):
+            raise ConfigError(f"train.grad_accumulation={k} with {coupled}: its loss couples the examples of the "
+                              "whole batch, and a micro-batch sees a part; accepted: train.grad_accumulation=1")
         if not self.penalties:
             return
         field = f"loss.penalties={cfg.loss.penalties!r}"
@@ -175,11 +178,14 @@ class GanSteps(LabelledUpdates, Steps):
                                                  train=True, mutable=["batch_stats"])
         return fake, new.get("batch_stats", {})
 
+    def latents(self, key: jax.Array, local_batch: int) -> jax.Array:
+        """This device's rows (local_batch, latent_dim) of the global latent draw from `key`."""
+        return global_normal(key, self.global_batch, self.cfg.model.latent_dim, local_batch, self.axis_name)
+
     def generate(self, p_g, g_stats, key: jax.Array, local_batch: int, labels: jax.Array | None = None):
         """G on this device's rows of the global latent draw (and `labels`, this device's):
         (fake (local_batch, ...), G's new stats)."""
-        z = global_normal(key, self.global_batch, self.cfg.model.latent_dim, local_batch, self.axis_name)
-        return self.decode(p_g, g_stats, z, labels)
+        return self.decode(p_g, g_stats, self.latents(key, local_batch), labels)
 
     def discriminate(self, p_d, d_stats, sn_vectors, x, key: jax.Array, features: bool = False,
                      labels: jax.Array | None = None, class_logits: bool = False):
@@ -272,8 +278,8 @@ class GanSteps(LabelledUpdates, Steps):
         # The step's own values of the scheduled hyperparameters (penalty weights, top-k's fraction), logged.
         hp, scheduled = penalties.scheduled_weights(self.cfg.loss.penalty_schedule, self.penalties, hp, state.step)
         hp, scheduled = losses.with_top_k_fraction(self.cfg.train, hp, scheduled, state.step)
-        rule = getattr(self, UPDATE_RULES[self.cfg.train.update_rule])
-        sn_vectors, metrics = rule(params, stats, opt_state, sn_vectors, batch, step_key, state.step, hp,
+        rule = gan_updates.UPDATE_RULES[self.cfg.train.update_rule]
+        sn_vectors, metrics = rule(self, params, stats, opt_state, sn_vectors, batch, step_key, state.step, hp,
                                    state.key)
         if sn_vectors is not None:
             stats[SPECTRAL_NORM] = sn_vectors
@@ -287,94 +293,6 @@ class GanSteps(LabelledUpdates, Steps):
             params[EMA], stats[EMA] = self.updated_ema(params, stats, state, step_key, hp["ema_decay"], batch)
         return {**metrics, **scheduled}
 
-    def _critic_update(self, params, stats, opt_state, sn_vectors, real, fake, key, update_index, hp,
-                       labels: BatchLabels) -> dict:
-        """One D update in place; returns its objective's metrics."""
-        (_, (metrics, s)), grads = jax.value_and_grad(self.discriminator_objective, has_aux=True)(
-            params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
-            update_index, hp, **labelled(labels))
-        stats["discriminator"] = self.after_update(s, metrics)
-        self.update("discriminator", params, opt_state, grads, hp)
-        params["discriminator"] = self.constrain_critic(params["discriminator"])
-        return metrics
-
-    def _alternating(self, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
-        batch_u8, real_labels = self.split_batch(batch)
-        n_critic, local_batch = self.cfg.train.n_critic, self.local_batch(batch_u8)
-        for i in range(n_critic):
-            if sn_vectors is not None:  # one power iteration per D update
-                sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
-            key = fold(step_key, keys.CRITIC_UPDATE + i)
-            real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i], base_key)
-            labels = self.batch_labels(key, real_labels, i, local_batch)
-            generate = lambda p, k=key, y=labels.fake: self.generate(p, stats["generator"], fold(k, keys.LATENT),
-                                                                    local_batch, y)
-            if i == n_critic - 1:
-                # The last critic update's fake batch is reused for the generator update (one G
-                # forward per step, as in the PyTorch DCGAN): keep its VJP.
-                fake, g_vjp, g_stats = jax.vjp(generate, params["generator"], has_aux=True)
-            else:
-                fake, g_stats = generate(params["generator"])
-            stats["generator"] = g_stats
-            d_metrics = self._critic_update(params, stats, opt_state, sn_vectors, real, fake, key,
-                                            step * n_critic + i, hp, labels)  # the last D update's are logged
-        (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
-            fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
-            fold(step_key, keys.GENERATOR_UPDATE), **self.generator_kwargs(labels, hp))
-        (g_grads,) = g_vjp(fake_grad)
-        stats["generator"] = pmean(stats["generator"], self.axis_name)
-        self.update("generator", params, opt_state, g_grads, hp)
-        return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
-
-    def _simultaneous(self, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
-        """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
-        the keys of the alternating rule's (only) critic update. n_critic is 1 (checked by the config)."""
-        batch_u8, real_labels = self.split_batch(batch)
-        if sn_vectors is not None:
-            sn_vectors = spectral_norm.power_iteration(params["discriminator"], sn_vectors)
-        key, local_batch = fold(step_key, keys.CRITIC_UPDATE), self.local_batch(batch_u8)
-        real = self.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0], base_key)
-        labels = self.batch_labels(key, real_labels, 0, local_batch)
-        fake, g_vjp, stats["generator"] = jax.vjp(
-            lambda p: self.generate(p, stats["generator"], fold(key, keys.LATENT), local_batch, labels.fake),
-            params["generator"], has_aux=True)
-        p_d, d_stats = params["discriminator"], stats["discriminator"]
-        if self.logit_fast_path:
-            d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = self._logit_space_grads(
-                p_d, d_stats, sn_vectors, real, fake, key, labels)
-        else:
-            (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(
-                self.discriminator_objective, has_aux=True)(p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake),
-                                                            key, step, hp, **labelled(labels))
-            (_, g_metrics), fake_grad = jax.value_and_grad(self.generator_objective, has_aux=True)(
-                fake, p_d, d_stats, sn_vectors, real, key, **self.generator_kwargs(labels, hp))
-        (g_grads,) = g_vjp(fake_grad)
-        self.update("discriminator", params, opt_state, d_grads, hp)
-        params["discriminator"] = self.constrain_critic(params["discriminator"])
-        self.update("generator", params, opt_state, g_grads, hp)
-        stats.update(generator=pmean(stats["generator"], self.axis_name),
-                     discriminator=self.after_update(new_d_stats, d_metrics))
-        return sn_vectors, {**d_metrics, **g_metrics, **self.learning_rates(opt_state)}
-
-    def _logit_space_grads(self, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
-        """The plain objectives' gradients from one D forward per batch: each loss's gradient with
-        respect to the logits, pulled back through the same forward (D's parameters get d_loss's, the
-        generated images g_loss's; XLA drops the other half of each pullback). Returns (D's metrics,
-        G's metrics, D's gradients, the generated batch's gradient, D's new stats)."""
-        def discriminate_both(p_d, fake_images):
-            real_logits, s = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
-                                               labels=labels.real)
-            fake_logits, s = self.discriminate(p_d, s, sn_vectors, fake_images, fold(key, keys.D_FAKE),
-                                               labels=labels.fake)
-            return (real_logits, fake_logits), s
-
-        logits, d_vjp, new_stats = jax.vjp(discriminate_both, p_d, fake, has_aux=True)
-        d_loss, d_logit_grads = jax.value_and_grad(lambda lg: self.loss_fn(*lg)[0])(logits)
-        g_loss, g_logit_grads = jax.value_and_grad(lambda lg: self.loss_fn(*lg)[1])(logits)
-        d_grads, _ = d_vjp(d_logit_grads)
-        _, fake_grad = d_vjp(g_logit_grads)
-        d_metrics = {"d_loss": d_loss, **self.output_metrics(*logits)}
-        return d_metrics, {"g_loss": g_loss}, d_grads, fake_grad, new_stats
 
     def output_metrics(self, real_logits, fake_logits) -> dict:
         """Mean D(x) and D(G(z)): probabilities for losses in losses.PROBABILISTIC, else the raw outputs

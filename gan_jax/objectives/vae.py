@@ -23,6 +23,7 @@ class VaeSteps(Steps):
     """Steps of a VAE: batch (1, local_batch, H, W, C) uint8 per update, model range [0, 1]."""
 
     unit_range = True
+    accumulates_gradients = True
     HYPERPARAMETERS = {"beta": "loss.beta"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
@@ -92,7 +93,11 @@ class VaeSteps(Steps):
         """One update on batch_u8 (1, local_batch, H, W, C) uint8; metrics in nats per example."""
         x = self.real_examples(fold(step_key, keys.REAL), batch_u8[0])
         eps = self.noise(fold(step_key, keys.LATENT), x.shape[0])
-        (loss, parts), grads = jax.value_and_grad(self.loss, has_aux=True)(params["vae"], x, eps, hp["beta"])
+        def grads(part, key):
+            (loss, parts), grads = jax.value_and_grad(self.loss, has_aux=True)(params["vae"], *part, hp["beta"])
+            return grads, (loss, parts)
+
+        grads, (loss, parts) = self.accumulate(grads, (x, eps), step_key)
         self.update("vae", params, opt_state, grads, hp)
         return {"loss": loss, **parts, "lr": learning_rate(opt_state["vae"])}
 

@@ -30,6 +30,7 @@ fold = jax.random.fold_in
 class VaeganSteps(GanSteps):
     """Steps of a VAE-GAN: batch (1, local_batch, H, W, C) uint8 per update, model range [-1, 1]."""
 
+    accumulates_gradients = False  # its update (below) takes one gradient on the whole batch
     HYPERPARAMETERS = {"beta": "loss.beta", "feature_reconstruction_weight": "loss.feature_reconstruction_weight"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
