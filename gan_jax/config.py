@@ -71,6 +71,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.class_weight_real = 1.0
     c.loss.class_weight_fake = 1.0
     c.loss.class_weight_generator = 1.0
+    # GANs: zCR (Zhao et al. 2021), latent consistency: D's term weight * mean (D(G(z)) - D(G(z + sigma eps)))^2,
+    # G's -weight * mean (G(z) - G(z + sigma eps))^2; 0 and 0: off (the paper: 5, 0.5, sigma 0.03)
+    c.loss.zcr_discriminator = 0.0
+    c.loss.zcr_generator = 0.0
+    c.loss.zcr_sigma = 0.03
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4
@@ -177,6 +182,9 @@ RANGES = {
     "loss.class_weight_real": (0, None, True, None),
     "loss.class_weight_fake": (0, None, True, None),
     "loss.class_weight_generator": (0, None, True, None),
+    "loss.zcr_discriminator": (0, None, True, None),
+    "loss.zcr_generator": (0, None, True, None),
+    "loss.zcr_sigma": (0, None, False, None),
     "optimizer.learning_rate": (0, None, False, None),
     "optimizer.discriminator_learning_rate": (0, None, False, None),
     "optimizer.b1": (0, 1, True, False),

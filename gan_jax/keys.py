@@ -30,6 +30,7 @@ D_PRIOR = 6  # VAE-GAN: D's forward on the decoded prior samples
 PRIOR = 7  # VAE-GAN: the prior latents
 EMA_STATISTICS = 8  # the latents on which the averaged generator's BatchNorm statistics are gathered
 GENERATED_LABELS = 9  # class-conditional models: the generated batch's classes (of the EMA statistics' key there)
+ZCR = 10  # zCR's latent perturbations (objectives/gan_updates.py)
 # Folds of the real batch's key and of a D forward's key.
 FLIP = 1  # random horizontal flips
 AUGMENT = 1  # DiffAugment's draws in a D forward

@@ -26,6 +26,9 @@ CASES = {
     "alternating,r1,n_critic2": dict(train__n_critic=2, loss__penalties="r1:1"),
     "simultaneous,fast_path": dict(train__update_rule="simultaneous"),
     "simultaneous,r1": dict(train__update_rule="simultaneous", loss__penalties="r1:1"),
+    "alternating,zcr": dict(loss__zcr_discriminator=5.0, loss__zcr_generator=0.5),
+    "simultaneous,zcr": dict(train__update_rule="simultaneous", loss__zcr_discriminator=5.0,
+                             loss__zcr_generator=0.5),
     "vae": dict(objective="vae"),
     "iwae_k5": dict(objective="vae", loss__iwae_k=5),
 }

@@ -67,7 +67,9 @@ class GanSteps(LabelledUpdates, Steps):
     HYPERPARAMETERS = {"penalty_NAME": ("loss.penalties", penalties.structure), "ema_decay": "train.ema_decay",
                        "penalty_final_scale": "loss.penalty_final_scale", "penalty_schedule_steps": "train.steps",
                        "class_weight_real": "loss.class_weight_real", "class_weight_fake": "loss.class_weight_fake",
-                       "class_weight_generator": "loss.class_weight_generator"}
+                       "class_weight_generator": "loss.class_weight_generator",
+                       "zcr_discriminator": ("loss.zcr_discriminator", lambda v: v > 0),
+                       "zcr_generator": ("loss.zcr_generator", lambda v: v > 0), "zcr_sigma": "loss.zcr_sigma"}
 
     def __init__(self, cfg: ml_collections.ConfigDict, nets: dict, example_shape: tuple[int, ...],
                  mixture: str | None = None, binarize: bool = False, axis_name: str | None = None):
@@ -79,6 +81,7 @@ class GanSteps(LabelledUpdates, Steps):
             raise ConfigError(f"data.diff_augment={cfg.data.diff_augment!r} transforms images, and this data has "
                               f"examples of shape {example_shape}; accepted: '' for non-image data")
         self.ada = cfg.data.ada_target > 0
+        self.zcr = cfg.loss.zcr_discriminator > 0 or cfg.loss.zcr_generator > 0  # latent consistency (gan_updates)
         if self.ada and (len(example_shape) != 3 or self.augment_policy):
             raise ConfigError(f"data.ada_target={cfg.data.ada_target!r} augments images, and this run has examples of "
                               f"shape {example_shape} and data.diff_augment={cfg.data.diff_augment!r}; accepted: "
@@ -94,7 +97,8 @@ class GanSteps(LabelledUpdates, Steps):
         # (a subclass's objective, a penalty or a class loss would be skipped by it); tests turn it off.
         overridden = (type(self).generator_objective is not GanSteps.generator_objective
                       or type(self).discriminator_objective is not GanSteps.discriminator_objective)
-        self.logit_fast_path = not self.penalties and not overridden and not self.class_head and not cfg.train.top_k
+        self.logit_fast_path = (not self.penalties and not overridden and not self.class_head and not cfg.train.top_k
+                                and not self.zcr)
         losses.check_top_k(cfg.train, cfg.loss.name, axis_name)
         self._check_packing_and_penalties(cfg)
         if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
@@ -146,6 +150,9 @@ class GanSteps(LabelledUpdates, Steps):
         if self.class_head:
             hp.update({name: np.float32(self.cfg.loss[name]) for name in
                        ("class_weight_real", "class_weight_fake", "class_weight_generator")})
+        if self.zcr:
+            hp.update({name: np.float32(self.cfg.loss[name]) for name in
+                       ("zcr_discriminator", "zcr_generator", "zcr_sigma")})
         return hp
 
     # --- initialization ----------------------------------------------------------------------
@@ -181,6 +188,11 @@ class GanSteps(LabelledUpdates, Steps):
     def latents(self, key: jax.Array, local_batch: int) -> jax.Array:
         """This device's rows (local_batch, latent_dim) of the global latent draw from `key`."""
         return global_normal(key, self.global_batch, self.cfg.model.latent_dim, local_batch, self.axis_name)
+
+    def perturbed_latents(self, z: jax.Array, key: jax.Array, local_batch: int, hp: Hyperparameters):
+        """zCR's T(z) = z + sigma eps, eps this device's rows of a global N(0, I) draw from `key`; None
+        with zCR off."""
+        return None if not self.zcr else z + hp["zcr_sigma"] * self.latents(key, local_batch)
 
     def generate(self, p_g, g_stats, key: jax.Array, local_batch: int, labels: jax.Array | None = None):
         """G on this device's rows of the global latent draw (and `labels`, this device's):
@@ -220,11 +232,12 @@ class GanSteps(LabelledUpdates, Steps):
 
     # --- the two objectives ------------------------------------------------------------------
     def discriminator_objective(self, p_d, d_stats, sn_vectors, real, fake, key, update_index, hp,
-                                labels: BatchLabels = NO_LABELS):
-        """Adversarial D loss + weighted penalties (+ AC-GAN's class losses), as a function of D's
-        parameters. Returns (total, (metrics, D's new stats: the stateful penalties' states moved too)):
+                                labels: BatchLabels = NO_LABELS, perturbed: jax.Array | None = None):
+        """Adversarial D loss + weighted penalties (+ AC-GAN's class losses, + zCR's term), as a function of
+        D's parameters. Returns (total, (metrics, D's new stats: the stateful penalties' states moved too)):
         metrics d_loss (the adversarial part), penalty_NAME (unweighted), d_class_real and d_class_fake
-        (with a class head) and D's mean outputs (output_metrics)."""
+        (with a class head), d_zcr (with zCR: mean (D(G(z)) - D(G(T(z))))^2 over the batch, `perturbed`
+        being G(T(z)); StudioGAN's MSE) and D's mean outputs (output_metrics)."""
         real_logits, s, class_real = self.class_loss(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),
                                                      labels.real)
         fake_logits, s, class_fake = self.class_loss(p_d, s, sn_vectors, fake, fold(key, keys.D_FAKE), labels.fake)
@@ -244,22 +257,33 @@ class GanSteps(LabelledUpdates, Steps):
         if self.class_head:
             metrics.update(d_class_real=class_real, d_class_fake=class_fake)
             term = term + hp["class_weight_real"] * class_real + hp["class_weight_fake"] * class_fake
+        if perturbed is not None:  # the same D forward (dropout, augmentation) on G(T(z)) as on G(z)
+            perturbed_logits = self.discriminate(p_d, s, sn_vectors, perturbed, fold(key, keys.D_FAKE),
+                                                 labels=labels.fake)[0]
+            metrics["d_zcr"] = jnp.mean(jnp.square(fake_logits - perturbed_logits))
+            term = term + hp["zcr_discriminator"] * metrics["d_zcr"]
         return loss + term, (metrics, s)
 
     def generator_objective(self, fake, p_d, d_stats, sn_vectors, real, key, labels: BatchLabels = NO_LABELS,
-                            hp: Hyperparameters | None = None):
-        """The adversarial G loss (+ AC-GAN's class loss) as a function of the generated batch: (loss,
-        {'g_loss': the adversarial part, 'g_class': the class loss (with a class head)}). D's statistics
-        from these forwards are not kept: only D's own update moves them."""
+                            hp: Hyperparameters | None = None, perturbed: jax.Array | None = None):
+        """The adversarial G loss (+ AC-GAN's class loss, - zCR's term) as a function of the generated batch
+        (and of `perturbed`, G(T(z)), with zCR): (loss, {'g_loss': the adversarial part, 'g_class': the class
+        loss (with a class head), 'g_zcr': mean (G(z) - G(T(z)))^2 over every value (with zCR; G is pushed to
+        keep it large)}). D's statistics from these forwards are not kept: only D's own update moves them."""
         real_logits, _ = self.discriminate(p_d, d_stats, sn_vectors, real, fold(key, keys.D_REAL),  # dead unless read
                                            labels=labels.real)
         fake_logits, _, class_fake = self.class_loss(p_d, d_stats, sn_vectors, fake, fold(key, keys.D_FAKE),
                                                      labels.fake)
         g_loss = (losses.top_k_generator_loss(self.loss_fn, real_logits, fake_logits, hp["top_k_fraction"])
                   if self.cfg.train.top_k else self.loss_fn(real_logits, fake_logits)[1])
-        if not self.class_head:
-            return g_loss, {"g_loss": g_loss}
-        return g_loss + hp["class_weight_generator"] * class_fake, {"g_loss": g_loss, "g_class": class_fake}
+        total, metrics = g_loss, {"g_loss": g_loss}
+        if self.class_head:
+            metrics["g_class"] = class_fake
+            total = total + hp["class_weight_generator"] * class_fake
+        if perturbed is not None:
+            metrics["g_zcr"] = jnp.mean(jnp.square(fake - perturbed))
+            total = total - hp["zcr_generator"] * metrics["g_zcr"]
+        return total, metrics
 
     def after_update(self, d_stats: dict, d_metrics: dict) -> dict:
         """D's statistics after a D update: BatchNorm's averaged over devices, ADA's sums advanced by the

@@ -6,7 +6,9 @@ updates they call, so a subclass's override is what runs. A new rule is one func
 `alternating`: n_critic D updates, then G against the updated D. `simultaneous`: both networks from the
 same parameters (the TensorFlow DCGAN tutorial's step), through the objectives, or without penalties,
 class losses and overridden objectives in logit space (`logit_space_grads`, the same computation).
-Every gradient goes through `steps.accumulate` (train.grad_accumulation micro-batches)."""
+Every gradient goes through `steps.accumulate` (train.grad_accumulation micro-batches). With zCR (Zhao et
+al. 2021; loss.zcr_discriminator, loss.zcr_generator) each generated batch G(z) comes with G(z + sigma eps),
+drawn from the update key's ZCR fold, and both reach the objectives (`perturbed=`)."""
 
 from typing import TYPE_CHECKING
 
@@ -23,20 +25,44 @@ if TYPE_CHECKING:
 fold = jax.random.fold_in
 
 
+def generated_batches(steps: "GanSteps", g_stats: dict, z, z_t, fake_labels):
+    """p_g -> ((G(z), G(z_t) or None with zCR off), G's new statistics from G(z)): the function whose
+    value, or VJP, the rules take."""
+    def decode(p_g):
+        fake, s = steps.decode(p_g, g_stats, z, fake_labels)
+        return (fake, None if z_t is None else steps.decode(p_g, g_stats, z_t, fake_labels)[0]), s
+    return decode
+
+
+def zcr_kwargs(perturbed, hp=None) -> dict:
+    """The objectives' keyword for zCR's generated batch (and G's hp): none with zCR off, so that an
+    objective written without it serves."""
+    return {} if perturbed is None else {"perturbed": perturbed, **({} if hp is None else {"hp": hp})}
+
+
+def generator_objective_of(steps: "GanSteps", p_d, d_stats, sn_vectors, real, key, labels: BatchLabels, hp):
+    """(G's batch, its zCR partner or None) -> generator_objective's (loss, metrics) against D (p_d, d_stats)."""
+    return lambda generated: steps.generator_objective(
+        generated[0], p_d, d_stats, sn_vectors, real, key,
+        **{**steps.generator_kwargs(labels, hp), **zcr_kwargs(generated[1], hp)})
+
+
 def critic_update(steps: "GanSteps", params, stats, opt_state, sn_vectors, real, generated, key, update_index, hp,
-                   labels: BatchLabels) -> dict:
-    """One D update in place; returns its objective's metrics. `generated`: the generated batch, or
-    with train.grad_accumulation > 1 its latents, decoded micro-batch by micro-batch (G's statistics
-    of those forwards kept)."""
+                  labels: BatchLabels) -> dict:
+    """One D update in place; returns its objective's metrics. `generated`: G's batch and its zCR partner
+    (or None), or with train.grad_accumulation > 1 their latents, decoded micro-batch by micro-batch
+    (G's statistics of those forwards kept)."""
     from_latents = steps.cfg.train.grad_accumulation > 1
 
     def grads(part, key):
         real, generated, labels = part
-        fake, g_stats = (steps.decode(params["generator"], stats["generator"], generated, labels.fake)
-                         if from_latents else (generated, stats["generator"]))
+        g_stats = stats["generator"]
+        if from_latents:
+            generated, g_stats = generated_batches(steps, g_stats, *generated, labels.fake)(params["generator"])
+        fake, perturbed = jax.lax.stop_gradient(generated)
         (_, (metrics, s)), d_grads = jax.value_and_grad(steps.discriminator_objective, has_aux=True)(
-            params["discriminator"], stats["discriminator"], sn_vectors, real, jax.lax.stop_gradient(fake), key,
-            update_index, hp, **labelled(labels))
+            params["discriminator"], stats["discriminator"], sn_vectors, real, fake, key, update_index, hp,
+            **labelled(labels), **zcr_kwargs(perturbed))
         return d_grads, (metrics, s, g_stats)
 
     grads, (metrics, s, stats["generator"]) = steps.accumulate(grads, (real, generated, labels), key)
@@ -57,9 +83,10 @@ def alternating(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch, 
         real = steps.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[i], base_key)
         labels = steps.batch_labels(key, real_labels, i, local_batch)
         z = steps.latents(fold(key, keys.LATENT), local_batch)
-        decode = lambda p, z=z, y=labels.fake: steps.decode(p, stats["generator"], z, y)
-        if not whole_batch:  # D's update decodes z micro-batch by micro-batch; G's update again
-            generated = z
+        latents = (z, steps.perturbed_latents(z, fold(key, keys.ZCR), local_batch, hp))
+        decode = generated_batches(steps, stats["generator"], *latents, labels.fake)
+        if not whole_batch:  # D's update decodes the latents micro-batch by micro-batch; G's update again
+            generated = latents
         elif i == n_critic - 1:
             # The last critic update's fake batch is reused for the generator update (one G
             # forward per step, as in the PyTorch DCGAN): keep its VJP.
@@ -67,27 +94,29 @@ def alternating(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch, 
         else:
             generated, stats["generator"] = decode(params["generator"])
         d_metrics = critic_update(steps, params, stats, opt_state, sn_vectors, real, generated, key,
-                                        step * n_critic + i, hp, labels)  # the last D update's are logged
+                                  step * n_critic + i, hp, labels)  # the last D update's are logged
     g_key = fold(step_key, keys.GENERATOR_UPDATE)
     if whole_batch:
-        (_, g_metrics), fake_grad = jax.value_and_grad(steps.generator_objective, has_aux=True)(
-            generated, params["discriminator"], stats["discriminator"], sn_vectors, real, g_key,
-            **steps.generator_kwargs(labels, hp))
-        (g_grads,) = g_vjp(fake_grad)
+        objective = generator_objective_of(steps, params["discriminator"], stats["discriminator"], sn_vectors, real,
+                                           g_key, labels, hp)
+        (_, g_metrics), generated_grads = jax.value_and_grad(objective, has_aux=True)(generated)
+        (g_grads,) = g_vjp(generated_grads)
     else:
         g_grads, g_metrics = steps.accumulate(
-            lambda part, k: generator_grads(steps, params, stats, sn_vectors, *part, k, hp), (real, z, labels), g_key)
+            lambda part, k: generator_grads(steps, params, stats, sn_vectors, *part, k, hp), (real, latents, labels),
+            g_key)
     stats["generator"] = pmean(stats["generator"], steps.axis_name)
     steps.update("generator", params, opt_state, g_grads, hp)
     return sn_vectors, {**d_metrics, **g_metrics, **steps.learning_rates(opt_state)}
 
 
-def generator_grads(steps: "GanSteps", params, stats, sn_vectors, real, z, labels: BatchLabels, key, hp):
-    """G's gradients from latents z (G's forward again, its statistics not kept) and its objective's metrics."""
+def generator_grads(steps: "GanSteps", params, stats, sn_vectors, real, latents, labels: BatchLabels, key, hp):
+    """G's gradients from its latents and their zCR partners (G's forward again, its statistics not kept)
+    and its objective's metrics."""
     def objective(p_g):
-        fake, _ = steps.decode(p_g, stats["generator"], z, labels.fake)
-        return steps.generator_objective(fake, params["discriminator"], stats["discriminator"], sn_vectors, real,
-                                        key, **steps.generator_kwargs(labels, hp))
+        generated, _ = generated_batches(steps, stats["generator"], *latents, labels.fake)(p_g)
+        return generator_objective_of(steps, params["discriminator"], stats["discriminator"], sn_vectors, real, key,
+                                      labels, hp)(generated)
 
     (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params["generator"])
     return grads, metrics
@@ -103,25 +132,28 @@ def simultaneous(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch,
     real = steps.real_examples(fold(key, keys.REAL), None if batch_u8 is None else batch_u8[0], base_key)
     labels = steps.batch_labels(key, real_labels, 0, local_batch)
     z = steps.latents(fold(key, keys.LATENT), local_batch)
+    latents = (z, steps.perturbed_latents(z, fold(key, keys.ZCR), local_batch, hp))
     p_d, d_stats = params["discriminator"], stats["discriminator"]
 
     def grads(part, key):
-        real, z, labels = part
-        fake, g_vjp, g_stats = jax.vjp(lambda p: steps.decode(p, stats["generator"], z, labels.fake),
-                                       params["generator"], has_aux=True)
+        real, latents, labels = part
+        generated, g_vjp, g_stats = jax.vjp(generated_batches(steps, stats["generator"], *latents, labels.fake),
+                                            params["generator"], has_aux=True)
         if steps.logit_fast_path:
-            d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = logit_space_grads(steps,
-                p_d, d_stats, sn_vectors, real, fake, key, labels)
+            d_metrics, g_metrics, d_grads, fake_grad, new_d_stats = logit_space_grads(
+                steps, p_d, d_stats, sn_vectors, real, generated[0], key, labels)
+            generated_grads = (fake_grad, None)
         else:
+            fake, perturbed = jax.lax.stop_gradient(generated)
             (_, (d_metrics, new_d_stats)), d_grads = jax.value_and_grad(steps.discriminator_objective, has_aux=True)(
-                p_d, d_stats, sn_vectors, real, jax.lax.stop_gradient(fake), key, step, hp, **labelled(labels))
-            (_, g_metrics), fake_grad = jax.value_and_grad(steps.generator_objective, has_aux=True)(
-                fake, p_d, d_stats, sn_vectors, real, key, **steps.generator_kwargs(labels, hp))
-        (g_grads,) = g_vjp(fake_grad)
+                p_d, d_stats, sn_vectors, real, fake, key, step, hp, **labelled(labels), **zcr_kwargs(perturbed))
+            objective = generator_objective_of(steps, p_d, d_stats, sn_vectors, real, key, labels, hp)
+            (_, g_metrics), generated_grads = jax.value_and_grad(objective, has_aux=True)(generated)
+        (g_grads,) = g_vjp(generated_grads)
         return (d_grads, g_grads), (d_metrics, g_metrics, new_d_stats, g_stats)
 
     (d_grads, g_grads), (d_metrics, g_metrics, new_d_stats, stats["generator"]) = steps.accumulate(
-        grads, (real, z, labels), key)
+        grads, (real, latents, labels), key)
     steps.update("discriminator", params, opt_state, d_grads, hp)
     params["discriminator"] = steps.constrain_critic(params["discriminator"])
     steps.update("generator", params, opt_state, g_grads, hp)

@@ -38,7 +38,9 @@ class VaeganSteps(GanSteps):
         super().__init__(cfg, nets, example_shape, mixture, binarize, axis_name)
         for field, value, accepted in (("loss.penalties", cfg.loss.penalties, ""), ("model.pack", cfg.model.pack, 1),
                                        ("train.n_critic", cfg.train.n_critic, 1),
-                                       ("data.ada_target", cfg.data.ada_target, 0.0)):
+                                       ("data.ada_target", cfg.data.ada_target, 0.0),
+                                       ("loss.zcr_discriminator", cfg.loss.zcr_discriminator, 0.0),
+                                       ("loss.zcr_generator", cfg.loss.zcr_generator, 0.0)):
             if value != accepted:
                 raise ConfigError(f"{field}={value!r} is not served by objective='vaegan' (one update of all "
                                   f"three networks from one forward); accepted: {accepted!r}")
