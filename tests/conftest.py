@@ -104,3 +104,31 @@ def once_per_process(fixture_function):
         return _BUILT[key]
 
     return built
+
+
+SLOW_LIST = REPO / "tests" / "slow.txt"
+
+
+def _slow_entries() -> set[str]:
+    lines = SLOW_LIST.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: the slow tier (tests/slow.txt); the README's command leaves it out")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks the tests tests/slow.txt lists `slow`; with the whole suite collected, an entry that names no
+    test is an error (so that the list cannot silently stop marking a renamed test)."""
+    entries = _slow_entries()
+    seen = set()
+    for item in items:
+        for name in (item.nodeid, item.nodeid.split("::")[0]):
+            if name in entries:
+                item.add_marker(pytest.mark.slow)
+                seen.add(name)
+    whole_suite = not config.option.keyword and all(pathlib.Path(a).is_dir() for a in config.args)
+    if whole_suite and (stale := sorted(entries - seen)):
+        raise pytest.UsageError(f"tests/slow.txt names tests that were not collected: {', '.join(stale[:5])}"
+                                f"{' ...' if len(stale) > 5 else ''}; accepted: existing test ids or files")
