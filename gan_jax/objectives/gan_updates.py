@@ -1,7 +1,8 @@
 """The GAN's update rules (train.update_rule), one function each in UPDATE_RULES: (steps, params, stats,
 opt_state, sn_vectors, batch, step_key, step, hp, base_key) -> (sn_vectors, metrics), replacing entries of
 params, stats and opt_state in place. `steps` is the GanSteps (or subclass) whose objectives, forwards and
-updates they call, so a subclass's override is what runs. A new rule is one function registered here.
+updates they call, so a subclass's override is what runs (typed as its base, Steps: objectives/gan.py imports
+this module). A new rule is one function registered here.
 
 `alternating`: n_critic D updates, then G against the updated D. `simultaneous`: both networks from the
 same parameters (the TensorFlow DCGAN tutorial's step), through the objectives, or without penalties,
@@ -10,22 +11,17 @@ Every gradient goes through `steps.accumulate` (train.grad_accumulation micro-ba
 al. 2021; loss.zcr_discriminator, loss.zcr_generator) each generated batch G(z) comes with G(z + sigma eps),
 drawn from the update key's ZCR fold, and both reach the objectives (`perturbed=`)."""
 
-from typing import TYPE_CHECKING
-
 import jax
 
 from gan_jax import keys
-from gan_jax.objectives.base import pmean
+from gan_jax.objectives.base import Steps, pmean
 from gan_jax.objectives.labels import BatchLabels, labelled
 from gan_jax.ops import spectral_norm
-
-if TYPE_CHECKING:
-    from gan_jax.objectives.gan import GanSteps
 
 fold = jax.random.fold_in
 
 
-def generated_batches(steps: "GanSteps", g_stats: dict, z, z_t, fake_labels):
+def generated_batches(steps: Steps, g_stats: dict, z, z_t, fake_labels):
     """p_g -> ((G(z), G(z_t) or None with zCR off), G's new statistics from G(z)): the function whose
     value, or VJP, the rules take."""
     def decode(p_g):
@@ -40,14 +36,14 @@ def zcr_kwargs(perturbed, hp=None) -> dict:
     return {} if perturbed is None else {"perturbed": perturbed, **({} if hp is None else {"hp": hp})}
 
 
-def generator_objective_of(steps: "GanSteps", p_d, d_stats, sn_vectors, real, key, labels: BatchLabels, hp):
+def generator_objective_of(steps: Steps, p_d, d_stats, sn_vectors, real, key, labels: BatchLabels, hp):
     """(G's batch, its zCR partner or None) -> generator_objective's (loss, metrics) against D (p_d, d_stats)."""
     return lambda generated: steps.generator_objective(
         generated[0], p_d, d_stats, sn_vectors, real, key,
         **{**steps.generator_kwargs(labels, hp), **zcr_kwargs(generated[1], hp)})
 
 
-def critic_update(steps: "GanSteps", params, stats, opt_state, sn_vectors, real, generated, key, update_index, hp,
+def critic_update(steps: Steps, params, stats, opt_state, sn_vectors, real, generated, key, update_index, hp,
                   labels: BatchLabels) -> dict:
     """One D update in place; returns its objective's metrics. `generated`: G's batch and its zCR partner
     (or None), or with train.grad_accumulation > 1 their latents, decoded micro-batch by micro-batch
@@ -72,7 +68,7 @@ def critic_update(steps: "GanSteps", params, stats, opt_state, sn_vectors, real,
     return metrics
 
 
-def alternating(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
+def alternating(steps: Steps, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
     batch_u8, real_labels = steps.split_batch(batch)
     n_critic, local_batch = steps.cfg.train.n_critic, steps.local_batch(batch_u8)
     whole_batch = steps.cfg.train.grad_accumulation == 1
@@ -110,7 +106,7 @@ def alternating(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch, 
     return sn_vectors, {**d_metrics, **g_metrics, **steps.learning_rates(opt_state)}
 
 
-def generator_grads(steps: "GanSteps", params, stats, sn_vectors, real, latents, labels: BatchLabels, key, hp):
+def generator_grads(steps: Steps, params, stats, sn_vectors, real, latents, labels: BatchLabels, key, hp):
     """G's gradients from its latents and their zCR partners (G's forward again, its statistics not kept)
     and its objective's metrics."""
     def objective(p_g):
@@ -122,7 +118,7 @@ def generator_grads(steps: "GanSteps", params, stats, sn_vectors, real, latents,
     return grads, metrics
 
 
-def simultaneous(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
+def simultaneous(steps: Steps, params, stats, opt_state, sn_vectors, batch, step_key, step, hp, base_key):
     """Both networks step from the same parameters (the TensorFlow DCGAN tutorial's step), with
     the keys of the alternating rule's (only) critic update. n_critic is 1 (checked by the config)."""
     batch_u8, real_labels = steps.split_batch(batch)
@@ -162,7 +158,7 @@ def simultaneous(steps: "GanSteps", params, stats, opt_state, sn_vectors, batch,
     return sn_vectors, {**d_metrics, **g_metrics, **steps.learning_rates(opt_state)}
 
 
-def logit_space_grads(steps: "GanSteps", p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
+def logit_space_grads(steps: Steps, p_d, d_stats, sn_vectors, real, fake, key, labels: BatchLabels):
     """The plain objectives' gradients from one D forward per batch: each loss's gradient with
     respect to the logits, pulled back through the same forward (D's parameters get d_loss's, the
     generated images g_loss's; XLA drops the other half of each pullback). Returns (D's metrics,
