@@ -230,7 +230,8 @@ class Steps:
     (`HYPERPARAMETERS` and `hyperparameters()`, extended)."""
 
     unit_range = False  # model range [0, 1] instead of [-1, 1]
-    # Whether update_step sums its gradients over train.grad_accumulation micro-batches (`accumulate`).
+    # Whether update_step averages its gradients over train.grad_accumulation micro-batches (`accumulate`);
+    # a subclass that replaces update_step without calling it sets False.
     accumulates_gradients = False
     # The step's hyperparameter arrays, declared beside the code that reads them: array name -> the config
     # field its value comes from, or (field, compiled) where compiled(value) is the part of the field
