@@ -100,13 +100,15 @@ class GanSteps(LabelledUpdates, Steps):
         self.logit_fast_path = (not self.penalties and not overridden and not self.class_head and not cfg.train.top_k
                                 and not self.zcr)
         losses.check_top_k(cfg.train, cfg.loss.name, axis_name)
-        self._check_packing_and_penalties(cfg)
+        self._check_batch_and_penalties(cfg)
         if axis_name is not None and cfg.loss.name in losses.BATCH_COUPLED:
             raise ConfigError(f"loss.name={cfg.loss.name!r} averages over the whole batch inside the loss, and "
                               "under parallel.mode='pmap' a loss sees one device's share; accepted: "
                               "parallel.mode='jit'")
 
-    def _check_packing_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+    def _check_batch_and_penalties(self, cfg: ml_collections.ConfigDict) -> None:
+        """Refuses what a split batch cannot serve (packing groups, batch-coupled losses under accumulation)
+        and penalties on inputs they cannot judge."""
         pack, k = cfg.model.pack, cfg.train.grad_accumulation
         local_batch = self.global_batch // jax.device_count() // k
         if pack > 1 and local_batch % pack:
