@@ -42,6 +42,15 @@ WORKLOADS = {
     "dcgan64": ("dcgan_celeba64", {"data.batch_size": 64, "data.random_flip": False}, (64, 64, 3), None),
     "gan_ring": ("gan_mixture", {"data.batch_size": 100}, (2,), "ring8"),  # its default mixture: ring
     "vae_mnist": ("vae_mnist", {"data.batch_size": 128}, (28, 28, 1), None),
+    # R3GAN's step (RpGAN + R1 + R2: a double backward through grouped convolutions), unconditional, at the
+    # short runs' width 32 and batch 16.
+    "r3gan32": ("r3gan_cifar10", {"data.batch_size": 16, "data.random_flip": False, "model.num_classes": 0,
+                                  "train.generated_labels": "uniform", "model.generator_width": 32,
+                                  "model.discriminator_width": 32, "model.cardinality": 4,
+                                  "model.blocks_per_stage": 1}, (32, 32, 3), None),
+    # ... and at the CIFAR10 preset's widths (768, 96 groups, 2 blocks a stage), batch 4.
+    "r3gan768": ("r3gan_cifar10", {"data.batch_size": 4, "data.random_flip": False, "model.num_classes": 0,
+                                   "train.generated_labels": "uniform"}, (32, 32, 3), None),
 }
 
 

@@ -171,7 +171,8 @@ def test_param_init_bitwise_identical_to_flax(kind, cfg):
                         padding=((1, 2), (0, 1)))),
 ])
 def test_grouped_convs_match_flax(x_shape, cfg):
-    _check_case('conv', x_shape, cfg, seed=len(x_shape) + cfg['features'])
+    # 'auto' is one dense convolution per group on the CPU.
+    _check_case('conv', x_shape, cfg, seed=len(x_shape) + cfg['features'], impls=('lax', 'cpu_fast', 'auto'))
 
 
 def test_grouped_conv_refusals():
@@ -182,6 +183,11 @@ def test_grouped_conv_refusals():
         Conv(6, (3, 3), feature_group_count=4).init(jax.random.PRNGKey(0), x)
     grad = jax.grad(lambda x, k: jnp.sum(conv2d(x, k, 1, 'SAME', 1, 'cpu_fast', 3) ** 2), argnums=(0, 1))
     assert 'convolution' not in jax.jit(grad).lower(x, jnp.zeros((3, 3, 2, 6))).as_text()
+    # 'auto' on the CPU: three dense convolutions, not XLA's grouped one (whose gradients are far slower).
+    per_group = jax.jit(lambda x, k: conv2d(x, k, 1, 'SAME', 1, 'auto', 3)).lower(x, jnp.zeros((3, 3, 2, 6)))
+    grouped = jax.jit(lambda x, k: conv2d(x, k, 1, 'SAME', 1, 'lax', 3)).lower(x, jnp.zeros((3, 3, 2, 6)))
+    assert 'feature_group_count = 3 ' in grouped.as_text()
+    assert 'feature_group_count = 3 ' not in per_group.as_text() and per_group.as_text().count('convolution') >= 3
 
 
 @pytest.mark.parametrize('op', [conv2d, conv_transpose2d])

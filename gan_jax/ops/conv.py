@@ -296,6 +296,17 @@ def _patches_bwd(geom, _, g):
 _patches.defvjp(_patches_fwd, _patches_bwd)
 
 
+def _per_group_conv(x, kernel, strides, pads, dilation, groups: int) -> jax.Array:
+    """A grouped convolution as `groups` dense ones, each by `default_conv_impl`'s choice for its
+    geometry, concatenated: x (N, *in, C), kernel (*k, C/groups, O) -> (N, *out, O). On XLA:CPU this is
+    the fastest form of R3GAN's layers by far, forward and through the double backward of R1
+    (benchmarks/conv_micro.py --grouped)."""
+    xs, ks = jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1)
+    impl = default_conv_impl(xs[0].shape, ks[0].shape, strides, pads, dilation, transposed=False)
+    return jnp.concatenate([conv2d(a, k, strides, pads, dilation, impl) for a, k in zip(xs, ks, strict=True)],
+                           axis=-1)
+
+
 @partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _fast_grouped_conv(x, kernel, strides, pads, dilation, groups):
     """A grouped convolution as im2col and one batched product over the groups: x (N, *in, C),
@@ -335,8 +346,9 @@ def conv2d(
     groups, output channels group-major, as lax).
 
     Works for any number of spatial dims despite the name. padding: 'SAME', 'VALID' or one
-    (lo, hi) pair per spatial dim. Grouped convolutions take 'lax' or 'cpu_fast' (XLA:CPU's grouped
-    convolution is over ten times slower than the 'cpu_fast' form); 'auto' picks 'cpu_fast' on the CPU.
+    (lo, hi) pair per spatial dim. Grouped convolutions take 'lax', 'cpu_fast' or 'auto', which on the
+    CPU runs one dense convolution per group (XLA:CPU's grouped convolution and its gradients are
+    many times slower).
     """
     nsp = kernel.ndim - 2
     strides, dilation = _tuple(strides, nsp), _tuple(dilation, nsp)
@@ -361,10 +373,10 @@ def _grouped_conv(x, kernel, strides, pads, dilation, impl: str, groups: int) ->
     if impl == 'dft':
         raise ConfigError(f"impl='dft' does not take grouped convolutions (feature_group_count={groups}); "
                           "accepted: 'auto', 'lax', 'cpu_fast'")
-    if impl == 'auto':
-        impl = 'lax' if jax.default_backend() != 'cpu' else 'cpu_fast'
     empty = min(conv_out_size(x.shape[1:-1], kernel.shape[:-2], strides, pads, dilation)) <= 0
-    if impl == 'lax' or empty:
+    if impl == 'auto' and jax.default_backend() == 'cpu' and not empty:
+        return _per_group_conv(x, kernel, strides, pads, dilation, groups)
+    if impl in ('lax', 'auto') or empty:
         return lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilation,
                                         dimension_numbers=_dimension_numbers(x.ndim), feature_group_count=groups)
     return _fast_grouped_conv(x, kernel, strides, tuple(pads), dilation, groups)
