@@ -57,6 +57,21 @@ LAYERS = {
     ],
 }
 
+def time_alternately(fns: dict, args: tuple, reps: int) -> dict[str, float]:
+    """Median ms of each jitted fn(*args), after two warm-up calls (compilation), timed alternately
+    (A B A B ...) so that the shared cores' drift falls on all alike."""
+    for fn in fns.values():
+        for _ in range(2):
+            jax.block_until_ready(fn(*args))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 # R3GAN's grouped 3x3 layers (expanded channels, cardinality): the short runs' width 32 at batch 16, and the
 # CIFAR10 preset's 768 (1536 expanded, 96 groups) at batch 4.
 GROUPED = [
@@ -83,15 +98,7 @@ def time_grouped(layer, reps: int) -> dict[str, float]:
     for impl in GROUPED_IMPLS:
         fns[f'{impl}_bwd'] = jax.jit(jax.grad(lambda x, k, impl=impl: jnp.sum(conv(x, k, impl) ** 2), (0, 1)))
         fns[f'{impl}_r1'] = jax.jit(jax.grad(lambda x, k, impl=impl: r1(k, x, impl), (0, 1)))
-    for fn in fns.values():
-        jax.block_until_ready(fn(x, kern))
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(x, kern))
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return time_alternately(fns, (x, kern), reps)
 
 
 def grouped_main(reps: int) -> None:
@@ -127,16 +134,7 @@ def time_layer(layer, impls: tuple[str, ...], reps: int) -> dict[str, float]:
     op = conv2d if kind == 'conv' else conv_transpose2d
     y_shape = jax.eval_shape(lambda a, b: op(a, b, s, pad, 1, 'lax'), x, kern).shape
     g = jnp.asarray(rng.randn(*y_shape), jnp.float32)
-    for step in steps.values():  # compile + warm up
-        for _ in range(2):
-            jax.block_until_ready(step(x, kern, g))
-    times: dict[str, list[float]] = {impl: [] for impl in impls}
-    for _ in range(reps):
-        for impl in impls:
-            t0 = time.perf_counter()
-            jax.block_until_ready(steps[impl](x, kern, g))
-            times[impl].append((time.perf_counter() - t0) * 1e3)
-    return {impl: statistics.median(v) for impl, v in times.items()}
+    return time_alternately(steps, (x, kern, g), reps)
 
 
 def auto_impl(layer) -> str:
