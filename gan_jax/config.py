@@ -53,6 +53,10 @@ def base_config() -> ml_collections.ConfigDict:
     for name, field in models.field_specs().items():
         if field.every_config:
             c.model[name] = field.default
+        elif field.default is not None:
+            # None: the model's own default (models.settings); typed, so that `--config.model.NAME=...`
+            # and sweeps can set it in a config whose experiment file leaves it out
+            c.model[name] = ml_collections.FieldReference(None, field_type=type(field.default))
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "non_saturating"  # GANs: see losses.GAN_LOSSES; VAEs: 'elbo'
@@ -293,7 +297,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"loss.penalty_schedule={c.loss.penalty_schedule!r} schedules the weights of "
                           "loss.penalties, and it names none; accepted: 'constant' without penalties")
     for name, field in models.field_specs().items():
-        if field.choices is not None and name in c.model:
+        if field.choices is not None and c.model.get(name) is not None:
             _choice(f"model.{name}", c.model[name], field.choices)
     accepted_ranges = ranges()
     for field, value in _leaves(c):

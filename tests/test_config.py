@@ -78,12 +78,39 @@ def test_model_fields_ranges_and_defaults_come_from_the_model_registry(monkeypat
     c = base_config()
     c.model.name = "test_model"
     models.build(c.model, (2,))
-    assert built["test_width"] == 8 and built["test_kind"] == "a" and "test_width" not in c.model
+    assert built["test_width"] == 8 and built["test_kind"] == "a" and c.model.test_width is None
     for field, value, accepted in (("test_width", 0, "> 0"), ("test_kind", "c", "a, b")):
         bad = base_config()
         bad.model[field] = value
         with pytest.raises(ConfigError, match=rf"^model.{field}={value!r} is not accepted; accepted: {accepted}$"):
             validate(bad)
+
+
+def test_a_model_field_the_experiment_leaves_out_can_be_set_from_the_command_line_and_by_sweeps():
+    """vaegan_mnist does not set model.dropout_rate (its D's, 0.3 by default): absl's `--config.` override,
+    launch.py's own parser, reaches the model, and so does a sweep's set_fields; left out, the model
+    reads its declared default; a value of another type is refused."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from gan_jax import models
+    from gan_jax.config import set_fields
+
+    def parsed(*overrides):
+        argv = ["launch.py", "--config", str(REPO / "experiments/vaegan_mnist.py"), *overrides]
+        flag_values = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True,
+                                        sys_argv=argv)
+        flag_values(argv)
+        return flag_values.config
+
+    assert models.settings(parsed().model)["dropout_rate"] == 0.3
+    assert models.settings(parsed("--config.model.dropout_rate=0.125").model)["dropout_rate"] == 0.125
+    assert models.settings(parsed("--config.model.hidden=64").model)["hidden"] == 64
+    swept = set_fields(parsed(), {"model.dropout_rate": 0.0})
+    assert models.settings(swept.model)["dropout_rate"] == 0.0
+    with pytest.raises(flags.IllegalFlagValueError):
+        parsed("--config.model.hidden=wide")
 
 
 @pytest.mark.parametrize("field,registry", [("optimizer.schedule", "gan_jax.objectives.base:SCHEDULES"),

@@ -27,6 +27,7 @@ from gan_jax import disk, parallel
 from gan_jax.errors import ConfigError, UserError
 from gan_jax.evaluate import metrics
 from gan_jax.evaluate.inception import params_sha256
+from gan_jax.models import settings
 from gan_jax.models.classifier import ConvClassifier, classifier_from_config
 from gan_jax.sampling import restore
 
@@ -361,8 +362,8 @@ def export(workdir: str, step: int | None = None, out: str | None = None,
     exp, step, state = restore(workdir, step)
     if "classifier" not in exp.nets:
         raise UserError(f"--workdir={workdir!r} holds objective={exp.cfg.objective!r}; accepted: a classifier run")
-    model = {k: v for k, v in exp.cfg.model.to_dict().items() if k in ("num_classes", "widths", "feature_dim",
-                                                                             "convs_per_block")}
+    model = {k: v for k, v in settings(exp.cfg.model, "classifier_cnn").items()
+             if k in ("num_classes", "widths", "feature_dim", "convs_per_block")}
     variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
     path = out or str(classifier_path(exp.cfg.data.name))
     recorded = SHIPPED_SHA256.get(exp.cfg.data.name)

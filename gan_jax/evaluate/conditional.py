@@ -25,6 +25,7 @@ from gan_jax.errors import ConfigError
 from gan_jax.evaluate import classify
 from gan_jax.evaluate.metrics import frechet_distance
 from gan_jax.experiment import Experiment
+from gan_jax.models import settings
 from gan_jax.sampling import class_cycle, labels_at
 
 # The CAS classifier's optimizer besides eval.cas_learning_rate: the shipped classifiers' (experiments/
@@ -144,12 +145,12 @@ def classification_accuracy_score(images: np.ndarray, labels: np.ndarray, test_i
     fnet = classify.classifier_net("cas", exp.nets["classifier"], variables, tuple(exp.example_shape))
     predicted = classify.embed(fnet, test_images, exp.mesh, batch_size)[1].argmax(axis=1)
     test_labels = np.asarray(test_labels)
-    k = cfg.model.num_classes
+    k, net = cfg.model.num_classes, settings(cfg.model, "classifier_cnn")
     correct = predicted == test_labels
     return {"accuracy": float(correct.mean()),
             "accuracy_per_class": [float(correct[test_labels == c].mean()) if np.any(test_labels == c) else None
                                    for c in range(k)],
             "train_examples": len(images), "test_images": len(test_labels), "steps": cfg.train.steps,
             "batch_size": cfg.data.batch_size, "learning_rate": cfg.optimizer.learning_rate,
-            "network": f"classifier_cnn widths={','.join(map(str, cfg.model.widths))} "
-                       f"convs_per_block={cfg.model.convs_per_block} feature_dim={cfg.model.feature_dim}"}
+            "network": f"classifier_cnn widths={','.join(map(str, net['widths']))} "
+                       f"convs_per_block={net['convs_per_block']} feature_dim={net['feature_dim']}"}

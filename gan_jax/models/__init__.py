@@ -83,10 +83,12 @@ def register(name: str, fields: dict[str, Field] | None = None,
 
 def settings(model_config: ml_collections.ConfigDict | dict, name: str | None = None) -> dict[str, Any]:
     """{field: value} of every field model `name` (default: model_config's) reads, SHARED_FIELDS
-    included: the config's value, or the declared default where the config has none (an older config,
-    a saved classifier's model config). A name outside a field's choices is a ConfigError."""
+    included: the config's value, or the declared default where the config has none or None (base_config's
+    placeholder, an older config, a saved classifier's model config). A name outside a field's choices is
+    a ConfigError."""
     declared = {**SHARED_FIELDS, **MODEL_FIELDS[name or model_config["name"]]}
-    values = {field: model_config.get(field, spec.default) for field, spec in declared.items()}
+    values = {field: spec.default if model_config.get(field) is None else model_config.get(field)
+              for field, spec in declared.items()}
     for field, spec in declared.items():
         if spec.choices is not None and values[field] not in spec.choices:
             raise ConfigError(f"model.{field}={values[field]!r} is not accepted; accepted: {', '.join(spec.choices)}")
