@@ -188,7 +188,7 @@ def fill(disk: pathlib.Path, leave: int) -> pathlib.Path:
 
 # Checkpoints of ~11 MB (2 and 4) without G's moving average, which the sizes below are chosen for.
 QUICK = ["--config", "experiments/quickstart.py:smoke", "--config.train.ema_decay=0"]
-FULL_DISK = (r"error: no space left on device while {what} in .*: checkpoint 2 is the newest kept; "
+FULL_DISK = (r"error: no space left on device while {what}: checkpoint 2 is the newest kept; "
              r"free space and run the same command to resume")
 
 
@@ -198,9 +198,9 @@ def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(small_disk, tm
     out = run(*QUICK, "--workdir", str(workdir))
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
-    # Checkpoint 4 is written in the background: its first bytes can fill the disk before the step's curves
-    # are written, and then the curves' write is what fails first. Either report is the one line.
-    what = r"(saving checkpoint 4|writing curves\.png/progress\.gif)"
+    # Checkpoint 4 is written in the background: its first bytes can fill the disk before the step's sample
+    # grid or curves are written, and then that write is what fails first. Any of these reports is the one line.
+    what = r"(saving checkpoint 4 in .*|writing curves\.png/progress\.gif in .*|writing \S+/samples/step_0000004\.png)"
     assert re.fullmatch(FULL_DISK.format(what=what), out.stderr.strip()), out.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
     [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
